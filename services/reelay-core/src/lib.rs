@@ -1,1 +1,27 @@
-//! placeholder
+//! Reelay's domain in plain Rust: no network, no storage, no clock of its own.
+//!
+//! # Layout
+//! - [`job`]: jobs, specs, states and outputs as the rest of the code sees them.
+//! - [`node`]: worker nodes and their states.
+//! - [`machine`]: the job state machine, `apply(job, input, now) -> Outcome`.
+//! - [`scheduler`]: which queued job goes to which node, and why a job waits.
+//! - [`pipeline`]: the pipeline config file (TOML) and the validation of job specs against it.
+//! - [`progress`]: the `::progress` line of the pipeline protocol.
+//! - [`names`]: validation of ids and output file names.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod job;
+pub mod machine;
+pub mod names;
+pub mod node;
+pub mod pipeline;
+pub mod progress;
+pub mod scheduler;
+
+pub use error::{Error, Result};
+pub use job::{Job, JobChange, JobId, JobSpec, JobState, OutputFile};
+pub use node::{Node, NodeState};
+
+/// The version every Reelay process reports (nodes, `--version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,270 @@
+//! Jobs as the domain sees them: one id made by the coordinator, a validated spec, a state and
+//! a version that grows by one on every change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use crate::error::Error;
+
+/// The one id of a job: a UUIDv7 made by the coordinator, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(uuid::Uuid);
+
+impl JobId {
+    /// A new id for a job created at `now` (UUIDv7: time-ordered, random below the millisecond).
+    pub fn new(now: SystemTime) -> Self {
+        let since_epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+        );
+        Self(uuid::Uuid::new_v7(ts))
+    }
+
+    /// The 16 bytes of the id; they sort like the ids (used as storage keys).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
+
+    /// Parses a job id given by a client; `field` names the request field in the error.
+    pub fn parse(text: &str, field: &str) -> Result<Self, Error> {
+        if text.is_empty() {
+            return Err(Error::invalid(field, "a job id is required"));
+        }
+        uuid::Uuid::parse_str(text).map(Self).map_err(|_| {
+            Error::invalid(
+                field,
+                format!("{text:?} is not a job id (a UUID such as 0193a1b2-...)"),
+            )
+        })
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s, "id")
+    }
+}
+
+/// Where a job is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobState {
+    Queued,
+    Assigned,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Assigned,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// Succeeded, failed and cancelled jobs do not change any more (unless retried).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    /// Assigned and running jobs hold a slot on their node.
+    pub fn holds_slot(self) -> bool {
+        matches!(self, JobState::Assigned | JobState::Running)
+    }
+
+    /// A stable one-byte code, used in storage keys.
+    pub fn code(self) -> u8 {
+        match self {
+            JobState::Queued => 1,
+            JobState::Assigned => 2,
+            JobState::Running => 3,
+            JobState::Succeeded => 4,
+            JobState::Failed => 5,
+            JobState::Cancelled => 6,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Assigned => "assigned",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What changed in a job, as reported to watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobChange {
+    Snapshot,
+    Created,
+    State,
+    Progress,
+    Output,
+    Node,
+    Deleted,
+    Info,
+}
+
+/// What to run; validated against its pipeline before a job is created.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobSpec {
+    pub pipeline: String,
+    pub params: BTreeMap<String, String>,
+    pub input_path: String,
+    /// Pin: run only on this node.
+    pub node_id: Option<String>,
+    pub priority: i32,
+    /// At least 1.
+    pub max_attempts: u32,
+    /// 0: the pipeline's timeout.
+    pub timeout_seconds: u32,
+    /// Node selector: every label must be on the node.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A file a pipeline left in its output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub name: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// A job and everything known about its current (or last) attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// 0 to 100.
+    pub progress: u32,
+    pub stage: String,
+    pub message: String,
+    pub error: String,
+    pub exit_code: Option<i32>,
+    /// Node of the current or last attempt.
+    pub node_id: Option<String>,
+    /// Number of the current or last attempt, from 1; 0 before the first.
+    pub attempt: u32,
+    pub node_reachable: bool,
+    pub outputs: Vec<OutputFile>,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub updated_at: SystemTime,
+    /// +1 on every change.
+    pub version: u64,
+    pub fps: f64,
+    pub eta_seconds: f64,
+    /// When the finished job is removed by retention.
+    pub expires_at: Option<SystemTime>,
+    pub request_id: String,
+    /// The user asked to cancel; the worker has not confirmed yet.
+    pub cancel_requested: bool,
+}
+
+impl Job {
+    /// A freshly queued job, version 1.
+    pub fn new(id: JobId, spec: JobSpec, request_id: String, now: SystemTime) -> Self {
+        Job {
+            id,
+            spec,
+            state: JobState::Queued,
+            progress: 0,
+            stage: String::new(),
+            message: "queued".to_owned(),
+            error: String::new(),
+            exit_code: None,
+            node_id: None,
+            attempt: 0,
+            node_reachable: true,
+            outputs: Vec::new(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+            version: 1,
+            fps: 0.0,
+            eta_seconds: 0.0,
+            expires_at: None,
+            request_id,
+            cancel_requested: false,
+        }
+    }
+
+    /// The node whose slot this job holds, if it holds one.
+    pub fn slot_node(&self) -> Option<&str> {
+        if self.state.holds_slot() {
+            self.node_id.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Whether `attempt` on `node` is the attempt this job currently runs.
+    pub fn is_current_attempt(&self, node: &str, attempt: u32) -> bool {
+        self.attempt == attempt && self.node_id.as_deref() == Some(node) && self.state.holds_slot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn job_ids_sort_by_creation_time() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let a = JobId::new(t0);
+        let b = JobId::new(t0 + Duration::from_millis(1));
+        assert!(a < b);
+        assert!(a.as_bytes() < b.as_bytes());
+    }
+
+    #[test]
+    fn job_id_round_trips_through_text_and_rejects_garbage() {
+        let id = JobId::new(SystemTime::now());
+        assert_eq!(JobId::parse(&id.to_string(), "id").unwrap(), id);
+        let err = JobId::parse("job_123", "id").unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { ref field, .. } if field == "id"),
+            "{err}"
+        );
+        assert!(JobId::parse("", "id").is_err());
+    }
+}

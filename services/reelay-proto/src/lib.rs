@@ -1,10 +1,10 @@
-//! Reelay's wire contracts: the code generated from `proto/reelay/v1` and the descriptor set that
-//! gRPC reflection serves. Nothing else lives here; domain types and conversions are in
-//! `reelay-core`.
+//! Reelay's wire contracts: the code generated from `proto/reelay/v1`, the descriptor set that
+//! gRPC reflection serves, and the conversions between wire and domain (`reelay-core`) types.
 
-#![allow(unreachable_pub, missing_debug_implementations, clippy::unwrap_used)]
+pub mod convert;
 
-/// Package `reelay.v1`.
+/// Package `reelay.v1` (generated).
+#[allow(unreachable_pub, missing_debug_implementations, clippy::unwrap_used, clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("reelay.v1");
 }

@@ -1,0 +1,180 @@
+// New job form: pipeline and its parameters (ListPipelines), input, node (ListNodes), priority,
+// attempts. Checks values before sending; places the server's INVALID_ARGUMENT next to the field.
+
+import { useEffect, useMemo, useState } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Node } from "../gen/reelay/v1/node_pb";
+import type { Pipeline } from "../gen/reelay/v1/pipeline_pb";
+import { errorMessage } from "../api/errors";
+import { ErrorBanner } from "../components/ErrorBanner";
+import { Field, fieldAria } from "../components/Field";
+import { mapServerErrors } from "../lib/fieldErrors";
+import { nodeStateName } from "../lib/format";
+import { defaultParams, isRequired, paramsToSend, validateJobForm, type JobFormValues } from "../lib/params";
+import { newRequestId } from "../lib/requestId";
+import { navigate, paths } from "../lib/router";
+import { useServices } from "../state/services";
+
+const emptyForm: JobFormValues = { pipeline: "", params: {}, inputPath: "", nodeId: "", priority: "0", maxAttempts: "1" };
+
+/** Form field names, as the spec names them (server errors use the same). */
+function fieldNames(pipeline: Pipeline | undefined): string[] {
+  return ["pipeline", "input_path", "node_id", "priority", "max_attempts", ...(pipeline?.params ?? []).map((p) => `params.${p.name}`)];
+}
+
+export function NewJobPage() {
+  const { clients, feed } = useServices();
+  const [pipelines, setPipelines] = useState<Pipeline[] | null>(null);
+  const [nodes, setNodes] = useState<Node[]>([]);
+  const [loadError, setLoadError] = useState<unknown>(null);
+  const [values, setValues] = useState<JobFormValues>(emptyForm);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [general, setGeneral] = useState<string[]>([]);
+  const [submitting, setSubmitting] = useState(false);
+  // One idempotency key per distinct form content: resubmitting after a lost reply cannot create twice.
+  const [requestId, setRequestId] = useState(newRequestId);
+
+  useEffect(() => {
+    clients.pipelines.listPipelines({}).then(
+      (response) => {
+        setPipelines(response.pipelines);
+        const first = response.pipelines[0];
+        if (first) setValues((v) => (v.pipeline ? v : { ...v, pipeline: first.name, params: defaultParams(first) }));
+      },
+      (e: unknown) => setLoadError(e),
+    );
+    clients.nodes.listNodes({}).then(
+      (response) => setNodes(response.nodes),
+      () => setNodes([]),
+    );
+  }, [clients]);
+
+  const pipeline = useMemo(() => pipelines?.find((p) => p.name === values.pipeline), [pipelines, values.pipeline]);
+
+  const change = (next: JobFormValues, field: string) => {
+    setValues(next);
+    setRequestId(newRequestId());
+    if (errors[field]) setErrors(({ [field]: _, ...rest }) => rest);
+  };
+
+  const choosePipeline = (name: string) => {
+    const chosen = pipelines?.find((p) => p.name === name);
+    change({ ...values, pipeline: name, params: defaultParams(chosen) }, "pipeline");
+    setErrors({});
+  };
+
+  const submit = async () => {
+    setGeneral([]);
+    const problems = validateJobForm(values, pipeline);
+    setErrors(problems);
+    if (Object.keys(problems).length > 0) return;
+    setSubmitting(true);
+    try {
+      const job = await clients.jobs.createJob({
+        requestId,
+        spec: {
+          pipeline: values.pipeline,
+          params: paramsToSend(values.params),
+          inputPath: values.inputPath.trim(),
+          nodeId: values.nodeId,
+          priority: Number(values.priority || "0"),
+          maxAttempts: Number(values.maxAttempts || "0"),
+        },
+      });
+      feed.mergeJobs([job]);
+      navigate(paths.job(job.id));
+    } catch (e) {
+      if (e instanceof ConnectError && (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition || e.code === Code.NotFound)) {
+        const mapped = mapServerErrors(e.rawMessage, fieldNames(pipeline));
+        setErrors(mapped.fields);
+        setGeneral(mapped.general);
+      } else {
+        setGeneral([errorMessage(e)]);
+      }
+    } finally {
+      setSubmitting(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="new-title">
+      <h1 id="new-title">New job</h1>
+      <ErrorBanner error={loadError} prefix="Could not load the pipelines" />
+      {general.length ? (
+        <div className="error-banner" role="alert" data-testid="form-error">
+          {general.map((text) => (
+            <p key={text}>{text}</p>
+          ))}
+        </div>
+      ) : null}
+      <form
+        className="job-form"
+        noValidate
+        onSubmit={(event) => {
+          event.preventDefault();
+          void submit();
+        }}
+        data-testid="job-form"
+      >
+        <Field name="pipeline" label="Pipeline" error={errors.pipeline} hint={pipeline?.description}>
+          <select {...fieldAria("pipeline", errors.pipeline, pipeline?.description)} value={values.pipeline} onChange={(e) => choosePipeline(e.target.value)} required>
+            {pipelines === null ? <option value="">Loading…</option> : null}
+            {pipelines?.length === 0 ? <option value="">No pipelines configured</option> : null}
+            {pipelines?.map((p) => (
+              <option key={p.name} value={p.name}>
+                {p.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        {pipeline?.params.map((param) => {
+          const name = `params.${param.name}`;
+          const hint = [param.description, param.pattern ? `pattern ${param.pattern}` : "", param.default ? `default ${param.default}` : ""].filter(Boolean).join(" · ");
+          return (
+            <Field key={name} name={name} label={`${param.name}${isRequired(param) ? " *" : ""}`} error={errors[name]} hint={hint}>
+              <input
+                {...fieldAria(name, errors[name], hint)}
+                type="text"
+                value={values.params[param.name] ?? ""}
+                placeholder={param.default}
+                required={isRequired(param)}
+                onChange={(e) => change({ ...values, params: { ...values.params, [param.name]: e.target.value } }, name)}
+              />
+            </Field>
+          );
+        })}
+        <Field name="input_path" label={`Input path${pipeline?.inputRequired ? " *" : ""}`} error={errors.input_path} hint="Absolute path of the input file on the worker">
+          <input
+            {...fieldAria("input_path", errors.input_path, "Absolute path of the input file on the worker")}
+            type="text"
+            value={values.inputPath}
+            onChange={(e) => change({ ...values, inputPath: e.target.value }, "input_path")}
+          />
+        </Field>
+        <Field name="node_id" label="Node" error={errors.node_id} hint="Pin the job to a node (it waits for that node)">
+          <select {...fieldAria("node_id", errors.node_id, "Pin the job to a node (it waits for that node)")} value={values.nodeId} onChange={(e) => change({ ...values, nodeId: e.target.value }, "node_id")}>
+            <option value="">Any node</option>
+            {nodes.map((node) => (
+              <option key={node.id} value={node.id}>
+                {node.id} ({nodeStateName(node.state).toLowerCase()})
+              </option>
+            ))}
+          </select>
+        </Field>
+        <div className="field-row">
+          <Field name="priority" label="Priority" error={errors.priority} hint="Higher runs first">
+            <input {...fieldAria("priority", errors.priority, "Higher runs first")} type="number" step={1} value={values.priority} onChange={(e) => change({ ...values, priority: e.target.value }, "priority")} />
+          </Field>
+          <Field name="max_attempts" label="Max attempts" error={errors.max_attempts} hint="0 or 1: no retry">
+            <input {...fieldAria("max_attempts", errors.max_attempts, "0 or 1: no retry")} type="number" min={0} step={1} value={values.maxAttempts} onChange={(e) => change({ ...values, maxAttempts: e.target.value }, "max_attempts")} />
+          </Field>
+        </div>
+        <div className="form-buttons">
+          <button type="submit" className="primary" disabled={submitting || !pipelines?.length} data-testid="submit-job">
+            {submitting ? "Submitting…" : "Submit job"}
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}

@@ -45,8 +45,8 @@ note "$image: $(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%.
 
 # --- container start time (create + start + wait + remove) --------------------------------------
 median_run_ms() {
-    local img=$1 i t times=()
-    for i in 1 2 3 4 5; do
+    local img=$1 t times=()
+    for _ in 1 2 3 4 5; do
         t=$(now_ms)
         docker run --rm --network none "$img" true >/dev/null 2>&1 || return 1
         times+=($(($(now_ms) - t)))
@@ -71,7 +71,7 @@ duration_ok() { awk -v d="$1" 'BEGIN { exit !(d >= 9.5 && d <= 10.5) }'; }
 # run_transcode NAME INPUT HEIGHT: docker run as the Docker executor would; stdout/stderr/exit in $work/NAME.*
 run_transcode() {
     local name=$1 input=$2 height=$3 t
-    rm -rf "$work/$name"
+    rm -rf "${work:?}/$name"
     mkdir -p "$work/$name"
     chmod 777 "$work/$name"  # the worker chowns the job's output dir; uid 1000 must write here
     t=$(now_ms)

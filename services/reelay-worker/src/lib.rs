@@ -1,1 +1,3 @@
-//! placeholder
+//! Reelay's worker.
+
+pub mod executor;

@@ -2,7 +2,7 @@
 // the connection indicator's tracker. Pages get them through ServicesContext (tests pass fakes).
 
 import { createContext, useContext } from "react";
-import type { CallOptions } from "@connectrpc/connect";
+import type { CallOptions, Transport } from "@connectrpc/connect";
 import { askTokenAfter, createClients, createTransport, type Clients } from "../api/transport";
 import { connectionTracker, type ConnectionTracker } from "../lib/connection";
 import { HistoryPager } from "./historyPager";
@@ -21,7 +21,12 @@ export function streamOptions(signal: AbortSignal, onOpen: () => void): CallOpti
 }
 
 export function createServices(baseUrl: string, connection: ConnectionTracker = connectionTracker): Services {
-  const clients = createClients(createTransport(baseUrl));
+  return createServicesOn(createTransport(baseUrl), connection);
+}
+
+/** The same wiring over any transport (tests use an in-memory one). */
+export function createServicesOn(transport: Transport, connection: ConnectionTracker): Services {
+  const clients = createClients(transport);
   const feed = new JobsFeed({
     watchJobs: (signal, onOpen) => clients.jobs.watchJobs({}, streamOptions(signal, onOpen)),
     getJob: (id) => clients.jobs.getJob({ id }),

@@ -1,0 +1,48 @@
+import { render, screen, within } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { JobState } from "../gen/reelay/v1/job_pb";
+import { ConnectionTracker } from "../lib/connection";
+import { job } from "../test/jobs";
+import { ConnectionIndicator } from "./ConnectionIndicator";
+import { JobsTable } from "./JobsTable";
+import { ProgressBar } from "./ProgressBar";
+import { act } from "react";
+
+describe("components", () => {
+  it("ProgressBar exposes its value to assistive technology and as text", () => {
+    render(<ProgressBar value={42.4} label="Progress" />);
+    const bar = screen.getByRole("progressbar", { name: "Progress" });
+    expect(bar.getAttribute("aria-valuenow")).toBe("42");
+    expect(bar.getAttribute("data-testid")).toBe("job-progress");
+    expect(bar.textContent).toBe("42%");
+    render(<ProgressBar value={140} label="Over" />);
+    expect(screen.getByRole("progressbar", { name: "Over" }).getAttribute("aria-valuenow")).toBe("100");
+  });
+
+  it("JobsTable renders one row per job with its short id, state text and progress", () => {
+    const jobs = [
+      job("0198aaaa-1111-7000-8000-000000000001", 3, JobState.RUNNING, { progress: 30, stage: "encoding" }),
+      job("0198bbbb-2222-7000-8000-000000000002", 5, JobState.SUCCEEDED, { progress: 100 }),
+    ];
+    render(<JobsTable jobs={jobs} now={Date.now()} />);
+    const rows = screen.getAllByTestId("job-row");
+    expect(rows.map((r) => r.getAttribute("data-job-id"))).toEqual(jobs.map((j) => j.id));
+    const first = within(rows[0]);
+    expect(first.getByRole("link").textContent).toBe("0198aaaa");
+    expect(first.getByRole("link").getAttribute("href")).toBe(`/jobs/${jobs[0].id}`);
+    expect(first.getByTestId("job-state").textContent).toBe("Running");
+    expect(first.getByTestId("job-progress").getAttribute("aria-valuenow")).toBe("30");
+    expect(first.getByText("encoding")).toBeTruthy();
+    expect(within(rows[1]).getByTestId("job-state").textContent).toBe("Succeeded");
+  });
+
+  it("ConnectionIndicator shows the tracker's state as text", () => {
+    const tracker = new ConnectionTracker();
+    render(<ConnectionIndicator tracker={tracker} />);
+    expect(screen.getByTestId("connection").textContent).toBe("connected");
+    act(() => tracker.report("watch-jobs", "offline"));
+    expect(screen.getByTestId("connection").textContent).toBe("offline");
+    act(() => tracker.report("watch-jobs", "reconnecting"));
+    expect(screen.getByTestId("connection").getAttribute("data-state")).toBe("reconnecting");
+  });
+});

@@ -1,0 +1,60 @@
+import { act, render, screen, waitFor } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { JobChange, JobState, type JobEvent } from "../gen/reelay/v1/job_pb";
+import { ServicesContext } from "../state/services";
+import { fakeServices } from "../test/fakeServer";
+import { event, job } from "../test/jobs";
+import { JobsPage } from "./JobsPage";
+
+/** Lets the stream deliver and React render inside act(). */
+async function settleAfter(action: () => void) {
+  action();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+describe("JobsPage", () => {
+  it("shows live jobs from WatchJobs and history from ListJobs, updating rows in place", async () => {
+    let push: ((e: JobEvent) => void) | null = null;
+    const queue: JobEvent[] = [event(job("j2", 4, JobState.RUNNING, { progress: 10 }), JobChange.SNAPSHOT)];
+    let watchCalls = 0;
+    const services = fakeServices({
+      jobs: {
+        watchJobs: async function* (_req, ctx) {
+          watchCalls++;
+          for (;;) {
+            while (queue.length) yield queue.shift()!;
+            await new Promise<void>((resolve) => {
+              push = (e) => {
+                queue.push(e);
+                resolve();
+              };
+              ctx.signal.addEventListener("abort", () => resolve());
+            });
+            if (ctx.signal.aborted) return;
+          }
+        },
+        listJobs: () => ({ jobs: [job("j1", 7, JobState.SUCCEEDED, { progress: 100 })], nextPageToken: "" }),
+      },
+    });
+    await act(async () => {
+      render(
+        <ServicesContext.Provider value={services}>
+          <JobsPage />
+        </ServicesContext.Provider>,
+      );
+      services.feed.start();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    });
+    await waitFor(() => expect(screen.getAllByTestId("job-row")).toHaveLength(2));
+    expect(screen.getAllByTestId("job-row").map((r) => r.getAttribute("data-job-id"))).toEqual(["j2", "j1"]);
+
+    await act(() => settleAfter(() => push!(event(job("j2", 5, JobState.RUNNING, { progress: 55 })))));
+    await waitFor(() => expect(screen.getAllByTestId("job-progress")[0].getAttribute("aria-valuenow")).toBe("55"));
+    await act(() => settleAfter(() => push!(event(job("j2", 6, JobState.SUCCEEDED, { progress: 100 }), JobChange.STATE))));
+    await waitFor(() => expect(screen.getAllByTestId("job-state")[0].textContent).toBe("Succeeded"));
+    await act(() => settleAfter(() => push!(event(job("j1", 8, JobState.SUCCEEDED), JobChange.DELETED))));
+    await waitFor(() => expect(screen.getAllByTestId("job-row")).toHaveLength(1));
+    expect(watchCalls).toBe(1); // one stream for the whole table
+    services.feed.stop();
+  });
+});

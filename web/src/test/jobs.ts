@@ -1,0 +1,22 @@
+// Builders of Job / JobEvent messages for tests.
+
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { JobChange, JobEventSchema, JobSchema, JobState, type Job, type JobEvent } from "../gen/reelay/v1/job_pb";
+
+export function job(id: string, version: number, state: JobState = JobState.RUNNING, extra: Partial<Omit<Job, "$typeName">> = {}): Job {
+  return create(JobSchema, {
+    id,
+    version: BigInt(version),
+    state,
+    spec: { pipeline: "count", params: {} },
+    createdAt: timestampFromMs(1_700_000_000_000 + parseInt(id.replace(/\D/g, "").slice(-6) || "0", 10) * 1000),
+    nodeId: "node-1",
+    nodeReachable: true,
+    ...extra,
+  });
+}
+
+export function event(j: Job, change: JobChange = JobChange.PROGRESS): JobEvent {
+  return create(JobEventSchema, { jobId: j.id, version: j.version, job: j, change });
+}

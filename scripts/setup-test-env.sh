@@ -6,7 +6,8 @@
 # Idempotent: safe to run many times; a second run changes nothing and takes a few seconds.
 #   1. installs the Debian packages the tests need (only those missing; `apt-get update` only then)
 #   2. makes sure a Docker daemon answers: starts `dockerd --iptables=false` (detached, logging to
-#      /var/log/reelay-dockerd.log) when `docker info` does not answer; never stops a daemon
+#      /var/log/reelay-dockerd.log) when `docker info` does not answer; never stops a daemon it did not
+#      start (one that is coming up is waited for), removes a stale /var/run/docker.pid
 #   3. fetches grpcurl 1.8.6 into ~/.cache/reelay-conformance/grpcurl (as tests/conformance/check-contract does)
 #   4. runs `npm ci` in web/ when web/package-lock.json is newer than web/node_modules
 #   5. builds the images reelay/pipeline:latest and reelay/busybox:latest when missing or when
@@ -50,52 +51,90 @@ else
 fi
 
 # --- 2. Docker daemon ---------------------------------------------------------------------
+# `docker info` answering is the only test of a working daemon. When it does not answer:
+#  - a live dockerd named in /var/run/docker.pid belongs to someone else: wait for it (bounded), never
+#    kill it, and start ours only if it goes away;
+#  - a pid file naming no live dockerd is stale (a daemon killed with -9 leaves it, and dockerd then refuses
+#    to start): remove it;
+#  - then start ours; if it never answers, stop it (it is ours) and fail with its log's tail.
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 wait_s=${REELAY_DOCKER_WAIT:-60}
 pidfile=/var/run/docker.pid
+log=${REELAY_DOCKERD_LOG:-/var/log/reelay-dockerd.log}
+
+# live PID NAME: PID is a process called NAME that is alive. A process killed with -9 stays a zombie, with
+# its /proc entry and name, until its parent reaps it, and kill -0 still succeeds on it.
+live() {
+    local stat
+    [ -n "$1" ] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    case $stat in
+        *"($2) Z"* | *"($2) X"*) return 1 ;;
+        *"($2) "*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+live_dockerd() { live "$1" dockerd; }
+# alive PID: PID exists and is no zombie, whatever its name (ours is setsid or sudo for a moment).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    case $stat in *") Z "* | *") X "*) return 1 ;; *) return 0 ;; esac
+}
+pidfile_pid() { cat "$pidfile" 2>/dev/null || true; }
+server_version() { docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'; }
 
 if docker_answers; then
-    say "docker: daemon answers (server $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+    say "docker: daemon answers (server $(server_version))"
 else
-    # A daemon another process started may still be coming up: wait for it, never kill it.
-    existing=""
-    if [ -f "$pidfile" ]; then
-        pid=$(cat "$pidfile" 2>/dev/null || true)
-        if [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = dockerd ]; then
-            existing=$pid
-        else
-            say "docker: removing stale $pidfile (pid ${pid:-?} is not a running dockerd)"
-            as_root rm -f "$pidfile"
-        fi
+    deadline=$(($(date +%s) + wait_s))
+    other=$(pidfile_pid)
+    if live_dockerd "$other"; then
+        say "docker: dockerd pid $other (not started by this script) does not answer yet; waiting up to ${wait_s}s"
+        until docker_answers || ! live_dockerd "$other"; do
+            [ "$(date +%s)" -lt "$deadline" ] ||
+                fail "dockerd pid $other does not answer after ${wait_s}s; it is not ours, so it is left alone (REELAY_DOCKER_WAIT raises the limit)"
+            sleep 0.5
+        done
     fi
-    if [ -n "$existing" ]; then
-        say "docker: dockerd (pid $existing, not started by this script) runs but does not answer yet; waiting"
-        ours=""
+    if docker_answers; then
+        say "docker: daemon answers (pid $other, server $(server_version))"
     else
-        if [ -n "${DOCKER_HOST:-}" ] && [ "${DOCKER_HOST}" != "unix:///var/run/docker.sock" ]; then
+        if [ -n "${DOCKER_HOST:-}" ] && [ "$DOCKER_HOST" != "unix:///var/run/docker.sock" ]; then
             fail "DOCKER_HOST=$DOCKER_HOST does not answer; not starting a local daemon for it"
         fi
         command -v dockerd >/dev/null || fail "dockerd not found (is docker.io installed?)"
-        log=${REELAY_DOCKERD_LOG:-/var/log/reelay-dockerd.log}
+        stale=$(pidfile_pid)
+        if [ -n "$stale" ] || [ -e "$pidfile" ]; then
+            say "docker: removing stale $pidfile (pid ${stale:-?} is no running dockerd)"
+            as_root rm -f "$pidfile"
+        fi
+        # The same for the containerd that dockerd starts: dockerd would wait for a zombie's socket, then give up.
+        cpidfile=/var/run/docker/containerd/containerd.pid
+        cpid=$(cat "$cpidfile" 2>/dev/null || true)
+        if [ -n "$cpid" ] && ! live "$cpid" containerd; then
+            say "docker: removing stale $cpidfile (pid $cpid is no running containerd)"
+            as_root rm -f "$cpidfile"
+        fi
         say "docker: starting dockerd --iptables=false (log: $log)"
-        # setsid: its own session, so it outlives this script, the CI step and the shell that ran it.
-        # Started directly (not through a function) so that $! is dockerd itself: setsid execs it.
+        # setsid: a session of its own, so it outlives this script and the CI step that ran it. Started
+        # directly (not through a function) so that $! is dockerd itself: setsid execs it.
         "${sudo[@]}" setsid dockerd --iptables=false --pidfile "$pidfile" </dev/null >>"$log" 2>&1 &
         ours=$!
+        deadline=$(($(date +%s) + wait_s))
+        until docker_answers; do
+            if ! alive "$ours"; then
+                tail -n 20 "$log" >&2 || true
+                fail "dockerd exited during start-up (log: $log)"
+            fi
+            if [ "$(date +%s)" -ge "$deadline" ]; then
+                tail -n 20 "$log" >&2 || true
+                as_root kill "$ours" 2>/dev/null || true  # ours, and useless: do not leave it half up
+                fail "the dockerd we started (pid $ours) did not answer within ${wait_s}s; stopped it (log: $log)"
+            fi
+            sleep 0.5
+        done
+        say "docker: daemon answers (pid $ours, started now, server $(server_version))"
     fi
-    deadline=$(( $(date +%s) + wait_s ))
-    until docker_answers; do
-        if [ -n "$ours" ] && ! kill -0 "$ours" 2>/dev/null; then
-            tail -n 20 "$log" >&2 || true
-            fail "dockerd exited during start-up (see $log)"
-        fi
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            [ -n "$ours" ] && tail -n 20 "$log" >&2 || true
-            fail "the Docker daemon did not answer within ${wait_s}s (REELAY_DOCKER_WAIT raises the limit)"
-        fi
-        sleep 0.5
-    done
-    say "docker: daemon answers (pid $(cat "$pidfile" 2>/dev/null || echo '?'), server $(docker version --format '{{.Server.Version}}'))"
 fi
 
 # --- 3. grpcurl for the conformance check -------------------------------------------------

@@ -2,22 +2,27 @@
 /// <reference types="vitest/config" />
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
+import { mockCoordinator } from "./dev/mockPlugin";
 
 // Where `npm run dev` sends grpc-web calls and downloads.
 const coordinator = process.env.REELAY_DEV_TARGET ?? "http://127.0.0.1:7070";
+// REELAY_MOCK=1: serve an in-memory mock coordinator instead of proxying (dev/mockCoordinator.ts).
+const mock = process.env.REELAY_MOCK === "1";
 
 export default defineConfig({
-  plugins: [react()],
+  plugins: [react(), mock ? mockCoordinator() : null],
   build: {
     outDir: "dist",
     emptyOutDir: true,
     sourcemap: true,
   },
   server: {
-    proxy: {
-      "^/reelay\\.v1\\..*": { target: coordinator, changeOrigin: true },
-      "/download": { target: coordinator, changeOrigin: true },
-    },
+    proxy: mock
+      ? undefined
+      : {
+          "^/reelay\\.v1\\..*": { target: coordinator, changeOrigin: true },
+          "/download": { target: coordinator, changeOrigin: true },
+        },
   },
   test: {
     environment: "happy-dom",

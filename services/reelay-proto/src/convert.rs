@@ -13,8 +13,13 @@ use crate::v1;
 // === time ===
 
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
-    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp { seconds: since_epoch.as_secs() as i64, nanos: since_epoch.subsec_nanos() as i32 }
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since_epoch.as_secs() as i64,
+        nanos: since_epoch.subsec_nanos() as i32,
+    }
 }
 
 pub fn opt_timestamp(time: Option<SystemTime>) -> Option<prost_types::Timestamp> {
@@ -111,13 +116,21 @@ impl From<v1::JobSpec> for JobSpec {
 
 impl From<&OutputFile> for v1::OutputFile {
     fn from(file: &OutputFile) -> Self {
-        v1::OutputFile { name: file.name.clone(), size: file.size, sha256: file.sha256.clone() }
+        v1::OutputFile {
+            name: file.name.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+        }
     }
 }
 
 impl From<v1::OutputFile> for OutputFile {
     fn from(file: v1::OutputFile) -> Self {
-        OutputFile { name: file.name, size: file.size, sha256: file.sha256 }
+        OutputFile {
+            name: file.name,
+            size: file.size,
+            sha256: file.sha256,
+        }
     }
 }
 
@@ -156,10 +169,16 @@ impl TryFrom<v1::Job> for Job {
     type Error = Error;
 
     fn try_from(job: v1::Job) -> Result<Self, Error> {
-        let created_at = job.created_at.as_ref().ok_or_else(|| Error::invalid("job.created_at", "missing"))?;
+        let created_at = job
+            .created_at
+            .as_ref()
+            .ok_or_else(|| Error::invalid("job.created_at", "missing"))?;
         Ok(Job {
             id: JobId::parse(&job.id, "job.id")?,
-            spec: job.spec.ok_or_else(|| Error::invalid("job.spec", "missing"))?.into(),
+            spec: job
+                .spec
+                .ok_or_else(|| Error::invalid("job.spec", "missing"))?
+                .into(),
             state: job_state(job.state, "job.state")?,
             progress: job.progress,
             stage: job.stage,
@@ -173,7 +192,10 @@ impl TryFrom<v1::Job> for Job {
             created_at: system_time(created_at),
             started_at: opt_system_time(job.started_at.as_ref()),
             finished_at: opt_system_time(job.finished_at.as_ref()),
-            updated_at: job.updated_at.as_ref().map_or_else(|| system_time(created_at), system_time),
+            updated_at: job
+                .updated_at
+                .as_ref()
+                .map_or_else(|| system_time(created_at), system_time),
             version: job.version,
             fps: job.fps,
             eta_seconds: job.eta_seconds,
@@ -269,10 +291,19 @@ mod tests {
     #[test]
     fn job_round_trips_through_the_wire_type() {
         let now = SystemTime::now();
-        let spec = JobSpec { pipeline: "p".into(), node_id: Some("n1".into()), max_attempts: 2, ..JobSpec::default() };
+        let spec = JobSpec {
+            pipeline: "p".into(),
+            node_id: Some("n1".into()),
+            max_attempts: 2,
+            ..JobSpec::default()
+        };
         let mut job = Job::new(JobId::new(now), spec, "req".into(), now);
         job.exit_code = Some(3);
-        job.outputs.push(OutputFile { name: "a.mp4".into(), size: 9, sha256: "ab".into() });
+        job.outputs.push(OutputFile {
+            name: "a.mp4".into(),
+            size: 9,
+            sha256: "ab".into(),
+        });
         job.started_at = Some(now);
         let wire = v1::Job::from(&job);
         assert_eq!(Job::try_from(wire).unwrap(), job);

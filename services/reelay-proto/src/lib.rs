@@ -1,10 +1,17 @@
 //! Reelay's wire contracts: the code generated from `proto/reelay/v1`, the descriptor set that
 //! gRPC reflection serves, and the conversions between wire and domain (`reelay-core`) types.
 
+pub mod auth;
 pub mod convert;
+pub mod reflection;
 
 /// Package `reelay.v1` (generated).
-#[allow(unreachable_pub, missing_debug_implementations, clippy::unwrap_used, clippy::large_enum_variant)]
+#[allow(
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::unwrap_used,
+    clippy::large_enum_variant
+)]
 pub mod v1 {
     tonic::include_proto!("reelay.v1");
 }

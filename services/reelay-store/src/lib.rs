@@ -77,7 +77,9 @@ impl WriteBatch {
     }
 
     pub fn ops(&self) -> impl Iterator<Item = (&'static str, &[u8], Option<&[u8]>)> {
-        self.ops.iter().map(|(tree, key, value)| (*tree, key.as_slice(), value.as_deref()))
+        self.ops
+            .iter()
+            .map(|(tree, key, value)| (*tree, key.as_slice(), value.as_deref()))
     }
 }
 
@@ -113,6 +115,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The last entry whose key starts with `prefix`.
     fn last_with_prefix(&self, tree: &'static str, prefix: &[u8]) -> Result<Option<Entry>> {
-        self.scan_prefix(tree, prefix, Direction::Reverse)?.next().transpose()
+        self.scan_prefix(tree, prefix, Direction::Reverse)?
+            .next()
+            .transpose()
     }
 }

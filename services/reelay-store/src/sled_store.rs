@@ -43,7 +43,9 @@ pub struct SledOptions {
 
 impl Default for SledOptions {
     fn default() -> Self {
-        SledOptions { cache_bytes: 128 * 1024 * 1024 }
+        SledOptions {
+            cache_bytes: 128 * 1024 * 1024,
+        }
     }
 }
 
@@ -89,7 +91,13 @@ impl SledStore {
             trees.push(db.open_tree(name).map_err(engine)?);
         }
         let data_file = File::open(path.join("db")).ok();
-        let store = SledStore { db, trees, index_of, data_file, path: path.to_owned() };
+        let store = SledStore {
+            db,
+            trees,
+            index_of,
+            data_file,
+            path: path.to_owned(),
+        };
         store.check_schema(schema)?;
         Ok(store)
     }
@@ -106,13 +114,16 @@ impl SledStore {
                     self.path.display()
                 )))
             }
-            None if self.db.was_recovered() && self.has_data()? => Err(StoreError::Unusable(format!(
-                "{} holds data but no Reelay schema record: it is damaged or not a Reelay database; \
+            None if self.db.was_recovered() && self.has_data()? => {
+                Err(StoreError::Unusable(format!(
+                    "{} holds data but no Reelay schema record: it is damaged or not a Reelay database; \
                  restore it from a backup or move it away to start empty",
-                self.path.display()
-            ))),
+                    self.path.display()
+                )))
+            }
             None => {
-                meta.insert(SCHEMA_KEY, expected.as_bytes()).map_err(engine)?;
+                meta.insert(SCHEMA_KEY, expected.as_bytes())
+                    .map_err(engine)?;
                 self.flush()
             }
         }
@@ -128,7 +139,10 @@ impl SledStore {
     }
 
     fn tree(&self, name: &str) -> Result<&sled::Tree> {
-        self.index_of.get(name).map(|&index| &self.trees[index]).ok_or_else(|| StoreError::UnknownTree(name.to_owned()))
+        self.index_of
+            .get(name)
+            .map(|&index| &self.trees[index])
+            .ok_or_else(|| StoreError::UnknownTree(name.to_owned()))
     }
 
     /// Bytes on disk (for metrics).
@@ -139,7 +153,11 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, tree: &'static str, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.tree(tree)?.get(key).map_err(engine)?.map(|value| value.to_vec()))
+        Ok(self
+            .tree(tree)?
+            .get(key)
+            .map_err(engine)?
+            .map(|value| value.to_vec()))
     }
 
     fn scan<'a>(
@@ -151,7 +169,8 @@ impl Store for SledStore {
     ) -> Result<Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>> {
         let range = self.tree(tree)?.range::<Bytes, _>((from, to));
         let convert = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            item.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(engine)
+            item.map(|(key, value)| (key.to_vec(), value.to_vec()))
+                .map_err(engine)
         };
         Ok(match direction {
             Direction::Forward => Box::new(range.map(convert)),
@@ -162,14 +181,19 @@ impl Store for SledStore {
     fn commit(&self, batch: &WriteBatch) -> Result<()> {
         let mut per_tree: Vec<Option<sled::Batch>> = vec![None; self.trees.len()];
         for (tree, key, value) in batch.ops() {
-            let index = *self.index_of.get(tree).ok_or_else(|| StoreError::UnknownTree(tree.to_owned()))?;
+            let index = *self
+                .index_of
+                .get(tree)
+                .ok_or_else(|| StoreError::UnknownTree(tree.to_owned()))?;
             let tree_batch = per_tree[index].get_or_insert_with(sled::Batch::default);
             match value {
                 Some(value) => tree_batch.insert(key, value),
                 None => tree_batch.remove(key),
             }
         }
-        let touched: Vec<usize> = (0..per_tree.len()).filter(|&index| per_tree[index].is_some()).collect();
+        let touched: Vec<usize> = (0..per_tree.len())
+            .filter(|&index| per_tree[index].is_some())
+            .collect();
         match touched.as_slice() {
             [] => Ok(()),
             [only] => {
@@ -177,17 +201,20 @@ impl Store for SledStore {
                 self.trees[*only].apply_batch(tree_batch).map_err(engine)
             }
             _ => {
-                let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|trees| {
-                    for &index in &touched {
-                        if let Some(tree_batch) = &per_tree[index] {
-                            trees[index].apply_batch(tree_batch)?;
+                let result: Result<(), TransactionError<()>> =
+                    self.trees.as_slice().transaction(|trees| {
+                        for &index in &touched {
+                            if let Some(tree_batch) = &per_tree[index] {
+                                trees[index].apply_batch(tree_batch)?;
+                            }
                         }
-                    }
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                });
+                        Ok::<(), ConflictableTransactionError<()>>(())
+                    });
                 result.map_err(|err| match err {
                     TransactionError::Storage(err) => engine(err),
-                    TransactionError::Abort(()) => StoreError::Engine("transaction aborted".to_owned()),
+                    TransactionError::Abort(()) => {
+                        StoreError::Engine("transaction aborted".to_owned())
+                    }
                 })
             }
         }
@@ -196,7 +223,8 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.db.flush().map_err(engine)?;
         if let Some(file) = &self.data_file {
-            file.sync_data().map_err(|err| StoreError::Engine(format!("fsync of the data file: {err}")))?;
+            file.sync_data()
+                .map_err(|err| StoreError::Engine(format!("fsync of the data file: {err}")))?;
         }
         Ok(())
     }
@@ -206,10 +234,21 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
-    const SCHEMA: Schema = Schema { kind: "test", version: 1, trees: &["a", "b"] };
+    const SCHEMA: Schema = Schema {
+        kind: "test",
+        version: 1,
+        trees: &["a", "b"],
+    };
 
     fn open(dir: &Path) -> SledStore {
-        SledStore::open(dir, &SCHEMA, SledOptions { cache_bytes: 1 << 20 }).unwrap()
+        SledStore::open(
+            dir,
+            &SCHEMA,
+            SledOptions {
+                cache_bytes: 1 << 20,
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -226,7 +265,10 @@ mod tests {
         let store = open(dir.path());
         assert_eq!(store.get("a", b"k1").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(store.get("b", b"k2").unwrap(), Some(b"v2".to_vec()));
-        assert!(matches!(store.get("zzz", b"k"), Err(StoreError::UnknownTree(_))));
+        assert!(matches!(
+            store.get("zzz", b"k"),
+            Err(StoreError::UnknownTree(_))
+        ));
     }
 
     #[test]
@@ -239,23 +281,40 @@ mod tests {
         }
         store.commit(&batch).unwrap();
         let keys = |dir| -> Vec<Bytes> {
-            store.scan_prefix("a", b"x", dir).unwrap().map(|entry| entry.unwrap().0).collect()
+            store
+                .scan_prefix("a", b"x", dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().0)
+                .collect()
         };
-        assert_eq!(keys(Direction::Forward), [b"x1".to_vec(), b"x2".to_vec(), b"x3".to_vec()]);
+        assert_eq!(
+            keys(Direction::Forward),
+            [b"x1".to_vec(), b"x2".to_vec(), b"x3".to_vec()]
+        );
         assert_eq!(keys(Direction::Reverse)[0], b"x3".to_vec());
-        assert_eq!(store.last_with_prefix("a", b"x").unwrap().unwrap().0, b"x3".to_vec());
+        assert_eq!(
+            store.last_with_prefix("a", b"x").unwrap().unwrap().0,
+            b"x3".to_vec()
+        );
         assert!(store.last_with_prefix("a", b"z").unwrap().is_none());
         let mut delete = WriteBatch::default();
         delete.delete("a", b"x3".to_vec());
         store.commit(&delete).unwrap();
-        assert_eq!(store.last_with_prefix("a", b"x").unwrap().unwrap().0, b"x2".to_vec());
+        assert_eq!(
+            store.last_with_prefix("a", b"x").unwrap().unwrap().0,
+            b"x2".to_vec()
+        );
     }
 
     #[test]
     fn refuses_a_database_of_another_kind() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
-        let other = Schema { kind: "other", version: 1, trees: &["a"] };
+        let other = Schema {
+            kind: "other",
+            version: 1,
+            trees: &["a"],
+        };
         let err = SledStore::open(dir.path(), &other, SledOptions::default()).unwrap_err();
         assert!(err.to_string().contains("reelay-test:1"), "{err}");
     }

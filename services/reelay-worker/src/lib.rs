@@ -1,3 +1,149 @@
-//! Reelay's worker.
+//! Reelay's worker: runs job attempts through an executor and streams every change to the
+//! coordinator from a durable event log.
+//!
+//! # Layout
+//! - [`executor`]: how a pipeline runs — the [`executor::Executor`] trait, the local process
+//!   executor and the Docker executor.
+//! - [`runner`]: one attempt from accepted to finished (checks, progress, timeout, outputs).
+//! - [`supervisor`]: the node's attempts — idempotent start, slots, cancel, recovery, shutdown.
+//! - [`event_log`]: attempt records and the event log in sled, `seq` never reused.
+//! - [`outputs`]: a job's output files, listed with SHA-256 and opened safely.
+//! - [`service`]: WorkerService over gRPC (thin).
+//! - [`registration`]: registering with the coordinator, again after its stream ends.
+//!
+//! [`run`] wires them on a listener until a shutdown token fires.
 
+pub mod error;
+pub mod event_log;
 pub mod executor;
+pub mod outputs;
+pub mod registration;
+pub(crate) mod runner;
+pub mod service;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reelay_core::pipeline::Pipelines;
+use reelay_proto::auth::{ClusterAuth, RequireToken, TokenCheck};
+use reelay_proto::v1;
+use reelay_proto::v1::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+pub use error::WorkerError;
+use event_log::EventLog;
+use executor::Executor;
+use service::WorkerApi;
+pub use supervisor::{NodeSettings, Supervisor};
+
+/// Largest request a worker accepts.
+const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Everything a worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub node: NodeSettings,
+    pub pipelines: Pipelines,
+    /// The coordinator's URL; `None` runs the worker without registering.
+    pub coordinator: Option<String>,
+    /// The URL the coordinator reaches this worker at.
+    pub advertise: String,
+    /// Shared secret between the coordinator and its workers.
+    pub cluster_token: Option<String>,
+    /// How long shutdown waits for attempts to stop or detach.
+    pub shutdown_grace: Duration,
+}
+
+/// Runs a worker on `listener` with `executor` until `shutdown` is cancelled.
+pub async fn run(
+    config: WorkerConfig,
+    executor: Arc<dyn Executor>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let data_dir = &config.node.data_dir;
+    std::fs::create_dir_all(data_dir.join("outputs"))?;
+    let log = Arc::new(EventLog::open_dir(&data_dir.join("state"))?);
+    let supervisor = Supervisor::new(
+        config.node.clone(),
+        config.pipelines.clone(),
+        Arc::clone(&executor),
+        log,
+    );
+    let resumed = supervisor.recover().await?;
+    tracing::info!(
+        node_id = %config.node.node_id,
+        executor = executor.name(),
+        slots = config.node.slots,
+        resumed,
+        address = %listener.local_addr()?,
+        "worker started"
+    );
+
+    let stream_ended = Arc::new(Notify::new());
+    let auth = ClusterAuth::new(config.cluster_token.as_deref()).map_err(WorkerError::Internal)?;
+    if let Some(coordinator) = config.coordinator.clone() {
+        let request = v1::RegisterNodeRequest {
+            id: config.node.node_id.clone(),
+            address: config.advertise.clone(),
+            labels: config.node.labels.clone().into_iter().collect(),
+            slots: config.node.slots,
+            version: reelay_core::VERSION.to_owned(),
+            executor: executor.name().to_owned(),
+        };
+        tokio::spawn(registration::keep_registered(
+            coordinator,
+            request,
+            auth,
+            Arc::clone(&stream_ended),
+            shutdown.clone(),
+        ));
+    }
+
+    let api = WorkerApi::new(Arc::clone(&supervisor), stream_ended, shutdown.clone());
+    let token_check = TokenCheck::new(config.cluster_token.iter().cloned().collect(), Vec::new());
+    let worker_service = WorkerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<WorkerServiceServer<WorkerApi>>()
+        .await;
+    let reflection_v1 =
+        reelay_proto::reflection::v1().map_err(|err| WorkerError::Internal(err.to_string()))?;
+    let reflection_v1alpha = reelay_proto::reflection::v1alpha()
+        .map_err(|err| WorkerError::Internal(err.to_string()))?;
+
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            worker_service,
+            RequireToken(token_check),
+        ))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let served = server.await;
+    tracing::info!("worker stops: stopping or detaching attempts");
+    supervisor.shutdown(config.shutdown_grace).await;
+    served.map_err(|err| WorkerError::Internal(format!("server: {err}")))
+}
+
+/// The executor named by `--executor`: `process`, `docker`, or `auto` (Docker when its engine
+/// answers, else the process executor, said in the log).
+pub async fn make_executor(name: &str) -> Result<Arc<dyn Executor>, WorkerError> {
+    match name {
+        "process" => Ok(Arc::new(executor::process::ProcessExecutor)),
+        other => Err(WorkerError::Internal(format!(
+            "unknown executor {other:?}: use process, docker or auto"
+        ))),
+    }
+}

@@ -1,0 +1,75 @@
+//! Keeps this worker registered with the coordinator.
+//!
+//! The worker registers when it starts (retrying with backoff until the coordinator answers) and
+//! again whenever the coordinator's event stream ends — the coordinator restarted or the
+//! connection was cut. Registering is idempotent on the coordinator, so doing it once too often
+//! costs nothing. There is no timer: only the stream ending triggers it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reelay_proto::v1;
+use reelay_proto::v1::node_service_client::NodeServiceClient;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+use reelay_proto::auth::ClusterAuth;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Registers now and after every end of the coordinator's stream, until `shutdown`.
+pub async fn keep_registered(
+    coordinator: String,
+    request: v1::RegisterNodeRequest,
+    auth: ClusterAuth,
+    stream_ended: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let endpoint = match Endpoint::from_shared(coordinator.clone()) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10)),
+        Err(err) => {
+            tracing::error!(coordinator = %coordinator, error = %err, "the --coordinator URL is invalid");
+            return;
+        }
+    };
+    let channel = endpoint.connect_lazy();
+    let mut client = NodeServiceClient::with_interceptor(channel, auth.interceptor());
+    loop {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match client.register_node(request.clone()).await {
+                Ok(response) => {
+                    let state = response
+                        .into_inner()
+                        .node
+                        .map(|node| node.state)
+                        .unwrap_or_default();
+                    tracing::info!(coordinator = %coordinator, node_id = %request.id, state, "registered with the coordinator");
+                    break;
+                }
+                Err(status) => {
+                    tracing::warn!(coordinator = %coordinator, code = ?status.code(), error = %status.message(), "cannot register; retrying");
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    ) {
+                        backoff = MAX_BACKOFF;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        tokio::select! {
+            () = stream_ended.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        tracing::info!("the coordinator's event stream ended; registering again");
+    }
+}

@@ -1,0 +1,282 @@
+//! WorkerService over gRPC: converts requests, delegates to the [`Supervisor`] and the event log,
+//! maps errors. No decisions are made here.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use reelay_proto::v1;
+use reelay_proto::v1::worker_service_server::WorkerService;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::error::WorkerError;
+use crate::outputs;
+use crate::supervisor::Supervisor;
+
+/// Events read from the log per batch of a stream.
+const STREAM_BATCH: usize = 512;
+/// Bytes per download chunk.
+const CHUNK: usize = 64 * 1024;
+
+type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The gRPC face of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerApi {
+    supervisor: Arc<Supervisor>,
+    /// Notified when an event stream ends (the coordinator went away): registration starts again.
+    stream_ended: Arc<Notify>,
+    /// Ends every event stream, so the server can shut down.
+    shutdown: CancellationToken,
+}
+
+impl WorkerApi {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        stream_ended: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        WorkerApi {
+            supervisor,
+            stream_ended,
+            shutdown,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn start_job(
+        &self,
+        request: Request<v1::StartJobRequest>,
+    ) -> Result<Response<v1::WorkerJob>, Status> {
+        let request = request.into_inner();
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: required"))?;
+        let job = self
+            .supervisor
+            .start(&request.job_id, spec, request.attempt)
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<v1::WorkerCancelJobRequest>,
+    ) -> Result<Response<v1::WorkerJob>, Status> {
+        let request = request.into_inner();
+        let job = self
+            .supervisor
+            .cancel(&request.job_id, request.attempt, &request.reason)
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    type StreamEventsStream = ServerStream<v1::WorkerEvent>;
+
+    async fn stream_events(
+        &self,
+        request: Request<v1::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let request = request.into_inner();
+        let node_id = &self.supervisor.node.node_id;
+        if !request.node_id.is_empty() && &request.node_id != node_id {
+            return Err(Status::failed_precondition(format!(
+                "this worker is node {node_id}, not {}; check the node's --advertise address",
+                request.node_id
+            )));
+        }
+        let (tx, rx) = mpsc::channel(STREAM_BATCH);
+        let supervisor = Arc::clone(&self.supervisor);
+        let stream_ended = Arc::clone(&self.stream_ended);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = pump_events(&supervisor, request.after_seq, &tx) => {
+                    if let Err(err) = result {
+                        let _ = tx.send(Err(err.into())).await;
+                    }
+                    stream_ended.notify_one();
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::WorkerGetJobRequest>,
+    ) -> Result<Response<v1::WorkerJob>, Status> {
+        let job_id = request.into_inner().job_id;
+        let job = self
+            .supervisor
+            .log()
+            .get_job(&job_id)
+            .map_err(Status::from)?;
+        job.map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("job not found on this node: {job_id}")))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<v1::WorkerListJobsRequest>,
+    ) -> Result<Response<v1::WorkerListJobsResponse>, Status> {
+        let log = self.supervisor.log();
+        let jobs = if request.into_inner().active_only {
+            log.active_jobs()
+        } else {
+            log.all_jobs()
+        };
+        Ok(Response::new(v1::WorkerListJobsResponse { jobs: jobs? }))
+    }
+
+    async fn list_outputs(
+        &self,
+        request: Request<v1::ListOutputsRequest>,
+    ) -> Result<Response<v1::ListOutputsResponse>, Status> {
+        let job_id = request.into_inner().id;
+        let job = self.supervisor.log().get_job(&job_id)?;
+        let job =
+            job.ok_or_else(|| Status::not_found(format!("job not found on this node: {job_id}")))?;
+        Ok(Response::new(v1::ListOutputsResponse {
+            files: job.outputs,
+        }))
+    }
+
+    type DownloadOutputStream = ServerStream<v1::DataChunk>;
+
+    async fn download_output(
+        &self,
+        request: Request<v1::DownloadOutputRequest>,
+    ) -> Result<Response<Self::DownloadOutputStream>, Status> {
+        let request = request.into_inner();
+        reelay_core::JobId::parse(&request.id, "id").map_err(WorkerError::from)?;
+        let dir = self.supervisor.output_dir(&request.id);
+        let (tx, rx) = mpsc::channel(8);
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
+            let mut file = outputs::open_file(&dir, &request.name)?;
+            let size = file.metadata()?.len();
+            if request.offset > size {
+                return Err(reelay_core::Error::invalid(
+                    "offset",
+                    format!(
+                        "{} is past the end of {:?} ({size} bytes)",
+                        request.offset, request.name
+                    ),
+                )
+                .into());
+            }
+            file.seek(SeekFrom::Start(request.offset))?;
+            Ok((file, size, request.offset))
+        })
+        .await
+        .map_err(|err| Status::internal(err.to_string()))??;
+        tokio::task::spawn_blocking(move || send_chunks(opened, &tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<v1::WorkerDeleteJobRequest>,
+    ) -> Result<Response<v1::WorkerDeleteJobResponse>, Status> {
+        self.supervisor.delete(&request.into_inner().job_id).await?;
+        Ok(Response::new(v1::WorkerDeleteJobResponse {}))
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<v1::GetInfoRequest>,
+    ) -> Result<Response<v1::WorkerInfo>, Status> {
+        Ok(Response::new(self.supervisor.info().await))
+    }
+}
+
+/// Sends the node's info, then the log after `after_seq`, then every new event, until the client
+/// goes away. The executor's condition is re-sent whenever it changes.
+async fn pump_events(
+    supervisor: &Supervisor,
+    after_seq: u64,
+    tx: &mpsc::Sender<Result<v1::WorkerEvent, Status>>,
+) -> Result<(), WorkerError> {
+    let log = supervisor.log();
+    let mut appended = log.subscribe();
+    let mut condition = supervisor.condition.subscribe();
+    condition.borrow_and_update();
+    if tx.send(Ok(node_event(supervisor).await)).await.is_err() {
+        return Ok(());
+    }
+    let mut cursor = after_seq;
+    loop {
+        appended.borrow_and_update();
+        let events = log.read_after(cursor, STREAM_BATCH)?;
+        if events.is_empty() {
+            tokio::select! {
+                changed = appended.changed() => if changed.is_err() { return Ok(()) },
+                changed = condition.changed() => {
+                    if changed.is_err() || tx.send(Ok(node_event(supervisor).await)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                () = tx.closed() => return Ok(()),
+            }
+            continue;
+        }
+        for event in events {
+            cursor = event.seq;
+            if tx.send(Ok(event)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn node_event(supervisor: &Supervisor) -> v1::WorkerEvent {
+    v1::WorkerEvent {
+        kind: v1::WorkerEventKind::Node as i32,
+        info: Some(supervisor.info().await),
+        time: Some(reelay_proto::convert::timestamp(
+            std::time::SystemTime::now(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// Reads an opened file in chunks into `tx` (blocking).
+fn send_chunks(
+    opened: (std::fs::File, u64, u64),
+    tx: &mpsc::Sender<Result<v1::DataChunk, Status>>,
+) {
+    let (mut file, size, mut offset) = opened;
+    let mut first = true;
+    loop {
+        let mut data = vec![0u8; CHUNK];
+        let read = match file.read(&mut data) {
+            Ok(read) => read,
+            Err(err) => {
+                let _ =
+                    tx.blocking_send(Err(Status::internal(format!("reading the output: {err}"))));
+                return;
+            }
+        };
+        if read == 0 && !first {
+            return;
+        }
+        data.truncate(read);
+        let chunk = v1::DataChunk {
+            data,
+            offset,
+            size: if first { size } else { 0 },
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() || read == 0 {
+            return;
+        }
+        first = false;
+        offset += read as u64;
+    }
+}

@@ -100,7 +100,7 @@ base_rootfs() {
         if [ -L "/$d" ]; then
             ln -s "$(readlink "/$d")" "$root/$d"
             mkdir -p "$root/$(readlink -f "/$d" | sed 's|^/||')"
-        else
+        elif [ -d "/$d" ]; then
             mkdir -p "$root/$d"
         fi
     done
@@ -108,7 +108,7 @@ base_rootfs() {
     # Applets as symlinks to /bin/busybox, at the paths busybox itself names (bin/sh, usr/bin/awk, ...).
     local applet
     while read -r applet; do
-        [ -n "$applet" ] && [ "$applet" != bin/busybox ] || continue
+        case $applet in '' | bin/busybox | linuxrc) continue ;; esac  # linuxrc: an initrd's /init
         mkdir -p "$root/$(dirname "$applet")"
         [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
     done < <("$busybox" --list-full)

@@ -106,6 +106,22 @@ export async function waitForConnection(page, state = "connected", timeout = 20_
   await page.waitForSelector(`[data-testid=connection][data-state=${state}]`, { timeout });
 }
 
+/**
+ * Waits for the indicator to leave "connected" (the coordinator went away) and to come back.
+ * Returns the states it saw in between.
+ */
+export async function waitForReconnect(page, { lostWithin = 15_000, backWithin = 30_000 } = {}) {
+  await page.waitForSelector("[data-testid=connection]:not([data-state=connected])", { timeout: lostWithin });
+  const lost = await page.getAttribute("[data-testid=connection]", "data-state");
+  await waitForConnection(page, "connected", backWithin);
+  return lost;
+}
+
+/** Log line numbers the job page shows, in order. */
+export async function logLineNumbers(page) {
+  return page.$$eval("[data-testid=job-log] [data-line]", (lines) => lines.map((l) => Number(l.getAttribute("data-line"))));
+}
+
 /** Leaves a marker in the page: if it is gone later, the page was reloaded. */
 export async function markPage(page) {
   const marker = `m${Math.random().toString(36).slice(2)}`;

@@ -12,6 +12,7 @@
 //! - [`Executor::reattach`] resumes a run started before the worker restarted, skipping the lines
 //!   already recorded ([`ResumePoint`]); it returns [`ExecError::Lost`] when the run is gone.
 
+pub mod docker;
 pub mod process;
 
 use std::collections::BTreeMap;

@@ -62,23 +62,13 @@ wait_s=${REELAY_DOCKER_WAIT:-60}
 pidfile=/var/run/docker.pid
 log=${REELAY_DOCKERD_LOG:-/var/log/reelay-dockerd.log}
 
-# live PID NAME: PID is a process called NAME that is alive. A process killed with -9 stays a zombie, with
-# its /proc entry and name, until its parent reaps it, and kill -0 still succeeds on it.
-live() {
-    local stat
-    [ -n "$1" ] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    case $stat in
-        *"($2) Z"* | *"($2) X"*) return 1 ;;
-        *"($2) "*) return 0 ;;
-        *) return 1 ;;
-    esac
-}
-live_dockerd() { live "$1" dockerd; }
-# alive PID: PID exists and is no zombie, whatever its name (ours is setsid or sudo for a moment).
+# alive PID [NAME]: PID runs (is no zombie), and is called NAME when NAME is given. A process killed with -9
+# stays a zombie, with its /proc entry and name, until its parent reaps it, and kill -0 still succeeds on it.
 alive() {
     local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    case $stat in *") Z "* | *") X "*) return 1 ;; *) return 0 ;; esac
+    [ -n "$1" ] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    case $stat in *") Z "* | *") X "*) return 1 ;; esac
+    [ -z "${2:-}" ] || case $stat in *"($2) "*) ;; *) return 1 ;; esac
 }
 pidfile_pid() { cat "$pidfile" 2>/dev/null || true; }
 server_version() { docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'; }
@@ -88,9 +78,9 @@ if docker_answers; then
 else
     deadline=$(($(date +%s) + wait_s))
     other=$(pidfile_pid)
-    if live_dockerd "$other"; then
+    if alive "$other" dockerd; then
         say "docker: dockerd pid $other (not started by this script) does not answer yet; waiting up to ${wait_s}s"
-        until docker_answers || ! live_dockerd "$other"; do
+        until docker_answers || ! alive "$other" dockerd; do
             [ "$(date +%s)" -lt "$deadline" ] ||
                 fail "dockerd pid $other does not answer after ${wait_s}s; it is not ours, so it is left alone (REELAY_DOCKER_WAIT raises the limit)"
             sleep 0.5
@@ -103,15 +93,14 @@ else
             fail "DOCKER_HOST=$DOCKER_HOST does not answer; not starting a local daemon for it"
         fi
         command -v dockerd >/dev/null || fail "dockerd not found (is docker.io installed?)"
-        stale=$(pidfile_pid)
-        if [ -n "$stale" ] || [ -e "$pidfile" ]; then
-            say "docker: removing stale $pidfile (pid ${stale:-?} is no running dockerd)"
+        if [ -e "$pidfile" ]; then
+            say "docker: removing stale $pidfile (pid $(pidfile_pid) is no running dockerd)"
             as_root rm -f "$pidfile"
         fi
         # The same for the containerd that dockerd starts: dockerd would wait for a zombie's socket, then give up.
         cpidfile=/var/run/docker/containerd/containerd.pid
         cpid=$(cat "$cpidfile" 2>/dev/null || true)
-        if [ -n "$cpid" ] && ! live "$cpid" containerd; then
+        if [ -n "$cpid" ] && ! alive "$cpid" containerd; then
             say "docker: removing stale $cpidfile (pid $cpid is no running containerd)"
             as_root rm -f "$cpidfile"
         fi

@@ -89,7 +89,15 @@ export class GrpcWebRouter {
     } catch (error) {
       if (res.writableEnded || res.destroyed) return true;
       const code = error instanceof RpcError ? error.code : 13;
-      res.end(trailer(code, error instanceof Error ? error.message : String(error)));
+      const message = error instanceof Error ? error.message : String(error);
+      if (res.headersSent) {
+        res.end(trailer(code, message));
+      } else {
+        // Like tonic: an error before the response started is a trailers-only response.
+        res.setHeader("grpc-status", String(code));
+        res.setHeader("grpc-message", encodeURIComponent(message));
+        res.end();
+      }
     }
     return true;
   }

@@ -285,7 +285,10 @@ export class MockCoordinator {
         const page = all.slice(start, start + size);
         return { jobs: page, nextPageToken: start + size < all.length ? String(start + size) : "" };
       },
-      watchJob: (req: { id: string; afterVersion: bigint }, ctx: CallContext) => this.watchJob(req, ctx),
+      watchJob: (req: { id: string; afterVersion: bigint }, ctx: CallContext) => {
+        this.get(req.id); // NOT_FOUND before the stream starts, as a trailers-only response
+        return this.watchJob(req, ctx);
+      },
       watchJobs: (req: { states: JobState[]; noSnapshot: boolean }, ctx: CallContext) => this.watchJobs(req, ctx),
       cancelJob: (req: { id: string }) => {
         const job = this.get(req.id);
@@ -315,7 +318,10 @@ export class MockCoordinator {
         for (const watcher of this.watchers) watcher(event);
         return {};
       },
-      getJobLogs: (req: { id: string; follow: boolean; afterLine: bigint }, ctx: CallContext) => this.followLogs(req, ctx),
+      getJobLogs: (req: { id: string; follow: boolean; afterLine: bigint }, ctx: CallContext) => {
+        this.get(req.id);
+        return this.followLogs(req, ctx);
+      },
       listOutputs: (req: { id: string }) => ({ files: this.get(req.id).outputs }),
       getJobHistory: (req: { id: string; afterVersion: bigint }) => {
         this.get(req.id);

@@ -1,6 +1,7 @@
 // Runs the browser tests against the mock coordinator: serves web/dist with the mock
-// (vite preview, REELAY_MOCK=1) on a free loopback port, runs run.mjs and restart-mock.mjs,
-// stops the server. Build first (npm run e2e:mock does).
+// (vite preview, REELAY_MOCK=1) on free loopback ports — one open, one that wants a token — runs
+// run.mjs and restart-mock.mjs against the first, auth-mock.mjs against the second, and stops both.
+// Build first (npm run e2e:mock does).
 
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
@@ -40,21 +41,41 @@ function run(script, env) {
   });
 }
 
-const port = await freePort();
-const url = `http://127.0.0.1:${port}`;
-const server = spawn(process.execPath, [join(web, "node_modules", "vite", "bin", "vite.js"), "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
-  cwd: web,
-  env: { ...process.env, REELAY_MOCK: "1", VITE_CONFIG_NATIVE_IGNORE_WARNING: "true" },
-  stdio: ["ignore", "ignore", "inherit"],
+/** Starts `vite preview` with the mock on a free port; returns { url, stop }. */
+async function startMock(extraEnv = {}) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const server = spawn(process.execPath, [join(web, "node_modules", "vite", "bin", "vite.js"), "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
+    cwd: web,
+    env: { ...process.env, REELAY_MOCK: "1", VITE_CONFIG_NATIVE_IGNORE_WARNING: "true", ...extraEnv },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const stop = () => server.kill("SIGTERM");
+  try {
+    await waitUntilUp(`${url}/jobs`);
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return { url, stop };
+}
+
+const token = "e2e-secret-token";
+const open = await startMock();
+const guarded = await startMock({ REELAY_MOCK_TOKEN: token }).catch((error) => {
+  open.stop();
+  throw error;
 });
 let code = 1;
 try {
-  await waitUntilUp(`${url}/jobs`);
-  const env = { ...process.env, REELAY_URL: url };
-  const first = await run("run.mjs", env);
-  const second = await run("restart-mock.mjs", env);
-  code = first || second;
+  const codes = [
+    await run("run.mjs", { ...process.env, REELAY_URL: open.url }),
+    await run("restart-mock.mjs", { ...process.env, REELAY_URL: open.url }),
+    await run("auth-mock.mjs", { ...process.env, REELAY_URL: guarded.url, REELAY_MOCK_TOKEN: token }),
+  ];
+  code = codes.find((c) => c !== 0) ?? 0;
 } finally {
-  server.kill("SIGTERM");
+  open.stop();
+  guarded.stop();
 }
 process.exit(code);

@@ -141,11 +141,6 @@ export class ResumableStream<T> {
           return;
         }
         lastError = error;
-        try {
-          await this.options.onError?.(error);
-        } catch {
-          // the owner's handler failing must not end the loop
-        }
       } finally {
         stopSignal.removeEventListener("abort", abortAttempt);
         attempt.abort();
@@ -155,6 +150,14 @@ export class ResumableStream<T> {
       const retryInMs = backoffDelay(failures, this.options.backoff ?? defaultBackoff, this.options.random);
       const status = !everOpened && failures < offlineAfter ? "connecting" : failures >= offlineAfter ? "offline" : "reconnecting";
       this.setStatus(status, { failures, retryInMs, error: lastError });
+      if (lastError !== undefined) {
+        try {
+          await this.options.onError?.(lastError); // e.g. waits for the user's token
+        } catch {
+          // the owner's handler failing must not end the loop
+        }
+        if (stopSignal.aborted) return;
+      }
       const wake = new AbortController();
       this.wakeController = wake;
       const abortWake = () => wake.abort();

@@ -1,0 +1,45 @@
+// Token test against the mock coordinator started with REELAY_MOCK_TOKEN (npm run e2e:mock):
+// the first refused call opens the token dialog once; with the token every call, stream and
+// download works; the token survives a reload.
+
+import { E2eError, coordinatorUrl, downloadOutput, expect, launchBrowser, openApp, screenshot, step, submitJob, tally, waitForConnection, waitForJobState } from "./lib.mjs";
+
+const url = coordinatorUrl();
+const token = process.env.REELAY_MOCK_TOKEN ?? "";
+const { page, close } = await launchBrowser();
+let failed = null;
+try {
+  expect(token, "REELAY_MOCK_TOKEN is not set");
+  await step("a refused call asks for the token once", async () => {
+    await openApp(page, "/jobs", url);
+    await page.waitForSelector("[data-testid=token-dialog][open]", { timeout: 15_000 });
+    await screenshot(page, "token-dialog");
+    await page.fill("[data-testid=token-input]", token);
+    await page.keyboard.press("Enter");
+    await waitForConnection(page, "connected");
+    expect(!(await page.isVisible("[data-testid=token-dialog][open]")), "the token dialog is still open");
+  });
+  await step("jobs run and outputs download with the token", async () => {
+    await submitJob(page, { pipeline: "count", params: { steps: 5, interval_ms: 50 } });
+    await waitForJobState(page, "Succeeded", 30_000);
+    const { listed, clicked, fetched } = await downloadOutput(page, "count.txt");
+    expect(fetched.status === 401, `a fetch without the token should be refused, got ${fetched.status}`);
+    expect(clicked.sha256 === listed.sha256, `the download hashes ${clicked.sha256}, ListOutputs says ${listed.sha256}`);
+  });
+  await step("the token is kept across a reload", async () => {
+    await page.reload();
+    await waitForConnection(page, "connected");
+    expect(!(await page.isVisible("[data-testid=token-dialog][open]")), "the token dialog opened again");
+  });
+} catch (error) {
+  failed = error;
+  await screenshot(page, "auth-failure").catch(() => {});
+} finally {
+  await close();
+}
+if (failed) {
+  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
+  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
+  process.exit(1);
+}
+console.log(`\nE2E passed: API token (mock)\n${tally.passed} passed, 0 failed`);

@@ -1,0 +1,116 @@
+import { create } from "@bufbuild/protobuf";
+import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { JobChange, JobState, LogLineSchema, type JobEvent, type LogLine } from "../gen/reelay/v1/job_pb";
+import { ServicesContext } from "../state/services";
+import { fakeServices } from "../test/fakeServer";
+import { event, job } from "../test/jobs";
+import { JobPage } from "./JobPage";
+
+/** A server stream the test feeds by hand. */
+function pushable<T>() {
+  const queue: T[] = [];
+  let wake: (() => void) | null = null;
+  let opened = 0;
+  const requests: unknown[] = [];
+  return {
+    requests,
+    get opened() {
+      return opened;
+    },
+    push(item: T) {
+      queue.push(item);
+      wake?.();
+    },
+    handler: async function* (req: unknown, ctx: { signal: AbortSignal }) {
+      opened++;
+      requests.push(req);
+      ctx.signal.addEventListener("abort", () => wake?.());
+      for (;;) {
+        while (queue.length) yield queue.shift()!;
+        if (ctx.signal.aborted) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+  };
+}
+
+const tick = () => act(() => new Promise<void>((resolve) => setTimeout(resolve, 20)));
+
+describe("JobPage", () => {
+  it("shows live progress, the log, outputs with a download link, and cancels after confirmation", async () => {
+    const id = "0198aaaa-1111-7000-8000-000000000001";
+    const watch = pushable<JobEvent>();
+    const logs = pushable<LogLine>();
+    const cancelled: string[] = [];
+    const services = fakeServices({
+      jobs: {
+        watchJob: watch.handler as never,
+        getJobLogs: logs.handler as never,
+        getJobHistory: () => ({ events: [event(job(id, 1, JobState.QUEUED), JobChange.CREATED)] }),
+        listOutputs: () => ({ files: [{ name: "out/count.txt", size: 14n, sha256: "ab".repeat(32) }] }),
+        cancelJob: (req) => {
+          cancelled.push(req.id);
+          return job(id, 9, JobState.RUNNING, { cancelRequested: true });
+        },
+      },
+    });
+    render(
+      <ServicesContext.Provider value={services}>
+        <JobPage id={id} />
+      </ServicesContext.Provider>,
+    );
+    watch.push(event(job(id, 3, JobState.RUNNING, { progress: 10, stage: "encoding" }), JobChange.SNAPSHOT));
+    logs.push(create(LogLineSchema, { number: 1n, text: "hello" }));
+    await tick();
+    const page = screen.getByTestId("job-page");
+    expect(within(page).getByTestId("job-progress").getAttribute("aria-valuenow")).toBe("10");
+    expect(screen.getByTestId("job-stage").textContent).toBe("encoding");
+
+    watch.push(event(job(id, 4, JobState.RUNNING, { progress: 60, stage: "encoding" })));
+    logs.push(create(LogLineSchema, { number: 2n, text: "world" }));
+    await tick();
+    expect(within(page).getByTestId("job-progress").getAttribute("aria-valuenow")).toBe("60");
+    expect(screen.getByTestId("job-log").textContent).toContain("world");
+    expect(watch.opened).toBe(1);
+    expect(logs.opened).toBe(1);
+    expect((logs.requests[0] as { follow: boolean }).follow).toBe(true);
+
+    const link = await screen.findByTestId("output-link");
+    expect(link.getAttribute("href")).toBe(`/download/${id}/out/count.txt`);
+    expect(link.getAttribute("download")).toBe("count.txt");
+    expect(link.getAttribute("data-sha256")).toBe("ab".repeat(32));
+
+    fireEvent.click(screen.getByTestId("cancel-job"));
+    expect(screen.getByTestId("confirm-dialog").hasAttribute("open")).toBe(true);
+    expect(cancelled).toEqual([]); // nothing before the confirmation
+    fireEvent.click(screen.getByTestId("confirm-yes"));
+    await waitFor(() => expect(cancelled).toEqual([id]));
+    await tick();
+    expect(screen.getByText(/Cancellation requested/)).toBeTruthy();
+  });
+
+  it("says so when the job does not exist", async () => {
+    const { ConnectError, Code } = await import("@connectrpc/connect");
+    const services = fakeServices({
+      jobs: {
+        watchJob: () => {
+          throw new ConnectError("job x not found", Code.NotFound);
+        },
+        getJobLogs: () => {
+          throw new ConnectError("job x not found", Code.NotFound);
+        },
+        getJobHistory: () => {
+          throw new ConnectError("job x not found", Code.NotFound);
+        },
+      },
+    });
+    render(
+      <ServicesContext.Provider value={services}>
+        <JobPage id="x" />
+      </ServicesContext.Provider>,
+    );
+    await tick();
+    expect((await screen.findAllByRole("alert"))[0].textContent).toMatch(/not found/);
+  });
+});

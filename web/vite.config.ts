@@ -2,15 +2,15 @@
 /// <reference types="vitest/config" />
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
-import { mockCoordinator } from "./dev/mockPlugin";
 
 // Where `npm run dev` sends grpc-web calls and downloads.
 const coordinator = process.env.REELAY_DEV_TARGET ?? "http://127.0.0.1:7070";
 // REELAY_MOCK=1: serve an in-memory mock coordinator instead of proxying (dev/mockCoordinator.ts).
 const mock = process.env.REELAY_MOCK === "1";
 
-export default defineConfig({
-  plugins: [react(), mock ? mockCoordinator() : null],
+export default defineConfig(async () => ({
+  // The mock is loaded only when asked for, so normal builds never touch dev/.
+  plugins: [react(), mock ? (await import("./dev/mockPlugin.ts")).mockCoordinator() : null],
   build: {
     outDir: "dist",
     emptyOutDir: true,
@@ -29,4 +29,4 @@ export default defineConfig({
     include: ["src/**/*.test.{ts,tsx}"],
     setupFiles: ["src/test/setup.ts"],
   },
-});
+}));

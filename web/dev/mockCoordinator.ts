@@ -20,10 +20,10 @@ import {
   type Job,
   type JobEvent,
   type LogLine,
-} from "../src/gen/reelay/v1/job_pb";
-import { NodeSchema, NodeService, NodeState, type Node } from "../src/gen/reelay/v1/node_pb";
-import { PipelineService } from "../src/gen/reelay/v1/pipeline_pb";
-import { GrpcWebRouter, RpcError, type CallContext } from "./grpcWeb";
+} from "../src/gen/reelay/v1/job_pb.ts";
+import { NodeSchema, NodeService, NodeState, type Node } from "../src/gen/reelay/v1/node_pb.ts";
+import { PipelineService } from "../src/gen/reelay/v1/pipeline_pb.ts";
+import { GrpcWebRouter, RpcError, type CallContext } from "./grpcWeb.ts";
 
 const ACTIVE = [JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING];
 const TERMINAL = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED];

@@ -1,7 +1,7 @@
 // Vite plugin that mounts the mock coordinator on the dev and preview servers (REELAY_MOCK=1).
 
 import type { Plugin } from "vite";
-import { MockCoordinator } from "./mockCoordinator";
+import { MockCoordinator } from "./mockCoordinator.ts";
 
 export function mockCoordinator(): Plugin {
   const mock = new MockCoordinator();

@@ -47,7 +47,7 @@ async function startMock(extraEnv = {}) {
   const url = `http://127.0.0.1:${port}`;
   const server = spawn(process.execPath, [join(web, "node_modules", "vite", "bin", "vite.js"), "preview", "--host", "127.0.0.1", "--port", String(port), "--strictPort"], {
     cwd: web,
-    env: { ...process.env, REELAY_MOCK: "1", VITE_CONFIG_NATIVE_IGNORE_WARNING: "true", ...extraEnv },
+    env: { ...process.env, REELAY_MOCK: "1", ...extraEnv },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const stop = () => server.kill("SIGTERM");

@@ -1,10 +1,19 @@
 //! Following a started container to its end: its log lines, a stop request, its exit code.
 //!
 //! The logs are read with `follow` and `timestamps`; the stream ends when the container stops.
-//! Every line carries the time of the log entry that completed it (see [`super::timestamp`]),
-//! and whenever the logs are read again (a re-attach after a worker restart, or after the engine
-//! went away) Docker replays from the whole second of the last delivered line and the lines at or
-//! before it are skipped: none is lost or repeated.
+//! Every line carries the time of the log entry that completed it (see [`super::timestamp`]).
+//!
+//! # Resuming without loss or repeat
+//! Whenever the logs are read again (a re-attach after a worker restart, or after the engine went
+//! away) the resume point is the time of the last line delivered, and the lines delivered before
+//! are exactly the lines up to that one *in log order*. Docker timestamps stdout and stderr
+//! entries in two independent copiers, so log order is not timestamp order across the streams
+//! (a stderr line written after a stdout line can carry an earlier time): skipping "every line at
+//! or before the resume time" would lose such a line. Instead the logs are replayed from one
+//! second before the resume time (`since` is whole seconds), the lines up to and including the
+//! one whose time equals the resume time are skipped, and every line after it is delivered. If
+//! that line is not in the logs (they were rotated), the lines later than the resume time are
+//! delivered once it is clear it will not come (a line over a second later, or the end).
 //!
 //! While the engine does not answer, the follower waits for it (bounded backoff) instead of
 //! failing the run: only the container's own exit, or its disappearance, ends a run.
@@ -32,6 +41,8 @@ use crate::executor::{EventSink, ExecError, ExecEvent, RunExit, Stream};
 const EXIT_AFTER_LOGS: Duration = Duration::from_secs(2);
 /// Reads of an exited container's logs that may fail before its exit is reported without them.
 const MAX_FAILED_READS: u32 = 3;
+/// Lines held while looking for the resume line before giving up on finding it.
+const MAX_HELD_LINES: usize = 10_000;
 
 /// Follows one container until it exits.
 #[derive(Debug)]
@@ -39,8 +50,8 @@ pub(super) struct Follower {
     docker: Docker,
     id: String,
     events: EventSink,
-    /// Executor time of the newest line delivered so far (or recorded before a restart).
-    delivered_up_to: Option<String>,
+    /// Executor time of the last line delivered (or recorded before a restart): the resume point.
+    last_delivered: Option<String>,
     /// Set by the stopper once the engine accepted SIGTERM: the run ends because it was stopped.
     signalled: Arc<AtomicBool>,
     /// Stops the container once the stop token is cancelled; aborted when the follower ends.
@@ -89,7 +100,7 @@ impl Follower {
             docker,
             id,
             events,
-            delivered_up_to: resume_after.filter(|time| !time.is_empty()),
+            last_delivered: resume_after.filter(|time| !time.is_empty()),
             signalled,
             stopper,
         }
@@ -102,7 +113,7 @@ impl Follower {
         loop {
             let mut lines = LogLines::default();
             let end = if logs_readable {
-                self.read_logs(&mut lines).await
+                self.read_logs(&mut lines, true).await
             } else {
                 ReadEnd::Clean
             };
@@ -127,6 +138,13 @@ impl Follower {
                     if !clean {
                         tracing::warn!(container = %self.id,
                             "the container exited but its last log lines could not be read");
+                    } else if logs_readable {
+                        // A follow stream can end before the container's last entry (an
+                        // unterminated last line) reached it: read the rest once more.
+                        let mut rest = LogLines::default();
+                        if let ReadEnd::Clean = self.read_logs(&mut rest, false).await {
+                            lines = rest;
+                        }
                     }
                     self.flush(&mut lines).await;
                     return Ok(self.exit(code));
@@ -144,17 +162,22 @@ impl Follower {
         }
     }
 
-    /// Reads the logs from the last delivered line on, until the stream ends.
-    async fn read_logs(&mut self, lines: &mut LogLines) -> ReadEnd {
-        let skip_up_to = self.delivered_up_to.clone();
-        lines.skip_up_to.clone_from(&skip_up_to);
-        let since = skip_up_to
-            .as_deref()
-            .and_then(unix_seconds)
-            .and_then(|seconds| i32::try_from(seconds).ok())
+    /// Reads the logs after the last delivered line, until the stream ends (with `follow`, when
+    /// the container stops).
+    async fn read_logs(&mut self, lines: &mut LogLines, follow: bool) -> ReadEnd {
+        lines.search = self.last_delivered.clone().map(|marker| Search {
+            marker,
+            held: Vec::new(),
+        });
+        // A line after the resume line may carry a time up to a little earlier than it.
+        let since = lines
+            .search
+            .as_ref()
+            .and_then(|search| unix_seconds(&search.marker))
+            .and_then(|seconds| i32::try_from(seconds - 1).ok())
             .unwrap_or(0);
         let options = LogsOptionsBuilder::new()
-            .follow(true)
+            .follow(follow)
             .stdout(true)
             .stderr(true)
             .timestamps(true)
@@ -174,36 +197,55 @@ impl Follower {
                 Err(err) => return ReadEnd::Broken(err),
             };
             let (entry_time, payload) = split_frame(&message);
-            let texts = lines.of(stream).push(entry_time, payload);
-            for (text, time) in texts {
-                self.deliver(stream, text, time, skip_up_to.as_deref())
-                    .await;
+            for (text, time) in lines.of(stream).push(entry_time, payload) {
+                self.offer(lines, Line { stream, text, time }).await;
             }
         }
         ReadEnd::Clean
     }
 
-    /// Sends a line unless it was delivered before `skip_up_to`.
-    async fn deliver(
-        &mut self,
-        stream: Stream,
-        text: String,
-        time: Option<String>,
-        skip_up_to: Option<&str>,
-    ) {
-        if let (Some(time), Some(skip)) = (time.as_deref(), skip_up_to)
-            && time <= skip
-        {
+    /// Delivers a line read from the logs, unless it is at or before the resume line.
+    async fn offer(&mut self, lines: &mut LogLines, line: Line) {
+        let Some(search) = &mut lines.search else {
+            return self.deliver(line).await;
+        };
+        let Some(time) = line.time.as_deref() else {
+            return;
+        };
+        if time == search.marker {
+            // Everything held came before the resume line: it was delivered before.
+            lines.search = None;
             return;
         }
-        if let Some(time) = &time
-            && self
-                .delivered_up_to
-                .as_ref()
-                .is_none_or(|newest| time > newest)
-        {
-            self.delivered_up_to = Some(time.clone());
+        if time < search.marker.as_str() {
+            return;
         }
+        let well_after = unix_seconds(time)
+            .zip(unix_seconds(&search.marker))
+            .is_some_and(|(time, marker)| time > marker + 1);
+        search.held.push(line);
+        if well_after || search.held.len() >= MAX_HELD_LINES {
+            self.give_up_search(lines).await;
+        }
+    }
+
+    /// The resume line is not in the logs: deliver what came after its time.
+    async fn give_up_search(&mut self, lines: &mut LogLines) {
+        let Some(search) = lines.search.take() else {
+            return;
+        };
+        tracing::warn!(container = %self.id, resume = %search.marker,
+            "the resume line is not in the container's logs (rotated?); resuming by time");
+        for line in search.held {
+            self.deliver(line).await;
+        }
+    }
+
+    async fn deliver(&mut self, line: Line) {
+        if line.time.is_some() {
+            self.last_delivered.clone_from(&line.time);
+        }
+        let Line { stream, text, time } = line;
         // The receiver only goes away when the worker shuts down; the container goes on.
         let _ = self
             .events
@@ -213,13 +255,12 @@ impl Follower {
 
     /// Delivers the unterminated last line of each stream, once the container exited.
     async fn flush(&mut self, lines: &mut LogLines) {
-        let skip_up_to = lines.skip_up_to.clone();
         for stream in [Stream::Stdout, Stream::Stderr] {
             if let Some((text, time)) = lines.of(stream).finish() {
-                self.deliver(stream, text, time, skip_up_to.as_deref())
-                    .await;
+                self.offer(lines, Line { stream, text, time }).await;
             }
         }
+        self.give_up_search(lines).await;
     }
 
     /// Waits for the container to stop; gives up after `patience` with `StillRunning`.
@@ -314,13 +355,31 @@ async fn send_signal(docker: &Docker, id: &str, signal: &str) -> bool {
 
 // === line splitting with times ===
 
-/// The lines of both streams of one read of the logs.
+/// One line with its stream and time.
+#[derive(Debug)]
+struct Line {
+    stream: Stream,
+    text: String,
+    time: Option<String>,
+}
+
+/// The state of one read of the logs.
 #[derive(Debug, Default)]
 struct LogLines {
     stdout: StreamLines,
     stderr: StreamLines,
-    /// Lines at or before this time were delivered before this read began.
-    skip_up_to: Option<String>,
+    /// While set, the lines are still at or before the resume line.
+    search: Option<Search>,
+}
+
+/// Looking for the resume line in a replay of the logs.
+#[derive(Debug)]
+struct Search {
+    /// The time of the last line delivered before this read.
+    marker: String,
+    /// Lines later than the marker's time seen before the marker itself; delivered only if the
+    /// marker turns out to be missing.
+    held: Vec<Line>,
 }
 
 impl LogLines {

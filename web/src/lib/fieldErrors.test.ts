@@ -14,6 +14,11 @@ describe("server errors on the form", () => {
     expect(mapServerErrors("the queue is full", known)).toEqual({ fields: {}, general: ["the queue is full"] });
   });
 
+  it("keeps a reason that contains a semicolon whole", () => {
+    const message = 'spec.params.height: pipeline "transcode" has no parameter "h"; its parameters: height, crf';
+    expect(mapServerErrors(message, known)).toEqual({ fields: { "params.height": 'pipeline "transcode" has no parameter "h"; its parameters: height, crf' }, general: [] });
+  });
+
   it("splits several errors and normalises field spellings", () => {
     const mapped = mapServerErrors("spec.nodeId: no such node; spec.max_attempts: at most 10", known);
     expect(mapped.fields).toEqual({ node_id: "no such node", max_attempts: "at most 10" });

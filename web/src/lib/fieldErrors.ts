@@ -27,7 +27,8 @@ export function normaliseFieldPath(path: string): string {
 export function mapServerErrors(message: string, known: Iterable<string>): FieldErrors {
   const knownSet = new Set(known);
   const result: FieldErrors = { fields: {}, general: [] };
-  for (const part of message.split(/;\s+|\n/).map((p) => p.trim()).filter(Boolean)) {
+  // Split only where a new "field: reason" starts: a reason may itself contain "; ".
+  for (const part of message.split(/(?:;\s+|\n)(?=[A-Za-z_][\w.[\]"']*\s*:\s)/).map((p) => p.trim()).filter(Boolean)) {
     const match = /^([A-Za-z_][\w.[\]"']*)\s*:\s*(.+)$/s.exec(part);
     if (match) {
       const field = normaliseFieldPath(match[1]);

@@ -62,12 +62,12 @@ describe("NewJobPage", () => {
 
   it("shows the server's INVALID_ARGUMENT next to the field it names, the rest at the top", async () => {
     renderPage(() => {
-      throw new ConnectError("spec.params.steps: at most 10000; quota exceeded", Code.InvalidArgument);
+      throw new ConnectError("spec.params.steps: at most 10000; spec.labels: unknown label", Code.InvalidArgument);
     });
     await screen.findByLabelText(/^steps/);
     fireEvent.click(screen.getByTestId("submit-job"));
     expect((await screen.findByTestId("error-params.steps")).textContent).toBe("at most 10000");
-    expect(screen.getByTestId("form-error").textContent).toBe("quota exceeded");
+    expect(screen.getByTestId("form-error").textContent).toBe("spec.labels: unknown label");
   });
 
   it("sends the spec with a request id and opens the new job's page", async () => {

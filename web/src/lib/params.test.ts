@@ -5,7 +5,8 @@ import { defaultParams, isRequired, paramsToSend, validateJobForm, validateParam
 
 const height = create(PipelineParamSchema, { name: "height", default: "720", pattern: "^[0-9]{3,4}$" });
 const steps = create(PipelineParamSchema, { name: "steps", default: "20", pattern: "[0-9]+" });
-const label = create(PipelineParamSchema, { name: "label", pattern: "[a-z]+" });
+const label = create(PipelineParamSchema, { name: "label", pattern: "[a-z]+", required: true });
+const optional = create(PipelineParamSchema, { name: "tag", pattern: "[a-z]+", required: false });
 const loose = create(PipelineParamSchema, { name: "note", default: "x" });
 
 describe("validateParam", () => {
@@ -16,9 +17,11 @@ describe("validateParam", () => {
     expect(validateParam(steps, "20x")).toMatch(/must match/); // unanchored pattern still covers the whole value
   });
 
-  it("requires a value when the parameter has no default or says so", () => {
+  it("requires a value when the server marks the parameter required", () => {
     expect(isRequired(label)).toBe(true);
     expect(validateParam(label, "")).toBe("required");
+    expect(validateParam(optional, "")).toBeNull(); // no default, explicitly optional
+    expect(validateParam(optional, "X")).toMatch(/must match/);
     expect(validateParam(height, "")).toBeNull();
     expect(validateParam(create(PipelineParamSchema, { name: "r", default: "1", required: true }), "")).toBe("required");
   });

@@ -3,9 +3,9 @@
 
 import type { Pipeline, PipelineParam } from "../gen/reelay/v1/pipeline_pb";
 
-/** A parameter is required when it says so or when it has no default (DESIGN: "no default is required"). */
+/** Whether the form must have a value: the server says so (it sets `required` for params without a default). */
 export function isRequired(param: PipelineParam): boolean {
-  return param.required || param.default === "";
+  return param.required;
 }
 
 /** Compiles a pattern so that it must match the whole value; null when JS cannot read it (the server still checks). */

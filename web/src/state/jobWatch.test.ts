@@ -61,6 +61,20 @@ describe("JobWatch", () => {
     watch.stop();
   });
 
+  it("starts from a snapshot when the server says the version is out of range", async () => {
+    const { watch, latest, clock, requests } = setup();
+    watch.start();
+    await flush();
+    latest().push(event(job("j", 7), JobChange.SNAPSHOT));
+    await flush();
+    latest().fail(new ConnectError("restart", Code.Unavailable));
+    await clock.advance(250);
+    latest().fail(new ConnectError("after_version: 7 is ahead of job j", Code.OutOfRange));
+    await clock.advance(500);
+    expect(requests).toEqual([0n, 7n, 0n]);
+    watch.stop();
+  });
+
   it("gives up when the job does not exist", async () => {
     const { watch, latest } = setup();
     watch.start();

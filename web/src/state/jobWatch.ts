@@ -2,6 +2,7 @@
 // state (the server ends the stream there) and starts again when the job becomes active again
 // (a retry). Events go to `onEvent` (the feed's job map), so the page reads the job from one place.
 
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { JobEvent } from "../gen/reelay/v1/job_pb";
 import { isFatalStreamError } from "../api/errors";
 import type { Clock } from "../lib/clock";
@@ -36,7 +37,11 @@ export class JobWatch {
       reconnectAfterEnd: () => !this.terminal,
       isFatal: isFatalStreamError,
       onStatus: deps.onStatus,
-      onError: deps.onStreamError,
+      onError: (error) => {
+        // The server is behind the version we hold (its data was reset): start from a snapshot.
+        if (error instanceof ConnectError && error.code === Code.OutOfRange) this.lastVersion = 0n;
+        return deps.onStreamError?.(error);
+      },
       clock: deps.clock,
       random: deps.random,
     });

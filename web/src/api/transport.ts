@@ -9,8 +9,9 @@ import { authStore, type AuthStore } from "./auth";
 
 /**
  * Adds `authorization: Bearer <token>` when a token is stored. A unary call refused with
- * UNAUTHENTICATED asks the user for a token (once) and is sent again; streams are re-opened
- * by their own retry loop, which calls `askTokenAfter`.
+ * UNAUTHENTICATED (or PERMISSION_DENIED while a token was sent: a read-only token) asks the user
+ * for a token (once for all waiting calls) and is sent again; streams are re-opened by their own
+ * retry loop, which calls `askTokenAfter`.
  */
 export function authInterceptor(auth: AuthStore): Interceptor {
   return (next) => async (req) => {
@@ -19,7 +20,10 @@ export function authInterceptor(auth: AuthStore): Interceptor {
     try {
       return await next(req);
     } catch (error) {
-      if (req.stream || !(error instanceof ConnectError) || error.code !== Code.Unauthenticated) throw error;
+      if (req.stream || !(error instanceof ConnectError)) throw error;
+      // No or a wrong token; or a read-only token used for a change: offer to enter another one.
+      const refused = error.code === Code.Unauthenticated || (error.code === Code.PermissionDenied && sent !== null);
+      if (!refused) throw error;
       const token = await auth.requestToken(error.rawMessage, sent);
       if (!token) throw error;
       req.header.set("authorization", `Bearer ${token}`);

@@ -1,1 +1,151 @@
-//! placeholder
+//! Reelay's coordinator: the public API (JobService, NodeService, PipelineService) over gRPC and
+//! grpc-web, the job queue and scheduler, and one event stream per worker.
+//!
+//! # Layout
+//! - [`engine`]: the one task that changes jobs and nodes — state machine, scheduling, group
+//!   commit — and the live node view.
+//! - [`store`]: the coordinator's sled trees and their keys.
+//! - [`hub`]: fan-out of changes and log lines to watchers.
+//! - [`links`]: one link per worker: its event stream in, StartJob/CancelJob out.
+//! - [`api`]: the gRPC services (thin).
+//! - [`http`]: everything on the one port — gRPC, grpc-web, UI, downloads, metrics.
+//! - [`web`]: the embedded UI. [`metrics`]: Prometheus. [`retention`]: removal of expired jobs.
+//!
+//! [`run`] wires them on a listener until a shutdown token fires.
+
+pub mod api;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod links;
+pub mod metrics;
+mod retention;
+pub mod store;
+pub mod web;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reelay_core::machine::Policy;
+use reelay_core::pipeline::Pipelines;
+use reelay_proto::auth::{ClusterAuth, TokenCheck};
+use reelay_store::SledStore;
+use reelay_store::sled_store::SledOptions;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiState;
+use crate::engine::{Engine, EngineSettings};
+pub use crate::error::{CoordinatorError, Result};
+use crate::hub::Hub;
+use crate::links::Links;
+use crate::metrics::Metrics;
+use crate::store::JobStore;
+
+/// Everything a coordinator needs to run.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub data_dir: PathBuf,
+    pub pipelines: Pipelines,
+    /// How long finished jobs are kept.
+    pub retain: Duration,
+    /// How long a node may be offline before its jobs fail with "node lost".
+    pub node_lost_after: Duration,
+    /// Tokens of clients that may change things.
+    pub api_tokens: Vec<String>,
+    /// Tokens of clients that may only read.
+    pub read_tokens: Vec<String>,
+    /// Shared secret between the coordinator and its workers.
+    pub cluster_token: Option<String>,
+    /// sled page cache in bytes.
+    pub cache_bytes: u64,
+}
+
+/// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams,
+/// lets in-flight calls finish, stops the engine and flushes storage.
+pub async fn run(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let opened = std::time::Instant::now();
+    let sled = SledStore::open(
+        &config.data_dir,
+        &store::SCHEMA,
+        SledOptions {
+            cache_bytes: config.cache_bytes,
+        },
+    )?;
+    let store = JobStore::new(Arc::new(sled));
+    let hub = Arc::new(Hub::default());
+    let metrics = Metrics::default();
+    let auth =
+        ClusterAuth::new(config.cluster_token.as_deref()).map_err(CoordinatorError::Internal)?;
+    let background = CancellationToken::new();
+    let links = Links::new(store.clone(), auth, background.clone());
+    let settings = EngineSettings {
+        policy: Policy {
+            retain: config.retain,
+        },
+        pipelines: config.pipelines.clone(),
+        node_lost_after: config.node_lost_after,
+    };
+    let (engine, engine_task) = Engine::start(
+        store.clone(),
+        Arc::clone(&hub),
+        settings,
+        links.clone(),
+        metrics.clone(),
+        background.clone(),
+    )?;
+    metrics.observe(engine.clone(), Arc::clone(&hub));
+    tokio::spawn(retention::run(
+        engine.clone(),
+        store.clone(),
+        background.clone(),
+    ));
+
+    let state = ApiState {
+        engine,
+        store: store.clone(),
+        hub,
+        links,
+        clients: TokenCheck::new(config.api_tokens.clone(), config.read_tokens.clone()),
+        cluster: TokenCheck::new(config.cluster_token.iter().cloned().collect(), Vec::new()),
+        shutdown: shutdown.clone(),
+    };
+    let routes = http::routes(state, metrics)?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        pipelines = config.pipelines.iter().count(),
+        ui = web::is_built(),
+        ready_ms = opened.elapsed().as_millis() as u64,
+        "coordinator serving"
+    );
+    let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .initial_stream_window_size(1024 * 1024)
+        .layer(http::cors())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await;
+    tracing::info!("coordinator stops: finishing the engine and flushing storage");
+    background.cancel();
+    match engine_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "engine ended with an error"),
+        Err(err) => tracing::error!(error = %err, "engine task failed"),
+    }
+    let raw = Arc::clone(store.raw());
+    tokio::task::spawn_blocking(move || raw.flush())
+        .await
+        .map_err(|err| CoordinatorError::Internal(err.to_string()))??;
+    served.map_err(|err| CoordinatorError::Internal(format!("server: {err}")))
+}

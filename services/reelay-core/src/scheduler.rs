@@ -203,19 +203,28 @@ pub fn place(job: &QueuedJob, nodes: &[NodeSlots]) -> Result<usize, Pending> {
     }
 }
 
-/// Assigns queued jobs to free slots, in queue order. Updates `nodes[..].used` as it goes.
-pub fn plan(queue: &Queue, nodes: &mut [NodeSlots]) -> Vec<(JobId, String)> {
-    let mut assignments = Vec::new();
-    let mut free: u32 = nodes
+/// Free slots on nodes that take jobs.
+pub fn free_slots(nodes: &[NodeSlots]) -> u32 {
+    nodes
         .iter()
         .filter(|n| n.state == NodeState::Ready && n.blocked.is_none())
         .map(NodeSlots::free)
-        .sum();
-    for job in queue.iter() {
+        .sum()
+}
+
+/// Assigns queued jobs (in queue order) to free slots; stops reading the queue once no slot is
+/// left. Updates `nodes[..].used` as it goes.
+pub fn plan(
+    queue: impl IntoIterator<Item = QueuedJob>,
+    nodes: &mut [NodeSlots],
+) -> Vec<(JobId, String)> {
+    let mut assignments = Vec::new();
+    let mut free = free_slots(nodes);
+    for job in queue {
         if free == 0 {
             break;
         }
-        if let Ok(index) = place(job, nodes) {
+        if let Ok(index) = place(&job, nodes) {
             nodes[index].used += 1;
             free -= 1;
             assignments.push((job.id, nodes[index].id.clone()));
@@ -261,7 +270,7 @@ mod tests {
         assert_eq!(order, [new_high.id, old_low.id, new_low.id]);
         assert_eq!(queue.position(old_low.id), Some(2));
         let mut nodes = vec![node("a", 2, 0)];
-        let plan = plan(&queue, &mut nodes);
+        let plan = plan(queue.iter().cloned(), &mut nodes);
         assert_eq!(plan, [(new_high.id, "a".into()), (old_low.id, "a".into())]);
         assert_eq!(nodes[0].used, 2);
     }
@@ -273,7 +282,7 @@ mod tests {
             queue.insert(job(n, 0));
         }
         let mut nodes = vec![node("a", 2, 1), node("b", 3, 0)];
-        let plan = plan(&queue, &mut nodes);
+        let plan = plan(queue.iter().cloned(), &mut nodes);
         assert_eq!(plan.len(), 4);
         assert!(nodes.iter().all(|n| n.used <= n.slots));
         // Most free slots first: b (3 free) takes the first job.
@@ -327,7 +336,7 @@ mod tests {
         assert_eq!(place(&j, &[]), Err(Pending::NoNodes));
         let mut queue = Queue::default();
         queue.insert(j);
-        assert!(plan(&queue, &mut nodes).is_empty());
+        assert!(plan(queue.iter().cloned(), &mut nodes).is_empty());
     }
 
     #[test]

@@ -1,0 +1,338 @@
+//! JobService over gRPC.
+
+use std::collections::BTreeSet;
+
+use reelay_core::names::{validate_node_id, validate_output_name};
+use reelay_core::{JobId, JobSpec, JobState};
+use reelay_proto::convert::job_state;
+use reelay_proto::v1;
+use reelay_proto::v1::job_service_server::JobService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{ApiState, ServerStream, parse_id, watch};
+use crate::error::CoordinatorError;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+/// Index entries read per round when a filter skips some.
+const SCAN_CHUNK: usize = 256;
+/// History events returned at most by GetJobHistory.
+const MAX_HISTORY: usize = 10_000;
+
+/// JobService.
+#[derive(Debug, Clone)]
+pub struct JobApi(pub ApiState);
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn create_job(
+        &self,
+        request: Request<v1::CreateJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        self.0.write(&request)?;
+        let request = request.into_inner();
+        let spec: JobSpec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: a job spec is required"))?
+            .into();
+        let job = self.0.engine.create(spec, request.request_id).await?;
+        Ok(Response::new(self.0.view(&job)))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        self.0.read(&request)?;
+        let id = parse_id(&request.into_inner().id)?;
+        let job = self.0.store.require_job(id)?;
+        Ok(Response::new(self.0.view(&job)))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let page_size = match request.page_size {
+            n if n < 0 => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size: {n} is negative"
+                )));
+            }
+            0 => DEFAULT_PAGE,
+            n => (n as usize).min(MAX_PAGE),
+        };
+        let before = parse_page_token(&request.page_token)?;
+        let states: BTreeSet<JobState> = request
+            .states
+            .iter()
+            .map(|state| job_state(*state, "states"))
+            .collect::<Result<_, _>>()
+            .map_err(CoordinatorError::from)?;
+        let node = Some(request.node_id).filter(|node| !node.is_empty());
+        if let Some(node) = &node {
+            validate_node_id(node, "node_id").map_err(CoordinatorError::from)?;
+        }
+        let (jobs, more) = self.page(before, &states, node.as_deref(), page_size)?;
+        let next_page_token = if more {
+            jobs.last()
+                .map(|job| hex::encode(job.id.as_bytes()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let jobs = jobs.iter().map(|job| self.0.view(job)).collect();
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs,
+            next_page_token,
+        }))
+    }
+
+    type WatchJobStream = ServerStream<v1::JobEvent>;
+
+    async fn watch_job(
+        &self,
+        request: Request<v1::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let stream = watch::job(self.0.clone(), id, request.after_version)?;
+        Ok(Response::new(stream))
+    }
+
+    type WatchJobsStream = ServerStream<v1::JobEvent>;
+
+    async fn watch_jobs(
+        &self,
+        request: Request<v1::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let states: BTreeSet<JobState> = request
+            .states
+            .iter()
+            .map(|state| job_state(*state, "states"))
+            .collect::<Result<_, _>>()
+            .map_err(CoordinatorError::from)?;
+        Ok(Response::new(watch::jobs(
+            self.0.clone(),
+            states,
+            !request.no_snapshot,
+        )))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        self.0.write(&request)?;
+        let id = parse_id(&request.into_inner().id)?;
+        let job = self.0.engine.cancel(id).await?;
+        Ok(Response::new(self.0.view(&job)))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<v1::RetryJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        self.0.write(&request)?;
+        let id = parse_id(&request.into_inner().id)?;
+        let job = self.0.engine.retry(id).await?;
+        Ok(Response::new(self.0.view(&job)))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<v1::DeleteJobRequest>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        self.0.write(&request)?;
+        let id = parse_id(&request.into_inner().id)?;
+        self.0.engine.delete(id).await?;
+        Ok(Response::new(v1::DeleteJobResponse {}))
+    }
+
+    type GetJobLogsStream = ServerStream<v1::LogLine>;
+
+    async fn get_job_logs(
+        &self,
+        request: Request<v1::GetJobLogsRequest>,
+    ) -> Result<Response<Self::GetJobLogsStream>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let stream = watch::logs(self.0.clone(), id, request.after_line, request.follow)?;
+        Ok(Response::new(stream))
+    }
+
+    async fn list_outputs(
+        &self,
+        request: Request<v1::ListOutputsRequest>,
+    ) -> Result<Response<v1::ListOutputsResponse>, Status> {
+        self.0.read(&request)?;
+        let id = parse_id(&request.into_inner().id)?;
+        let job = self.0.store.require_job(id)?;
+        let files = job.outputs.iter().map(Into::into).collect();
+        Ok(Response::new(v1::ListOutputsResponse { files }))
+    }
+
+    type DownloadOutputStream = ServerStream<v1::DataChunk>;
+
+    async fn download_output(
+        &self,
+        request: Request<v1::DownloadOutputRequest>,
+    ) -> Result<Response<Self::DownloadOutputStream>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let stream = open_download(&self.0, id, &request.name, request.offset).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn get_job_history(
+        &self,
+        request: Request<v1::GetJobHistoryRequest>,
+    ) -> Result<Response<v1::GetJobHistoryResponse>, Status> {
+        self.0.read(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        self.0.store.require_job(id)?;
+        let events = self
+            .0
+            .store
+            .events_after(id, request.after_version, MAX_HISTORY)?;
+        Ok(Response::new(v1::GetJobHistoryResponse { events }))
+    }
+}
+
+impl JobApi {
+    /// One page of jobs newest first, and whether more follow.
+    fn page(
+        &self,
+        before: Option<JobId>,
+        states: &BTreeSet<JobState>,
+        node: Option<&str>,
+        page_size: usize,
+    ) -> Result<(Vec<reelay_core::Job>, bool), CoordinatorError> {
+        let store = &self.0.store;
+        let wanted = page_size + 1;
+        let ids: Vec<JobId> = match (node, states.len()) {
+            (None, 0) => store.ids(before, wanted)?,
+            (None, 1) => {
+                let state = states.iter().next().copied().unwrap_or(JobState::Queued);
+                store.ids_in_state(state, before, wanted)?
+            }
+            (None, _) => {
+                let mut merged = Vec::new();
+                for state in states {
+                    merged.extend(store.ids_in_state(*state, before, wanted)?);
+                }
+                merged.sort_unstable_by(|a, b| b.cmp(a));
+                merged.truncate(wanted);
+                merged
+            }
+            (Some(node), _) => {
+                // Filtered by node first, then by state: read the node's index in chunks.
+                let mut matched = Vec::new();
+                let mut cursor = before;
+                loop {
+                    let chunk = store.ids_on_node(node, cursor, SCAN_CHUNK)?;
+                    let Some(last) = chunk.last().copied() else {
+                        break;
+                    };
+                    for id in chunk.iter().copied() {
+                        if states.is_empty()
+                            || store
+                                .job(id)?
+                                .is_some_and(|job| states.contains(&job.state))
+                        {
+                            matched.push(id);
+                        }
+                    }
+                    if matched.len() >= wanted || chunk.len() < SCAN_CHUNK {
+                        break;
+                    }
+                    cursor = Some(last);
+                }
+                matched.truncate(wanted);
+                matched
+            }
+        };
+        let more = ids.len() > page_size;
+        let mut jobs = Vec::with_capacity(page_size);
+        for id in ids.into_iter().take(page_size) {
+            if let Some(job) = store.job(id)? {
+                jobs.push(job);
+            }
+        }
+        Ok((jobs, more))
+    }
+}
+
+fn parse_page_token(token: &str) -> Result<Option<JobId>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes = hex::decode(token)
+        .ok()
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
+    bytes.map(|bytes| Some(JobId::from_bytes(bytes))).ok_or_else(|| {
+        Status::invalid_argument("page_token: not a token from a previous ListJobs response; start again without one")
+    })
+}
+
+/// Opens output `name` of job `id` on the node that holds it, from `offset`.
+pub(crate) async fn open_download(
+    state: &ApiState,
+    id: JobId,
+    name: &str,
+    offset: u64,
+) -> Result<ServerStream<v1::DataChunk>, Status> {
+    validate_output_name(name, "name").map_err(CoordinatorError::from)?;
+    let job = state.store.require_job(id)?;
+    let Some(file) = job.outputs.iter().find(|file| file.name == name) else {
+        return Err(Status::not_found(format!(
+            "job {id} has no output named {name:?}"
+        )));
+    };
+    if offset > file.size {
+        return Err(Status::invalid_argument(format!(
+            "offset: {offset} is past the end of {name:?} ({} bytes)",
+            file.size
+        )));
+    }
+    let node = job
+        .node_id
+        .clone()
+        .ok_or_else(|| Status::not_found(format!("job {id} has no node holding outputs")))?;
+    let mut client = state.links.client(&node).ok_or_else(|| {
+        Status::unavailable(format!(
+            "node {node}, which holds the outputs of job {id}, is not connected"
+        ))
+    })?;
+    let request = v1::DownloadOutputRequest {
+        id: id.to_string(),
+        name: name.to_owned(),
+        offset,
+    };
+    let mut upstream = client.download_output(request).await?.into_inner();
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let item = match upstream.message().await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => return,
+                Err(status) => Err(status),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}

@@ -1,0 +1,74 @@
+//! The coordinator's public gRPC services. Handlers check the caller's token, convert, delegate to
+//! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
+//!
+//! - [`jobs`]: JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
+//! - [`nodes`]: NodeService.
+//! - [`pipelines`]: PipelineService.
+
+pub mod jobs;
+pub mod nodes;
+pub mod pipelines;
+mod watch;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use reelay_core::{Job, JobId};
+use reelay_proto::auth::{Access, TokenCheck};
+use reelay_proto::v1;
+use tonic::{Request, Status};
+
+use crate::engine::Engine;
+use crate::hub::Hub;
+use crate::links::Links;
+use crate::store::JobStore;
+
+/// Queue positions are counted up to this many jobs ahead.
+const POSITION_CAP: usize = 10_000;
+
+pub(crate) type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// What every handler needs.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub engine: Engine,
+    pub store: JobStore,
+    pub hub: Arc<Hub>,
+    pub links: Links,
+    /// API and read tokens of clients.
+    pub clients: TokenCheck,
+    /// The cluster token, for workers.
+    pub cluster: TokenCheck,
+    /// Ends every stream, so the server can shut down.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl ApiState {
+    pub(crate) fn read<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.clients.check(request, Access::Read).map(drop)
+    }
+
+    pub(crate) fn write<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.clients.check(request, Access::Write).map(drop)
+    }
+
+    /// A job as clients see it: with why it waits and where it is in the queue.
+    pub(crate) fn view(&self, job: &Job) -> v1::Job {
+        let mut wire = v1::Job::from(job);
+        if job.state == reelay_core::JobState::Queued {
+            wire.pending_reason = self.engine.cluster().pending_reason(job);
+            wire.queue_position = self
+                .store
+                .queue_position(job, POSITION_CAP)
+                .ok()
+                .flatten()
+                .unwrap_or(0) as u32;
+        }
+        wire
+    }
+}
+
+pub(crate) fn parse_id(text: &str) -> Result<JobId, Status> {
+    JobId::parse(text, "id").map_err(|err| Status::invalid_argument(err.to_string()))
+}

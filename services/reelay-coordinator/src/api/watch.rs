@@ -1,0 +1,277 @@
+//! The streams of JobService: one job's changes, every job's changes, one job's log lines.
+//!
+//! Each stream subscribes to the hub *before* it reads storage, then skips what storage already
+//! gave it (by version or line number): nothing is missed between the read and the live feed, and
+//! nothing is sent twice. A watcher that lags behind the hub resyncs from storage. The send to the
+//! client is bounded; a failed send means the client left and ends the task.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use reelay_core::{JobId, JobState};
+use reelay_proto::convert::{job_state, timestamp};
+use reelay_proto::v1;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{ApiState, ServerStream};
+
+/// Messages buffered per stream towards its client.
+const CLIENT_BUFFER: usize = 64;
+/// Snapshots of active jobs sent at most when WatchJobs starts (or resyncs).
+const SNAPSHOT_LIMIT: usize = 1000;
+/// Log lines read from storage per round.
+const LOG_CHUNK: usize = 1000;
+
+type Tx<T> = mpsc::Sender<Result<T, Status>>;
+
+fn is_terminal(event: &v1::JobEvent) -> bool {
+    event
+        .job
+        .as_ref()
+        .is_some_and(|job| job_state(job.state, "state").is_ok_and(JobState::is_terminal))
+}
+
+fn snapshot(state: &ApiState, job: &reelay_core::Job) -> v1::JobEvent {
+    v1::JobEvent {
+        job_id: job.id.to_string(),
+        version: job.version,
+        job: Some(state.view(job)),
+        change: v1::JobChange::Snapshot as i32,
+        previous_state: 0,
+        time: Some(timestamp(std::time::SystemTime::now())),
+    }
+}
+
+/// WatchJob: a snapshot (or the history after `after_version`), then each change; ends after a
+/// terminal state or the job's deletion.
+pub(crate) fn job(
+    state: ApiState,
+    id: JobId,
+    after_version: u64,
+) -> Result<ServerStream<v1::JobEvent>, Status> {
+    let mut live = state.hub.subscribe_job(id);
+    let job = state.store.require_job(id)?;
+    if after_version > job.version {
+        return Err(Status::out_of_range(format!(
+            "after_version: {after_version} is ahead of job {id}, which is at version {}",
+            job.version
+        )));
+    }
+    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    tokio::spawn(async move {
+        let mut last = after_version;
+        let first: Vec<v1::JobEvent> = if after_version == 0 {
+            vec![snapshot(&state, &job)]
+        } else {
+            match state.store.events_after(id, after_version, usize::MAX) {
+                Ok(events) => events,
+                Err(err) => {
+                    let _ = tx.send(Err(err.into())).await;
+                    return;
+                }
+            }
+        };
+        for event in first {
+            last = last.max(event.version);
+            let done = is_terminal(&event) && event.version >= job.version;
+            if tx.send(Ok(event)).await.is_err() || done {
+                return;
+            }
+        }
+        if job.state.is_terminal() && last >= job.version {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = state.shutdown.cancelled() => return,
+            };
+            let event = match received {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => match state.store.job(id) {
+                    Ok(Some(job)) => Arc::new(snapshot(&state, &job)),
+                    _ => return,
+                },
+                Err(RecvError::Closed) => return,
+            };
+            if event.version <= last {
+                continue;
+            }
+            last = event.version;
+            let done = is_terminal(&event) || event.change == v1::JobChange::Deleted as i32;
+            if tx.send(Ok((*event).clone())).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// WatchJobs: snapshots of the active jobs (newest first, bounded), then every change of jobs in
+/// `states` (all when empty). A change is sent when the job is in a wanted state before or after it.
+pub(crate) fn jobs(
+    state: ApiState,
+    states: BTreeSet<JobState>,
+    snapshots: bool,
+) -> ServerStream<v1::JobEvent> {
+    let mut live = state.hub.subscribe_all();
+    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    tokio::spawn(async move {
+        let mut seen = HashMap::new();
+        if snapshots && send_active(&state, &states, &tx, &mut seen).await.is_err() {
+            return;
+        }
+        let wanted = |value: i32| {
+            states.is_empty() || job_state(value, "state").is_ok_and(|s| states.contains(&s))
+        };
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = state.shutdown.cancelled() => return,
+            };
+            let event = match received {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => {
+                    seen.clear();
+                    if send_active(&state, &states, &tx, &mut seen).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let Ok(id) = JobId::parse(&event.job_id, "job_id") else {
+                continue;
+            };
+            if seen
+                .get(&id)
+                .is_some_and(|version| event.version <= *version)
+            {
+                continue;
+            }
+            seen.remove(&id);
+            let now_wanted = event.job.as_ref().is_some_and(|job| wanted(job.state));
+            if !(now_wanted || wanted(event.previous_state)) {
+                continue;
+            }
+            if tx.send(Ok((*event).clone())).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// Sends snapshots of active jobs in `states`; records the versions sent in `seen`.
+async fn send_active(
+    state: &ApiState,
+    states: &BTreeSet<JobState>,
+    tx: &Tx<v1::JobEvent>,
+    seen: &mut HashMap<JobId, u64>,
+) -> Result<(), ()> {
+    let mut remaining = SNAPSHOT_LIMIT;
+    for active in [JobState::Running, JobState::Assigned, JobState::Queued] {
+        if !states.is_empty() && !states.contains(&active) {
+            continue;
+        }
+        let ids = match state.store.ids_in_state(active, None, remaining) {
+            Ok(ids) => ids,
+            Err(err) => return tx.send(Err(err.into())).await.map_err(drop),
+        };
+        for id in ids {
+            let Ok(Some(job)) = state.store.job(id) else {
+                continue;
+            };
+            seen.insert(id, job.version);
+            tx.send(Ok(snapshot(state, &job))).await.map_err(drop)?;
+            remaining -= 1;
+        }
+        if remaining == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// GetJobLogs: stored lines after `after_line`; with `follow`, then new lines until the job is
+/// finished and every line is sent.
+pub(crate) fn logs(
+    state: ApiState,
+    id: JobId,
+    after_line: u64,
+    follow: bool,
+) -> Result<ServerStream<v1::LogLine>, Status> {
+    let mut lines = state.hub.subscribe_logs(id);
+    let mut changes = state.hub.subscribe_job(id);
+    let job = state.store.require_job(id)?;
+    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    tokio::spawn(async move {
+        let mut last = after_line;
+        if send_stored(&state, id, &mut last, &tx).await.is_err()
+            || !follow
+            || job.state.is_terminal()
+        {
+            return;
+        }
+        loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Ok(line) if line.number <= last => {}
+                    Ok(line) if line.number == last + 1 => {
+                        last = line.number;
+                        if tx.send(Ok((*line).clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A gap (lag, or lines stored before we subscribed): read them from storage.
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if send_stored(&state, id, &mut last, &tx).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                change = changes.recv() => match change {
+                    Ok(event) if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 => {
+                        // Every line of the attempt is stored before its end: send the rest and stop.
+                        let _ = send_stored(&state, id, &mut last, &tx).await;
+                        return;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                () = state.shutdown.cancelled() => return,
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Sends the stored lines after `last`, advancing it.
+async fn send_stored(
+    state: &ApiState,
+    id: JobId,
+    last: &mut u64,
+    tx: &Tx<v1::LogLine>,
+) -> Result<(), ()> {
+    loop {
+        let lines = match state.store.logs_after(id, *last, LOG_CHUNK) {
+            Ok(lines) => lines,
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return Err(());
+            }
+        };
+        let count = lines.len();
+        for line in lines {
+            *last = line.number;
+            tx.send(Ok(line)).await.map_err(drop)?;
+        }
+        if count < LOG_CHUNK {
+            return Ok(());
+        }
+    }
+}

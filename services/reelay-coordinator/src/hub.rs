@@ -1,0 +1,146 @@
+//! Fan-out of job changes and log lines to watchers.
+//!
+//! One broadcast channel carries every job change (for `WatchJobs`); per-job channels, created
+//! when someone watches that job and dropped when nobody does, carry one job's changes and log
+//! lines (for `WatchJob` and `GetJobLogs`), so a watcher of one job never filters the whole
+//! cluster's traffic. Channels are bounded: a watcher that falls behind gets `Lagged` and resyncs
+//! from storage (a fresh snapshot), it never slows the others down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use reelay_core::JobId;
+use reelay_proto::v1;
+use tokio::sync::broadcast;
+
+/// Changes buffered for `WatchJobs` watchers before a slow one lags.
+const ALL_CAPACITY: usize = 8192;
+/// Changes (or log lines) buffered per watched job before a slow watcher lags.
+const JOB_CAPACITY: usize = 1024;
+
+/// Fan-out of job changes and log lines.
+#[derive(Debug)]
+pub struct Hub {
+    all: broadcast::Sender<Arc<v1::JobEvent>>,
+    jobs: Mutex<HashMap<JobId, broadcast::Sender<Arc<v1::JobEvent>>>>,
+    logs: Mutex<HashMap<JobId, broadcast::Sender<Arc<v1::LogLine>>>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            all: broadcast::channel(ALL_CAPACITY).0,
+            jobs: Mutex::default(),
+            logs: Mutex::default(),
+        }
+    }
+}
+
+impl Hub {
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<v1::JobEvent>> {
+        self.all.subscribe()
+    }
+
+    pub fn subscribe_job(&self, id: JobId) -> broadcast::Receiver<Arc<v1::JobEvent>> {
+        subscribe(&self.jobs, id)
+    }
+
+    pub fn subscribe_logs(&self, id: JobId) -> broadcast::Receiver<Arc<v1::LogLine>> {
+        subscribe(&self.logs, id)
+    }
+
+    pub fn publish_job(&self, id: JobId, event: Arc<v1::JobEvent>) {
+        // No receiver is not an error: nobody watches right now.
+        let _ = self.all.send(Arc::clone(&event));
+        publish(&self.jobs, id, event);
+    }
+
+    pub fn publish_log(&self, id: JobId, line: Arc<v1::LogLine>) {
+        publish(&self.logs, id, line);
+    }
+
+    /// Watched jobs (for metrics).
+    pub fn watched_jobs(&self) -> usize {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn all_watchers(&self) -> usize {
+        self.all.receiver_count()
+    }
+}
+
+fn subscribe<T: Clone>(
+    map: &Mutex<HashMap<JobId, broadcast::Sender<T>>>,
+    id: JobId,
+) -> broadcast::Receiver<T> {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    map.entry(id)
+        .or_insert_with(|| broadcast::channel(JOB_CAPACITY).0)
+        .subscribe()
+}
+
+fn publish<T: Clone>(map: &Mutex<HashMap<JobId, broadcast::Sender<T>>>, id: JobId, value: T) {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(sender) = map.get(&id)
+        && sender.send(value).is_err()
+    {
+        // Every watcher of this job left.
+        map.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: JobId, version: u64) -> Arc<v1::JobEvent> {
+        Arc::new(v1::JobEvent {
+            job_id: id.to_string(),
+            version,
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn per_job_watchers_get_only_their_job() {
+        let hub = Hub::default();
+        let (a, b) = (
+            JobId::new(std::time::SystemTime::now()),
+            JobId::new(std::time::SystemTime::now()),
+        );
+        let mut watch_a = hub.subscribe_job(a);
+        let mut all = hub.subscribe_all();
+        hub.publish_job(b, event(b, 1));
+        hub.publish_job(a, event(a, 7));
+        assert_eq!(watch_a.recv().await.unwrap().version, 7);
+        assert_eq!(all.recv().await.unwrap().job_id, b.to_string());
+        assert_eq!(all.recv().await.unwrap().job_id, a.to_string());
+    }
+
+    #[tokio::test]
+    async fn channels_of_unwatched_jobs_are_dropped() {
+        let hub = Hub::default();
+        let id = JobId::new(std::time::SystemTime::now());
+        drop(hub.subscribe_job(id));
+        assert_eq!(hub.watched_jobs(), 1);
+        hub.publish_job(id, event(id, 1));
+        assert_eq!(hub.watched_jobs(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_lags_instead_of_blocking() {
+        let hub = Hub::default();
+        let id = JobId::new(std::time::SystemTime::now());
+        let mut slow = hub.subscribe_job(id);
+        for version in 0..(JOB_CAPACITY as u64 + 10) {
+            hub.publish_job(id, event(id, version));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+    }
+}

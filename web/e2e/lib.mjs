@@ -223,6 +223,29 @@ export async function jobAction(page, action, { screenshotName } = {}) {
   await page.click("[data-testid=confirm-dialog] [data-testid=confirm-yes]");
 }
 
+/**
+ * The same as jobAction, by keyboard only: focus the button, Enter opens the dialog (focus moves
+ * into it), Escape closes it once without acting, then Enter again and Tab + Enter confirm.
+ */
+export async function jobActionByKeyboard(page, action, { screenshotName } = {}) {
+  const button = `[data-testid=${action}-job]`;
+  await page.focus(button);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("[data-testid=confirm-dialog][open]", { timeout: 5_000 });
+  const focusInDialog = await page.evaluate(() => Boolean(document.activeElement?.closest("[data-testid=confirm-dialog]")));
+  if (!focusInDialog) throw new E2eError("focus did not move into the confirmation dialog");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("[data-testid=confirm-dialog]:not([open])", { state: "attached", timeout: 5_000 });
+  await page.focus(button);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("[data-testid=confirm-dialog][open]", { timeout: 5_000 });
+  if (screenshotName) await screenshot(page, screenshotName);
+  await page.keyboard.press("Tab"); // from "Keep" to the confirm button
+  const focused = await page.evaluate(() => document.activeElement?.getAttribute("data-testid"));
+  if (focused !== "confirm-yes") throw new E2eError(`Tab in the dialog focused ${focused}, not the confirm button`);
+  await page.keyboard.press("Enter");
+}
+
 /** sha256 hex of bytes. */
 export function sha256Hex(bytes) {
   return createHash("sha256").update(bytes).digest("hex");

@@ -10,7 +10,7 @@ import {
   downloadOutput,
   expect,
   formParams,
-  jobAction,
+  jobActionByKeyboard,
   launchBrowser,
   markPage,
   navigateTo,
@@ -112,10 +112,10 @@ try {
     await screenshot(page, "nodes");
   });
 
-  await step("a running job is cancelled from its page", async () => {
+  await step("a running job is cancelled from its page (by keyboard, with the confirmation)", async () => {
     const longId = await submitJob(page, { pipeline: "count", params: long });
     await waitForJobState(page, "Running", 30_000);
-    await jobAction(page, "cancel", { screenshotName: "cancel-confirm" });
+    await jobActionByKeyboard(page, "cancel", { screenshotName: "cancel-confirm" });
     await waitForJobState(page, "Cancelled", 30_000);
     await screenshot(page, "job-cancelled");
     await navigateTo(page, "jobs");

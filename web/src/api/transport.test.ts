@@ -1,3 +1,5 @@
+// Tests of the auth interceptor: one token prompt for concurrent refused calls, resend, cancel.
+
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";

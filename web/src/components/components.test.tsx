@@ -1,3 +1,5 @@
+// Render tests of small components: progress bar, jobs table rows, connection indicator.
+
 import { render, screen, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import { JobState } from "../gen/reelay/v1/job_pb";

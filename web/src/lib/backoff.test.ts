@@ -1,3 +1,5 @@
+// Tests of the reconnect delays: doubling, the 5 s cap, jitter bounds.
+
 import { describe, expect, it } from "vitest";
 import { backoffDelay, defaultBackoff } from "./backoff";
 

@@ -1,3 +1,5 @@
+// Tests of the connection indicator's state: worst stream wins, browser offline.
+
 import { describe, expect, it } from "vitest";
 import { ConnectionTracker, aggregate } from "./connection";
 

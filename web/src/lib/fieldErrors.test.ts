@@ -1,3 +1,5 @@
+// Tests of placing server INVALID_ARGUMENT messages next to form fields.
+
 import { describe, expect, it } from "vitest";
 import { mapServerErrors, normaliseFieldPath } from "./fieldErrors";
 

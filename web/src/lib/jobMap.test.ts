@@ -1,3 +1,5 @@
+// Tests of the job map merge: versions, deletes and tombstones, snapshots, epochs, order, filters.
+
 import { describe, expect, it } from "vitest";
 import { JobChange, JobState } from "../gen/reelay/v1/job_pb";
 import { event, job } from "../test/jobs";

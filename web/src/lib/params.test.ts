@@ -1,3 +1,5 @@
+// Tests of the job form's client-side checks against pipeline parameters.
+
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { PipelineParamSchema, PipelineSchema } from "../gen/reelay/v1/pipeline_pb";

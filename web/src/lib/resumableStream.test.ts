@@ -1,3 +1,5 @@
+// Tests of the reconnect loop with a fake clock and fake streams: backoff, resume, end, fatal errors.
+
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { FakeClock, flush } from "../test/fakeClock";

@@ -1,3 +1,5 @@
+// Tests of the path -> page mapping.
+
 import { describe, expect, it } from "vitest";
 import { matchRoute, paths } from "./router";
 

@@ -1,3 +1,5 @@
+// Render tests of the job page over an in-memory server: live progress, log, outputs, cancel.
+
 import { create } from "@bufbuild/protobuf";
 import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";

@@ -1,3 +1,5 @@
+// Render test of the jobs page: one WatchJobs stream plus ListJobs, rows updated in place.
+
 import { act, render, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import { JobChange, JobState, type JobEvent } from "../gen/reelay/v1/job_pb";

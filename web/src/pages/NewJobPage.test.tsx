@@ -1,3 +1,5 @@
+// Render tests of the new-job form: defaults, client checks, server errors by field, submit.
+
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";

@@ -1,3 +1,5 @@
+// Tests of ListJobs pagination: tokens, filters, late pages dropped.
+
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { JobState, ListJobsResponseSchema, type Job } from "../gen/reelay/v1/job_pb";

@@ -1,3 +1,5 @@
+// Tests of the log follower: after_line resume, no repeats, line cap, stop when finished.
+
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";

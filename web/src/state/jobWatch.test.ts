@@ -1,3 +1,5 @@
+// Tests of the job page's WatchJob: after_version resume, terminal stop, retry restart.
+
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { JobChange, JobState, type JobEvent } from "../gen/reelay/v1/job_pb";

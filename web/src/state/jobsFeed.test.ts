@@ -1,3 +1,5 @@
+// Tests of the WatchJobs feed: merge, reconnect reconcile via GetJob, resync snapshots.
+
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { JobChange, JobState, type Job, type JobEvent } from "../gen/reelay/v1/job_pb";

@@ -30,7 +30,7 @@ describe("components", () => {
     const rows = screen.getAllByTestId("job-row");
     expect(rows.map((r) => r.getAttribute("data-job-id"))).toEqual(jobs.map((j) => j.id));
     const first = within(rows[0]);
-    expect(first.getByRole("link").textContent).toBe("0198aaaa");
+    expect(first.getByRole("link").textContent).toBe("0198aaaa…0001");
     expect(first.getByRole("link").getAttribute("href")).toBe(`/jobs/${jobs[0].id}`);
     expect(first.getByTestId("job-state").textContent).toBe("Running");
     expect(first.getByTestId("job-progress").getAttribute("aria-valuenow")).toBe("30");

@@ -87,6 +87,11 @@ export function formatTime(ts: Timestamp | undefined): string {
   return new Date(ms).toLocaleString();
 }
 
+/**
+ * A short form of a job id: its first 8 characters, then its last 4. UUIDv7 ids begin with the
+ * creation time, so jobs created within a minute share their first 8 characters; the tail
+ * (random bits) tells them apart.
+ */
 export function shortId(id: string): string {
-  return id.slice(0, 8);
+  return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id;
 }

@@ -63,16 +63,14 @@ pub fn routes(state: ApiState, metrics: Metrics) -> Result<Routes, CoordinatorEr
         .add_service(web_layer.layer(health_service))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let http = axum::Router::new()
-        .route("/download/{id}/{name}", get(download))
-        .with_state(state)
+    let router = routes.axum_router_mut();
+    *router = std::mem::take(router)
+        .route("/download/{id}/{name}", get(download).with_state(state))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         )
         .fallback(fallback);
-    let router = routes.axum_router_mut();
-    *router = std::mem::take(router).merge(http);
     Ok(routes)
 }
 

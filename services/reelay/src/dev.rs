@@ -1,0 +1,220 @@
+//! `reelay dev`: a coordinator and one worker in one process, with a built-in example config.
+//!
+//! The built-in config has two pipelines: `count`, which needs nothing installed (it counts
+//! through progress and writes `count.txt`), and `transcode`, the reference ffmpeg pipeline
+//! (its script is written to `<data-dir>/bin/`; it needs ffmpeg on the PATH).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use reelay_core::pipeline::Pipelines;
+
+use crate::logging;
+use crate::servers::{self, CommonArgs, CoordinatorTuning, NodeTuning};
+
+/// The reference transcode pipeline, shipped inside the binary.
+const TRANSCODE_SCRIPT: &str = include_str!("../../../deploy/pipeline/reelay-transcode");
+
+/// The `count` demo: progress lines, a log line per step, an output file; stops cleanly on SIGTERM.
+const COUNT_SCRIPT: &str = r#"set -eu
+steps=${REELAY_PARAM_STEPS}
+ms=${REELAY_PARAM_INTERVAL_MS}
+pause=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
+i=0
+trap 'echo "stopped at step $i of $steps" >&2; exit 143' TERM
+echo "counting to $steps, one step every ${ms}ms"
+while [ "$i" -lt "$steps" ]; do
+  i=$((i + 1))
+  echo "::progress $((i * 100 / steps)) counting"
+  echo "step $i" >> "$REELAY_OUTPUT_DIR/count.txt"
+  sleep "$pause" & wait $!
+done
+echo "done: $REELAY_OUTPUT_DIR/count.txt"
+exit "${REELAY_PARAM_EXIT_CODE}"
+"#;
+
+/// Flags of `reelay dev`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DevArgs {
+    /// Address of the coordinator: gRPC, grpc-web, the web UI.
+    #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:7070")]
+    pub(crate) listen: SocketAddr,
+    /// Address of the built-in worker (port 0: any free port).
+    #[arg(long, env = "REELAY_WORKER_LISTEN", default_value = "127.0.0.1:0")]
+    pub(crate) worker_listen: SocketAddr,
+    /// Where state and outputs go (`coordinator/`, `worker/` inside).
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data")]
+    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) coordinator: CoordinatorTuning,
+    #[command(flatten)]
+    pub(crate) node: NodeTuning,
+    /// Id of the built-in worker.
+    #[arg(long, env = "REELAY_NODE_ID", default_value = "local")]
+    pub(crate) node_id: String,
+}
+
+pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
+    logging::init(args.common.log_format);
+    servers::check_exposure(
+        args.listen,
+        false,
+        args.common.insecure,
+        "--api-token (use `reelay coordinator`)",
+    )?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let pipelines = match &args.common.config {
+        Some(path) => servers::load_pipelines(Some(path))?,
+        None => builtin_pipelines(&args.data_dir)?,
+    };
+    if args.node.executor == "auto" {
+        // The embedded default: local processes, nothing else to install.
+        args.node.executor = "process".to_owned();
+    }
+    let coordinator_listener = servers::bind(args.listen, "coordinator").await?;
+    let worker_listener = servers::bind(args.worker_listen, "built-in worker").await?;
+    let coordinator_address = coordinator_listener.local_addr()?;
+    let worker_address = worker_listener.local_addr()?;
+    let executor = reelay_worker::make_executor(&args.node.executor).await?;
+    let shutdown = servers::shutdown_on_signal();
+
+    let coordinator = reelay_coordinator::run(
+        servers::coordinator_config(
+            args.data_dir.join("coordinator"),
+            pipelines.clone(),
+            &args.coordinator,
+            Vec::new(),
+            Vec::new(),
+            None,
+        ),
+        coordinator_listener,
+        shutdown.clone(),
+    );
+    let worker = reelay_worker::run(
+        reelay_worker::WorkerConfig {
+            node: reelay_worker::NodeSettings {
+                node_id: args.node_id.clone(),
+                data_dir: args.data_dir.join("worker"),
+                slots: args.node.slots.max(1),
+                labels: args.node.labels.clone(),
+            },
+            pipelines,
+            coordinator: Some(format!("http://{}", loopback(coordinator_address))),
+            advertise: format!("http://{}", loopback(worker_address)),
+            cluster_token: None,
+            shutdown_grace: Duration::from_secs(10),
+        },
+        executor,
+        worker_listener,
+        shutdown.clone(),
+    );
+    eprintln!(
+        "\n  Reelay is running: open http://{address}\n  Try:  reelay job submit count --param steps=50 --watch\n  Stop: Ctrl-C\n",
+        address = loopback(coordinator_address)
+    );
+    let (coordinator, worker) = tokio::join!(coordinator, worker);
+    coordinator?;
+    worker?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address to reach a listener at from this machine.
+fn loopback(address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], address.port()))
+    } else {
+        address
+    }
+}
+
+/// The built-in example config; writes the transcode script next to the data.
+fn builtin_pipelines(data_dir: &Path) -> anyhow::Result<Pipelines> {
+    let bin = data_dir.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    let transcode = bin.join("reelay-transcode");
+    std::fs::write(&transcode, TRANSCODE_SCRIPT)
+        .with_context(|| format!("cannot write {}", transcode.display()))?;
+    std::fs::set_permissions(
+        &transcode,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let transcode = std::fs::canonicalize(&transcode)?;
+    let config = builtin_config(&transcode.to_string_lossy());
+    Pipelines::parse(&config, "(built-in config)")
+        .map_err(|err| anyhow::anyhow!("built-in config: {err}"))
+}
+
+fn builtin_config(transcode: &str) -> String {
+    let count = toml_string(COUNT_SCRIPT);
+    let transcode = toml_string(transcode);
+    format!(
+        r#"[[pipeline]]
+name = "count"
+description = "Counts to `steps`, reporting progress; needs nothing installed"
+image = "reelay/busybox:latest"
+command = ["sh", "-c", {count}]
+input_required = false
+timeout_seconds = 3600
+params = [
+  {{ name = "steps", default = "20", pattern = "[0-9]{{1,5}}", description = "how many steps" }},
+  {{ name = "interval_ms", default = "100", pattern = "[0-9]{{1,6}}", description = "pause per step" }},
+  {{ name = "exit_code", default = "0", pattern = "[0-9]{{1,3}}", description = "exit code at the end" }},
+]
+
+[[pipeline]]
+name = "transcode"
+description = "H.264 transcode with a thumbnail (needs ffmpeg)"
+image = "reelay/pipeline:latest"
+command = [{transcode}]
+timeout_seconds = 3600
+params = [
+  {{ name = "height", default = "720", pattern = "[0-9]{{2,3}}[02468]", description = "output height in pixels (even)" }},
+  {{ name = "crf", default = "23", pattern = "[0-9]{{1,2}}", description = "quality: lower is better" }},
+  {{ name = "preset", default = "veryfast", pattern = "[a-z]+", description = "x264 preset" }},
+]
+"#
+    )
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_config_parses() {
+        let pipelines =
+            Pipelines::parse(&builtin_config("/x/reelay-transcode"), "builtin").unwrap();
+        let count = pipelines.get("count").unwrap();
+        assert_eq!(count.command[0], "sh");
+        assert!(count.command[2].contains("::progress"));
+        assert!(!count.input_required);
+        assert!(pipelines.get("transcode").unwrap().input_required);
+    }
+}

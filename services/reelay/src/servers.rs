@@ -1,0 +1,294 @@
+//! `reelay coordinator` and `reelay worker`: flags, checks, and running until a signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use reelay_core::pipeline::Pipelines;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::logging::{self, LogFormat};
+
+/// Flags every server command has.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CommonArgs {
+    /// Pipeline config file (TOML, `[[pipeline]]` tables); jobs can only run pipelines it names.
+    #[arg(long, env = "REELAY_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "REELAY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub(crate) log_format: LogFormat,
+    /// Allow listening beyond loopback without a token (anyone who can connect may use it).
+    #[arg(long, env = "REELAY_INSECURE")]
+    pub(crate) insecure: bool,
+}
+
+/// Flags of `reelay coordinator`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CoordinatorArgs {
+    /// Address to serve gRPC, grpc-web, the web UI and /metrics on.
+    #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:7070")]
+    pub(crate) listen: SocketAddr,
+    /// Where the coordinator keeps its state (a sled database).
+    #[arg(
+        long,
+        env = "REELAY_DATA_DIR",
+        default_value = "reelay-data/coordinator"
+    )]
+    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) coordinator: CoordinatorTuning,
+    /// Token clients must send to change anything (repeat for several). Without any, the API is open.
+    #[arg(
+        long = "api-token",
+        env = "REELAY_API_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) api_tokens: Vec<String>,
+    /// Token clients may send to read only (repeatable).
+    #[arg(
+        long = "read-token",
+        env = "REELAY_READ_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) read_tokens: Vec<String>,
+    /// Shared secret of the coordinator and its workers.
+    #[arg(long, env = "REELAY_CLUSTER_TOKEN", hide_env_values = true)]
+    pub(crate) cluster_token: Option<String>,
+}
+
+/// Coordinator settings shared with `reelay dev`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CoordinatorTuning {
+    /// How long finished jobs, their history, logs and outputs are kept (e.g. 30d, 12h).
+    #[arg(long, env = "REELAY_RETAIN", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub(crate) retain: Duration,
+    /// How long a node may be unreachable before its jobs fail with "node lost" (and are retried).
+    #[arg(long, env = "REELAY_NODE_LOST_AFTER", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) node_lost_after: Duration,
+    /// Storage page cache, in MiB.
+    #[arg(long, env = "REELAY_CACHE_MB", default_value_t = 256)]
+    pub(crate) cache_mb: u64,
+}
+
+/// Flags of `reelay worker`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerArgs {
+    /// Address to serve the WorkerService on.
+    #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:7071")]
+    pub(crate) listen: SocketAddr,
+    /// Where the worker keeps its state and the jobs' outputs (`<data-dir>/outputs/<job-id>/`).
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data/worker")]
+    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    /// URL of the coordinator to register with.
+    #[arg(
+        long,
+        env = "REELAY_COORDINATOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub(crate) coordinator: String,
+    /// URL the coordinator reaches this worker at (default: http://<listen address>).
+    #[arg(long, env = "REELAY_ADVERTISE")]
+    pub(crate) advertise: Option<String>,
+    /// This node's id (default: the host name).
+    #[arg(long, env = "REELAY_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeTuning,
+    /// Shared secret of the coordinator and its workers.
+    #[arg(long, env = "REELAY_CLUSTER_TOKEN", hide_env_values = true)]
+    pub(crate) cluster_token: Option<String>,
+    /// How long shutdown waits for jobs to stop (process executor) or detach (docker).
+    #[arg(long, env = "REELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// Node settings shared with `reelay dev`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeTuning {
+    /// How jobs run: `docker` (a container per job), `process` (a local process), or `auto`
+    /// (docker when its engine answers, else process).
+    #[arg(long, env = "REELAY_EXECUTOR", default_value = "auto")]
+    pub(crate) executor: String,
+    /// How many jobs this node runs at once.
+    #[arg(long, env = "REELAY_SLOTS", default_value_t = 2)]
+    pub(crate) slots: u32,
+    /// Labels jobs can select this node by, as key=value,key=value.
+    #[arg(long, env = "REELAY_LABELS", default_value = "", value_parser = parse_labels)]
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    reelay_core::node::parse_labels(text)
+}
+
+/// Loads the pipeline config, or none with a warning.
+pub(crate) fn load_pipelines(path: Option<&Path>) -> anyhow::Result<Pipelines> {
+    match path {
+        Some(path) => {
+            Ok(Pipelines::load(path).map_err(|err| anyhow::anyhow!("bad config: {err}"))?)
+        }
+        None => {
+            tracing::warn!(
+                "no --config given: no pipeline is configured, so no job can be created"
+            );
+            Ok(Pipelines::default())
+        }
+    }
+}
+
+/// Refuses to listen beyond loopback without a token, unless told `--insecure`.
+pub(crate) fn check_exposure(
+    listen: SocketAddr,
+    has_token: bool,
+    insecure: bool,
+    token_flag: &str,
+) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() || has_token || insecure {
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {listen} without a token: anyone who can reach it could use it. \
+         Set {token_flag}, listen on 127.0.0.1, or pass --insecure if the network is trusted"
+    )
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM; a second one exits at once.
+pub(crate) fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            tracing::error!("cannot listen for SIGTERM");
+            return;
+        };
+        for count in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            if count > 0 {
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            tracing::info!("shutting down (send the signal again to exit at once)");
+            cancel.cancel();
+        }
+    });
+    token
+}
+
+pub(crate) async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what} (is another reelay running? pick another --listen)"))
+}
+
+pub(crate) fn coordinator_config(
+    data_dir: PathBuf,
+    pipelines: Pipelines,
+    tuning: &CoordinatorTuning,
+    api_tokens: Vec<String>,
+    read_tokens: Vec<String>,
+    cluster_token: Option<String>,
+) -> reelay_coordinator::CoordinatorConfig {
+    reelay_coordinator::CoordinatorConfig {
+        data_dir,
+        pipelines,
+        retain: tuning.retain,
+        node_lost_after: tuning.node_lost_after,
+        api_tokens,
+        read_tokens,
+        cluster_token,
+        cache_bytes: tuning.cache_mb * 1024 * 1024,
+    }
+}
+
+pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    logging::init(args.common.log_format);
+    check_exposure(
+        args.listen,
+        !args.api_tokens.is_empty(),
+        args.common.insecure,
+        "--api-token",
+    )?;
+    let pipelines = load_pipelines(args.common.config.as_deref())?;
+    let listener = bind(args.listen, "coordinator").await?;
+    let config = coordinator_config(
+        args.data_dir,
+        pipelines,
+        &args.coordinator,
+        args.api_tokens,
+        args.read_tokens,
+        args.cluster_token,
+    );
+    reelay_coordinator::run(config, listener, shutdown_on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    logging::init(args.common.log_format);
+    check_exposure(
+        args.listen,
+        args.cluster_token.is_some(),
+        args.common.insecure,
+        "--cluster-token",
+    )?;
+    let pipelines = load_pipelines(args.common.config.as_deref())?;
+    let listener = bind(args.listen, "worker").await?;
+    let advertise = advertise_url(args.advertise, listener.local_addr()?)?;
+    let node_id = match args.node_id {
+        Some(id) => id,
+        None => hostname::get()
+            .context("cannot read the host name; set --node-id")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    reelay_core::names::validate_node_id(&node_id, "--node-id")
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let executor = reelay_worker::make_executor(&args.node.executor).await?;
+    let config = reelay_worker::WorkerConfig {
+        node: reelay_worker::NodeSettings {
+            node_id,
+            data_dir: args.data_dir,
+            slots: args.node.slots.max(1),
+            labels: args.node.labels,
+        },
+        pipelines,
+        coordinator: Some(args.coordinator),
+        advertise,
+        cluster_token: args.cluster_token,
+        shutdown_grace: args.shutdown_grace,
+    };
+    reelay_worker::run(config, executor, listener, shutdown_on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The URL the coordinator should use for this worker.
+pub(crate) fn advertise_url(
+    advertise: Option<String>,
+    bound: SocketAddr,
+) -> anyhow::Result<String> {
+    if let Some(url) = advertise {
+        return Ok(url);
+    }
+    if bound.ip().is_unspecified() {
+        bail!(
+            "the worker listens on {bound}: set --advertise to the URL the coordinator reaches it at (http://HOST:{})",
+            bound.port()
+        );
+    }
+    Ok(format!("http://{bound}"))
+}

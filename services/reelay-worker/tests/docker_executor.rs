@@ -2,7 +2,9 @@
 //! builds `reelay/busybox:latest`). Each test labels its containers with its own node id and
 //! removes them when it ends, failed or not.
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -11,6 +13,7 @@ use reelay_worker::executor::docker::DockerExecutor;
 use reelay_worker::executor::{
     ExecError, ExecEvent, Executor, ResumePoint, RunExit, RunSpec, Stream,
 };
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -647,6 +650,169 @@ async fn reattach_with_stop_cancelled_stops_a_running_container() {
         })
     );
     assert!(rest.is_empty(), "{rest:?}");
+}
+
+// === the engine going away ===
+
+/// A forwarding proxy in front of the real engine's socket: cutting it is, for the executor
+/// behind it, the engine going away (its connections drop, its socket disappears), without
+/// disturbing the engine that other tests use.
+struct EngineProxy {
+    path: PathBuf,
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn new(path: PathBuf) -> Self {
+        EngineProxy {
+            path,
+            serving: None,
+        }
+    }
+
+    fn restore(&mut self) {
+        let listener = UnixListener::bind(&self.path).expect("a proxy socket");
+        self.serving = Some(tokio::spawn(forward(listener)));
+    }
+
+    async fn cut(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+            let _ = serving.await;
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Forwards each connection to the engine; dropping the task drops every connection.
+async fn forward(listener: UnixListener) {
+    let engine = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let engine = engine.clone();
+        connections.spawn(async move {
+            if let Ok(mut outbound) = UnixStream::connect(&engine).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// Receives until `count` lines arrived (or the channel closed).
+async fn receive_lines(rx: &mut mpsc::Receiver<ExecEvent>, count: usize) -> Vec<ExecEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = rx.recv().await {
+        events.push(event);
+        if times(&events).len() >= count {
+            break;
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn a_run_outlives_the_engine_going_away_and_coming_back() {
+    executor().await; // the real engine answers
+    let node = TestNode::new();
+    let mut proxy = EngineProxy::new(node.dir.path().join("engine.sock"));
+    proxy.restore();
+    let socket = proxy.path.to_string_lossy().into_owned();
+    let executor = Arc::new(
+        DockerExecutor::with_socket(&socket)
+            .await
+            .expect("a client"),
+    );
+    assert_eq!(executor.check_ready().await, Ok(()));
+    let spec = node.spec(
+        r#"["sh", "-c", "i=1; while [ $i -le 60 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.05; done; exit 3"]"#,
+        "",
+    );
+    let (tx, mut rx) = mpsc::channel(64);
+    let running = tokio::spawn({
+        let (executor, spec) = (executor.clone(), spec.clone());
+        async move { executor.run(&spec, tx, CancellationToken::new()).await }
+    });
+    let mut events = receive_lines(&mut rx, 5).await;
+
+    proxy.cut().await;
+    let down = executor.check_ready().await;
+    assert!(
+        down.as_ref()
+            .is_err_and(|reason| reason.starts_with("docker engine does not answer: ")),
+        "{down:?}"
+    );
+    // The container goes on meanwhile (and still runs when the engine is back).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.restore();
+
+    events.extend(collect(rx).await);
+    let result = running.await.expect("the run task");
+    assert_eq!(result, Ok(exited(3)));
+    let expected: Vec<String> = (1..=60).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts(&events, Stream::Stdout), expected);
+}
+
+#[tokio::test]
+async fn a_container_removed_while_the_engine_was_away_is_lost() {
+    executor().await;
+    let node = TestNode::new();
+    let mut proxy = EngineProxy::new(node.dir.path().join("engine.sock"));
+    proxy.restore();
+    let socket = proxy.path.to_string_lossy().into_owned();
+    let executor = Arc::new(
+        DockerExecutor::with_socket(&socket)
+            .await
+            .expect("a client"),
+    );
+    let spec = node.spec(r#"["sh", "-c", "echo ready; exec sleep 30"]"#, "");
+    let (tx, mut rx) = mpsc::channel(64);
+    let running = tokio::spawn({
+        let (executor, spec) = (executor.clone(), spec.clone());
+        async move { executor.run(&spec, tx, CancellationToken::new()).await }
+    });
+    let events = receive_lines(&mut rx, 1).await;
+    let id = run_ref(&events);
+
+    proxy.cut().await;
+    let removed = Command::new("docker").args(["rm", "-f", &id]).output();
+    assert!(removed.is_ok_and(|output| output.status.success()));
+    proxy.restore();
+
+    let result = running.await.expect("the run task");
+    assert_eq!(result, Err(ExecError::Lost("container lost".to_owned())));
+}
+
+#[tokio::test]
+async fn an_executor_made_while_the_engine_is_down_works_once_it_answers() {
+    executor().await;
+    let node = TestNode::new();
+    let mut proxy = EngineProxy::new(node.dir.path().join("engine.sock"));
+    let socket = proxy.path.to_string_lossy().into_owned();
+    let executor = DockerExecutor::with_socket(&socket)
+        .await
+        .expect("no error while the engine is down");
+    let down = executor.check_ready().await;
+    assert!(
+        down.as_ref()
+            .is_err_and(|reason| reason.starts_with("docker engine does not answer: ")),
+        "{down:?}"
+    );
+    let spec = node.spec(r#"["echo", "hi"]"#, "");
+    let (result, _) = run(&executor, &spec).await;
+    assert!(
+        matches!(&result, Err(ExecError::Unavailable(reason)) if reason.starts_with("docker engine does not answer: ")),
+        "{result:?}"
+    );
+
+    proxy.restore();
+    assert_eq!(executor.check_ready().await, Ok(()));
+    let (result, events) = run(&executor, &spec).await;
+    assert_eq!(result, Ok(exited(0)));
+    assert_eq!(texts(&events, Stream::Stdout), ["hi"]);
+    proxy.cut().await;
 }
 
 // === orphans ===

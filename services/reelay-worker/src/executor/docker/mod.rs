@@ -61,6 +61,7 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::ContainerStateStatusEnum;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use self::follow::Follower;
@@ -77,16 +78,19 @@ pub const LABEL_ATTEMPT: &str = "reelay.attempt";
 /// Label: the pipeline's name (for people reading `docker ps`).
 pub const LABEL_PIPELINE: &str = "reelay.pipeline";
 
+/// bollard's own default: the longest wait for a response's head (not its streamed body).
+const CLIENT_TIMEOUT_SECONDS: u64 = 120;
 /// How long a readiness ping may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs pipelines in Docker containers.
 #[derive(Debug)]
 pub struct DockerExecutor {
-    /// The engine client; clones share the negotiated API version.
-    docker: Docker,
-    /// Whether the API version was negotiated (the engine answered once).
-    negotiated: AtomicBool,
+    /// The engine's socket when not the default one (`DOCKER_HOST` or `/var/run/docker.sock`).
+    socket: Option<String>,
+    /// The engine client, made and version-negotiated the first time the engine answers (bollard
+    /// cannot even make a client while the socket file is missing).
+    docker: OnceCell<Docker>,
     /// Cleared when the engine turned out to have no docker-init binary.
     init_supported: AtomicBool,
 }
@@ -95,49 +99,61 @@ impl DockerExecutor {
     /// A client of the local engine (`DOCKER_HOST` or `/var/run/docker.sock`). An engine that does
     /// not answer yet is no error: [`Executor::check_ready`] says so until it does.
     pub async fn connect() -> Result<Self, ExecError> {
-        let docker = Docker::connect_with_local_defaults().map_err(|err| {
-            ExecError::Unavailable(format!(
-                "cannot set up the docker client: {}",
-                describe(&err)
-            ))
-        })?;
+        Self::connect_to(None).await
+    }
+
+    /// A client of the engine listening on the Unix socket at `path`; like [`Self::connect`].
+    pub async fn with_socket(path: &str) -> Result<Self, ExecError> {
+        Self::connect_to(Some(path.to_owned())).await
+    }
+
+    async fn connect_to(socket: Option<String>) -> Result<Self, ExecError> {
         let executor = DockerExecutor {
-            docker,
-            negotiated: AtomicBool::new(false),
+            socket,
+            docker: OnceCell::new(),
             init_supported: AtomicBool::new(true),
         };
         match tokio::time::timeout(PING_TIMEOUT, executor.engine()).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => {
-                tracing::warn!(error = %describe(&err), "docker engine does not answer yet")
+                tracing::warn!(error = %describe(&err), "docker engine does not answer yet");
             }
-            Err(_) => {
-                tracing::warn!("docker engine does not answer yet (no reply to a version request)")
-            }
+            Err(_) => tracing::warn!("docker engine does not answer yet (no reply in time)"),
         }
         Ok(executor)
     }
 
-    /// The client, once the API version was negotiated with the engine.
+    /// The client, once the engine answered; the first success is kept.
     async fn engine(&self) -> Result<&Docker, DockerError> {
-        if !self.negotiated.load(Ordering::Acquire) {
-            // The negotiated version is stored in state every clone shares.
-            self.docker.clone().negotiate_version().await?;
-            self.negotiated.store(true, Ordering::Release);
-        }
-        Ok(&self.docker)
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = match &self.socket {
+                    Some(path) => Docker::connect_with_unix(
+                        path,
+                        CLIENT_TIMEOUT_SECONDS,
+                        bollard::API_DEFAULT_VERSION,
+                    )?,
+                    None => Docker::connect_with_local_defaults()?,
+                };
+                docker.negotiate_version().await
+            })
+            .await
     }
 
     /// The client, waiting as long as the engine does not answer.
     async fn engine_when_up(&self) -> &Docker {
+        let mut backoff = Backoff::default();
+        let mut warned = false;
         loop {
-            match self.engine().await {
-                Ok(docker) => return docker,
-                Err(err) => {
+            match tokio::time::timeout(PING_TIMEOUT, self.engine()).await {
+                Ok(Ok(docker)) => return docker,
+                Ok(Err(err)) if !warned => {
                     tracing::warn!(error = %describe(&err), "docker engine does not answer; waiting for it");
-                    wait_for_engine(&self.docker).await;
+                    warned = true;
                 }
+                Ok(Err(_)) | Err(_) => {}
             }
+            backoff.sleep().await;
         }
     }
 

@@ -2,7 +2,7 @@
 //! directory's owner, the container's configuration, then create and start.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use bollard::Docker;
@@ -12,10 +12,8 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOption
 use futures::StreamExt;
 use reelay_core::pipeline::PullPolicy;
 
-use super::{
-    LABEL_ATTEMPT, LABEL_JOB_ID, LABEL_MANAGED, LABEL_NODE_ID, LABEL_PIPELINE, describe,
-    is_not_found, remove_quietly,
-};
+use super::engine::{describe, engine_error, is_not_found, remove_quietly};
+use super::{LABEL_ATTEMPT, LABEL_JOB_ID, LABEL_MANAGED, LABEL_NODE_ID, LABEL_PIPELINE};
 use crate::executor::{ExecError, RunSpec};
 
 /// The user a container runs as when neither the pipeline nor the image names one.
@@ -131,6 +129,26 @@ pub(super) fn prepare_output_dir(dir: &Path, user: &str) -> Result<(), ExecError
             dir.display()
         ))
     })
+}
+
+/// Logs a warning when the input file is plainly not readable by `user` (judged from its mode,
+/// owner and group, for numeric ids only): the pipeline will fail to open it.
+pub(super) fn warn_if_unreadable(input: Option<&Path>, user: &str) {
+    let (Some(path), (Some(uid), gid)) = (input, numeric_ids(user)) else {
+        return;
+    };
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.mode();
+    let readable = uid == 0
+        || mode & 0o004 != 0
+        || (metadata.uid() == uid && mode & 0o400 != 0)
+        || (gid == Some(metadata.gid()) && mode & 0o040 != 0);
+    if !readable {
+        tracing::warn!(input = %path.display(), user, mode = format!("{:o}", mode & 0o7777),
+            owner = metadata.uid(), "the container's user cannot read the input file");
+    }
 }
 
 /// The numeric uid and gid of `uid[:gid]`, when they are numbers.
@@ -269,13 +287,4 @@ pub(super) async fn create(
         tracing::warn!(container = name, warning, "docker warning");
     }
     Ok(created.id)
-}
-
-/// The error of a call that failed because the engine did not answer (or answered oddly).
-pub(super) fn engine_error(err: &DockerError) -> ExecError {
-    if super::is_unreachable(err) {
-        ExecError::Unavailable(format!("docker engine does not answer: {}", describe(err)))
-    } else {
-        ExecError::Start(describe(err))
-    }
 }

@@ -31,8 +31,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::{Backoff, describe, is_not_found, is_unreachable, wait_for_engine};
 use super::timestamp::{line_time, split_frame, unix_seconds};
-use super::{Backoff, describe, is_not_found, is_unreachable, wait_for_engine};
 use crate::executor::process::LineSplitter;
 use crate::executor::{EventSink, ExecError, ExecEvent, RunExit, Stream};
 
@@ -52,6 +52,9 @@ pub(super) struct Follower {
     events: EventSink,
     /// Executor time of the last line delivered (or recorded before a restart): the resume point.
     last_delivered: Option<String>,
+    /// A line went out without a time: a replay of the logs could not tell where it was, so the
+    /// logs are not read again after the exit.
+    untimed: bool,
     /// Set by the stopper once the engine accepted SIGTERM: the run ends because it was stopped.
     signalled: Arc<AtomicBool>,
     /// Stops the container once the stop token is cancelled; aborted when the follower ends.
@@ -101,6 +104,7 @@ impl Follower {
             id,
             events,
             last_delivered: resume_after.filter(|time| !time.is_empty()),
+            untimed: false,
             signalled,
             stopper,
         }
@@ -138,7 +142,7 @@ impl Follower {
                     if !clean {
                         tracing::warn!(container = %self.id,
                             "the container exited but its last log lines could not be read");
-                    } else if logs_readable {
+                    } else if logs_readable && !self.untimed {
                         // A follow stream can end before the container's last entry (an
                         // unterminated last line) reached it: read the rest once more.
                         let mut rest = LogLines::default();
@@ -244,6 +248,8 @@ impl Follower {
     async fn deliver(&mut self, line: Line) {
         if line.time.is_some() {
             self.last_delivered.clone_from(&line.time);
+        } else {
+            self.untimed = true;
         }
         let Line { stream, text, time } = line;
         // The receiver only goes away when the worker shuts down; the container goes on.

@@ -49,21 +49,24 @@
 //! progress meter arrives in 16 KiB batches.
 
 mod create;
+mod engine;
 mod follow;
+mod orphans;
 mod timestamp;
 
-use std::collections::HashSet;
-use std::error::Error as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::ContainerStateStatusEnum;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use self::engine::{
+    Backoff, describe, is_not_found, is_unreachable, remove_quietly, start_error, wait_for_engine,
+};
 use self::follow::Follower;
 use super::{EventSink, ExecError, ExecEvent, Executor, ResumePoint, RunExit, RunSpec};
 
@@ -274,13 +277,14 @@ impl Executor for DockerExecutor {
         let docker = self
             .engine()
             .await
-            .map_err(|err| create::engine_error(&err))?;
+            .map_err(|err| engine::engine_error(&err))?;
         let inspect = tokio::select! {
             inspect = create::ensure_image(docker, image, spec.pipeline.pull) => inspect?,
             () = stop.cancelled() => return Ok(RunExit { code: None, signal: None, stopped: true }),
         };
         let (user, runs_as) = create::choose_user(spec.pipeline.user.as_deref(), &inspect);
         create::prepare_output_dir(&spec.output_dir, &runs_as)?;
+        create::warn_if_unreadable(spec.input_path.as_deref(), &runs_as);
         let id = self.create_and_start(docker, spec, image, user).await?;
         tracing::debug!(job_id = %spec.job_id, attempt = spec.attempt, container = %id, user = %runs_as, "container started");
         // The receiver only goes away when the worker shuts down; the container goes on.
@@ -340,72 +344,13 @@ impl Executor for DockerExecutor {
     }
 
     async fn remove_orphans(&self, node_id: &str, known: &[(String, u32)]) -> Vec<String> {
-        let docker = match self.engine().await {
-            Ok(docker) => docker,
+        match self.engine().await {
+            Ok(docker) => orphans::remove_orphans(docker, node_id, known).await,
             Err(err) => {
                 tracing::warn!(error = %describe(&err), "cannot look for orphan containers: docker engine does not answer");
-                return Vec::new();
-            }
-        };
-        let filters = std::collections::HashMap::from([(
-            "label",
-            vec![format!("{LABEL_NODE_ID}={node_id}")],
-        )]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = match docker.list_containers(Some(options)).await {
-            Ok(containers) => containers,
-            Err(err) => {
-                tracing::warn!(error = %describe(&err), "cannot list containers to remove orphans");
-                return Vec::new();
-            }
-        };
-        let known: HashSet<(&str, u32)> = known
-            .iter()
-            .map(|(job_id, attempt)| (job_id.as_str(), *attempt))
-            .collect();
-        let mut removed = Vec::new();
-        for container in containers {
-            let Some(id) = container.id.as_deref() else {
-                continue;
-            };
-            let label = |name: &str| {
-                container
-                    .labels
-                    .as_ref()
-                    .and_then(|labels| labels.get(name))
-            };
-            let job_id = label(LABEL_JOB_ID).map_or("?", String::as_str);
-            let attempt = label(LABEL_ATTEMPT).map_or("?", String::as_str);
-            if attempt
-                .parse::<u32>()
-                .is_ok_and(|attempt| known.contains(&(job_id, attempt)))
-            {
-                continue;
-            }
-            let name = container
-                .names
-                .as_ref()
-                .and_then(|names| names.first())
-                .map_or(id, |name| name.trim_start_matches('/'));
-            let state = container
-                .state
-                .map_or_else(|| "unknown".to_owned(), |state| state.to_string());
-            let options = RemoveContainerOptionsBuilder::new().force(true).build();
-            match docker.remove_container(id, Some(options)).await {
-                Ok(()) => removed.push(format!(
-                    "container {name} ({}, {state}) of job {job_id} attempt {attempt}",
-                    &id[..id.len().min(12)]
-                )),
-                Err(err) if is_not_found(&err) => {}
-                Err(err) => {
-                    tracing::warn!(container = name, error = %describe(&err), "cannot remove an orphan container");
-                }
+                Vec::new()
             }
         }
-        removed
     }
 
     async fn cleanup(&self, run_ref: &str) {
@@ -419,101 +364,4 @@ impl Executor for DockerExecutor {
             }
         }
     }
-}
-
-// === engine helpers ===
-
-/// Removes a container (force); a container already gone is fine, other failures are logged.
-async fn remove_quietly(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-    match docker.remove_container(id, Some(options)).await {
-        Ok(()) => {}
-        Err(err) if is_not_found(&err) => {}
-        Err(err) => {
-            tracing::warn!(container = id, error = %describe(&err), "cannot remove the container")
-        }
-    }
-}
-
-/// Waits until the engine answers a ping, with a bounded backoff.
-async fn wait_for_engine(docker: &Docker) {
-    let mut backoff = Backoff::default();
-    loop {
-        if let Ok(Ok(_)) = tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-            return;
-        }
-        backoff.sleep().await;
-    }
-}
-
-/// Delays between tries while the engine does not answer: 250 ms, doubling up to 5 s.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: Duration::from_millis(250),
-        }
-    }
-}
-
-impl Backoff {
-    async fn sleep(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Whether the error means the engine did not answer (as opposed to answering with an error).
-fn is_unreachable(err: &DockerError) -> bool {
-    matches!(
-        err,
-        DockerError::HyperLegacyError { .. }
-            | DockerError::HyperResponseError { .. }
-            | DockerError::HttpClientError { .. }
-            | DockerError::IOError { .. }
-            | DockerError::RequestTimeoutError
-            | DockerError::SocketNotFoundError(_)
-    )
-}
-
-fn is_not_found(err: &DockerError) -> bool {
-    matches!(
-        err,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-/// The error of a container that would not start.
-fn start_error(err: &DockerError) -> ExecError {
-    match err {
-        DockerError::DockerResponseServerError { message, .. } => {
-            ExecError::Start(format!("cannot start the container: {message}"))
-        }
-        err => create::engine_error(err),
-    }
-}
-
-/// An error with its causes, for messages ("client error (Connect): Connection refused").
-fn describe(err: &DockerError) -> String {
-    if let DockerError::DockerResponseServerError { message, .. } = err {
-        return message.clone();
-    }
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -34,7 +34,11 @@
 //!   failed: …)`); `always` — pulled before every run, a failed pull fails the run.
 //! - **Stop**: SIGTERM through the engine, the grace period, then SIGKILL. With the init
 //!   process, a program that dies of the signal makes the container exit 143 (TERM) or 137 (KILL),
-//!   reported as signal 15 or 9.
+//!   reported as signal 15 or 9. A program that cannot be executed makes the container exit 127
+//!   with docker-init's reason on stderr (the engine cannot refuse the start).
+//! - **Re-attach** finds the container by `run_ref`, else by its job-id and attempt labels (then
+//!   it reports [`ExecEvent::Started`] with the id it found). One that exited meanwhile gives its
+//!   remaining lines and real exit code; one created but never started is started.
 //! - **Engine down**: [`Executor::check_ready`] reports it (a node condition) and a run does not
 //!   start ([`ExecError::Unavailable`]). A run or re-attach that is under way waits for the engine
 //!   to answer again and follows the container from where it was; only a container that is gone
@@ -43,10 +47,13 @@
 //!
 //! # Logs
 //! Read with `timestamps`: each line's `time` is its log entry's RFC 3339 time with nine fraction
-//! digits (plus `k` ns for the `k`-th line of an entry, see [`timestamp`]), which is the resume
-//! point of [`Executor::reattach`]. Lines are split like the process executor's (`\n`, `\r\n`,
-//! lone `\r`); note that Docker itself only ends an entry at `\n` (or after 16 KiB), so a `\r`-only
-//! progress meter arrives in 16 KiB batches.
+//! digits (plus `k` ns for the `k`-th line of an entry, see the `timestamp` module) and is the resume point
+//! of [`Executor::reattach`]. A re-attach resumes right after the line with exactly that time, in
+//! log order — not after every line with an earlier time: Docker's stdout and stderr timestamps
+//! interleave (see the `follow` module). After the exit the logs are read once more without `follow`,
+//! because a follow stream may end before the container's last entry reached it. Lines are split
+//! like the process executor's (`\n`, `\r\n`, lone `\r`); Docker itself only ends an entry at
+//! `\n` (or after 16 KiB), so a `\r`-only progress meter arrives in 16 KiB batches.
 
 mod create;
 mod engine;

@@ -1,1 +1,23 @@
-//! placeholder
+//! Reelay's integration-test harness: real `reelay` processes on loopback ports, temp dirs,
+//! real sled files, and clients that follow jobs the way a real client should.
+//!
+//! - [`TestCluster`]: `TestCluster::builder().workers(2).start().await`.
+//! - [`process`]: one `reelay` process, started and stopped by PID.
+//! - [`watch`]: following a job through WatchJob across restarts.
+//! - [`config`]: the test pipelines.
+//! - [`tools`]: external tools the tests use (the contract checker).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    unreachable_pub
+)]
+
+pub mod cluster;
+pub mod config;
+pub mod process;
+pub mod tools;
+pub mod watch;
+
+pub use cluster::{TestCluster, WorkerSpec, spec};

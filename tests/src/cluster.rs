@@ -1,0 +1,414 @@
+//! A test cluster: a real coordinator and real workers on loopback ports, in a temp dir.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let cluster = reelay_tests::TestCluster::builder().workers(2).start().await;
+//! let job = cluster.submit("count", &[("steps", "5")]).await;
+//! cluster.wait_terminal(&job.id).await;
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reelay_proto::v1;
+use reelay_proto::v1::job_service_client::JobServiceClient;
+use reelay_proto::v1::node_service_client::NodeServiceClient;
+use reelay_proto::v1::pipeline_service_client::PipelineServiceClient;
+use reelay_proto::v1::worker_service_client::WorkerServiceClient;
+use tonic::transport::Channel;
+
+use crate::config::TEST_PIPELINES;
+use crate::process::{ReelayProcess, free_port};
+use crate::watch;
+
+/// How a worker of the cluster is started.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub slots: u32,
+    pub labels: String,
+    pub executor: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        WorkerSpec {
+            slots: 2,
+            labels: String::new(),
+            executor: "process".into(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// Builds a [`TestCluster`].
+#[derive(Debug, Default)]
+pub struct ClusterBuilder {
+    workers: Vec<WorkerSpec>,
+    extra_config: String,
+    coordinator_args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ClusterBuilder {
+    /// `n` workers with 2 slots each, process executor.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers.extend((0..n).map(|_| WorkerSpec::default()));
+        self
+    }
+
+    /// One more worker as described.
+    pub fn worker(mut self, spec: WorkerSpec) -> Self {
+        self.workers.push(spec);
+        self
+    }
+
+    /// More `[[pipeline]]` tables appended to the test config.
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self
+    }
+
+    pub fn coordinator_arg(mut self, arg: &str) -> Self {
+        self.coordinator_args.push(arg.to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the processes and waits until every worker is READY.
+    pub async fn start(self) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("reelay-test-")
+            .tempdir()
+            .expect("temp dir");
+        let config = dir.path().join("pipelines.toml");
+        std::fs::write(&config, format!("{TEST_PIPELINES}\n{}", self.extra_config))
+            .expect("write config");
+        let port = free_port();
+        let mut args = vec![
+            "coordinator".to_owned(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            dir.path().join("coordinator").display().to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        args.extend(self.coordinator_args.iter().cloned());
+        let coordinator = ReelayProcess::start(
+            "coordinator",
+            args,
+            self.env.clone(),
+            dir.path().join("coordinator.log"),
+        );
+        let mut cluster = TestCluster {
+            coordinator,
+            coordinator_port: port,
+            workers: Vec::new(),
+            config,
+            env: self.env,
+            dir,
+        };
+        cluster.wait_serving().await;
+        for spec in self.workers {
+            cluster.add_worker(spec);
+        }
+        let expected = cluster.workers.len();
+        cluster.wait_ready_nodes(expected).await;
+        cluster
+    }
+}
+
+/// A worker of the cluster.
+#[derive(Debug)]
+pub struct TestWorker {
+    pub node_id: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub process: ReelayProcess,
+}
+
+/// A running coordinator and its workers.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub coordinator: ReelayProcess,
+    pub coordinator_port: u16,
+    pub workers: Vec<TestWorker>,
+    pub config: PathBuf,
+    env: Vec<(String, String)>,
+    /// Dropped last: the processes stop before their files go.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.coordinator_port)
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.coordinator_port)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts another worker (`w<index>`) as described.
+    pub fn add_worker(&mut self, spec: WorkerSpec) -> usize {
+        let index = self.workers.len();
+        let node_id = format!("w{index}");
+        let port = free_port();
+        let data_dir = self.dir.path().join(&node_id);
+        let mut args = vec![
+            "worker".to_owned(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--config".into(),
+            self.config.display().to_string(),
+            "--coordinator".into(),
+            self.url(),
+            "--node-id".into(),
+            node_id.clone(),
+            "--slots".into(),
+            spec.slots.to_string(),
+            "--executor".into(),
+            spec.executor.clone(),
+            "--labels".into(),
+            spec.labels.clone(),
+            "--shutdown-grace".into(),
+            "5s".into(),
+        ];
+        args.extend(spec.extra_args);
+        let log = self.dir.path().join(format!("{node_id}.log"));
+        let process = ReelayProcess::start(&node_id, args, self.env.clone(), log);
+        self.workers.push(TestWorker {
+            node_id,
+            port,
+            data_dir,
+            process,
+        });
+        index
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let endpoint = Channel::from_shared(self.url()).expect("url");
+        endpoint
+            .connect()
+            .await
+            .expect("connect to the coordinator")
+    }
+
+    pub async fn jobs(&self) -> JobServiceClient<Channel> {
+        JobServiceClient::new(self.channel().await).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    pub async fn nodes(&self) -> NodeServiceClient<Channel> {
+        NodeServiceClient::new(self.channel().await)
+    }
+
+    pub async fn pipelines(&self) -> PipelineServiceClient<Channel> {
+        PipelineServiceClient::new(self.channel().await)
+    }
+
+    pub async fn worker_client(&self, index: usize) -> WorkerServiceClient<Channel> {
+        let url = format!("http://127.0.0.1:{}", self.workers[index].port);
+        WorkerServiceClient::new(
+            Channel::from_shared(url)
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect to worker"),
+        )
+    }
+
+    /// Waits until the coordinator answers ListNodes.
+    pub async fn wait_serving(&mut self) {
+        for _ in 0..300 {
+            if let Ok(channel) = Channel::from_shared(self.url())
+                .expect("url")
+                .connect()
+                .await
+                && NodeServiceClient::new(channel)
+                    .list_nodes(v1::ListNodesRequest {})
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            if let Some(status) = self.coordinator.wait_exit(Duration::from_millis(50)) {
+                panic!(
+                    "the coordinator exited with {status}:\n{}",
+                    self.coordinator.log_text()
+                );
+            }
+        }
+        panic!(
+            "the coordinator did not start serving:\n{}",
+            self.coordinator.log_text()
+        );
+    }
+
+    /// Waits until at least `n` nodes are READY.
+    pub async fn wait_ready_nodes(&self, n: usize) -> Vec<v1::Node> {
+        let mut client = self.nodes().await;
+        let mut nodes = Vec::new();
+        for _ in 0..400 {
+            if let Ok(response) = client.list_nodes(v1::ListNodesRequest {}).await {
+                nodes = response.into_inner().nodes;
+                if nodes
+                    .iter()
+                    .filter(|node| node.state == v1::NodeState::Ready as i32)
+                    .count()
+                    >= n
+                {
+                    return nodes;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{n} nodes did not become READY: {nodes:#?}\n{}",
+            self.logs()
+        );
+    }
+
+    /// Waits until node `id` is in `state`.
+    pub async fn wait_node_state(
+        &self,
+        id: &str,
+        state: v1::NodeState,
+        timeout: Duration,
+    ) -> v1::Node {
+        let mut client = self.nodes().await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(node) = client
+                .get_node(v1::GetNodeRequest { id: id.to_owned() })
+                .await
+            {
+                let node = node.into_inner();
+                if node.state == state as i32 {
+                    return node;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {id} is not {state:?}: {node:#?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates a job of `pipeline` with `params`.
+    pub async fn submit(&self, pipeline: &str, params: &[(&str, &str)]) -> v1::Job {
+        self.submit_spec(spec(pipeline, params)).await
+    }
+
+    pub async fn submit_spec(&self, spec: v1::JobSpec) -> v1::Job {
+        let request = v1::CreateJobRequest {
+            spec: Some(spec),
+            request_id: String::new(),
+        };
+        self.jobs()
+            .await
+            .create_job(request)
+            .await
+            .expect("create job")
+            .into_inner()
+    }
+
+    pub async fn get(&self, id: &str) -> v1::Job {
+        self.jobs()
+            .await
+            .get_job(v1::GetJobRequest { id: id.to_owned() })
+            .await
+            .expect("get job")
+            .into_inner()
+    }
+
+    /// Follows the job until it is finished; returns every event seen.
+    pub async fn wait_terminal(&self, id: &str) -> Vec<v1::JobEvent> {
+        self.wait_terminal_within(id, Duration::from_secs(60)).await
+    }
+
+    pub async fn wait_terminal_within(&self, id: &str, timeout: Duration) -> Vec<v1::JobEvent> {
+        match tokio::time::timeout(timeout, watch::until_terminal(self.url(), id.to_owned())).await
+        {
+            Ok(events) => events,
+            Err(_) => panic!(
+                "job {id} did not finish within {timeout:?}: {:#?}\n{}",
+                self.get(id).await,
+                self.logs()
+            ),
+        }
+    }
+
+    /// Follows the job until `predicate` holds for it.
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        timeout: Duration,
+        predicate: impl Fn(&v1::Job) -> bool,
+    ) -> v1::Job {
+        match tokio::time::timeout(timeout, watch::until(self.url(), id.to_owned(), predicate))
+            .await
+        {
+            Ok(job) => job,
+            Err(_) => panic!(
+                "job {id} did not reach the expected state: {:#?}\n{}",
+                self.get(id).await,
+                self.logs()
+            ),
+        }
+    }
+
+    /// The tails of every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        let tail = |log: String| {
+            log.lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        text.push_str(&format!(
+            "--- coordinator log ---\n{}\n",
+            tail(self.coordinator.log_text())
+        ));
+        for worker in &self.workers {
+            text.push_str(&format!(
+                "--- {} log ---\n{}\n",
+                worker.node_id,
+                tail(worker.process.log_text())
+            ));
+        }
+        text
+    }
+}
+
+/// A job spec for `pipeline` with `params`.
+pub fn spec(pipeline: &str, params: &[(&str, &str)]) -> v1::JobSpec {
+    v1::JobSpec {
+        pipeline: pipeline.to_owned(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}

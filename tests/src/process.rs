@@ -1,0 +1,145 @@
+//! One real `reelay` process: started with arguments, logs to a file, stopped by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The `reelay` binary under test: `REELAY_BIN`, else `target/<profile>/reelay` next to the test binary.
+pub fn reelay_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("REELAY_BIN") {
+        return PathBuf::from(path);
+    }
+    // The test binary is target/<profile>/deps/<name>; the binary is target/<profile>/reelay.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = profile_dir.join("reelay");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p reelay`",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound, then released for the process to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A running (or stopped) `reelay` process.
+#[derive(Debug)]
+pub struct ReelayProcess {
+    pub name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ReelayProcess {
+    /// Starts `reelay ARGS` with its output appended to `log`.
+    pub fn start(name: &str, args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Self {
+        let mut process = ReelayProcess {
+            name: name.to_owned(),
+            args,
+            env,
+            log,
+            child: None,
+        };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let err = log.try_clone().expect("clone log");
+        let child = Command::new(reelay_bin())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "REELAY_LOG",
+                "info,reelay_coordinator=debug,reelay_worker=debug,h2=warn,tower=warn,hyper=warn",
+            )
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawn reelay");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns whether it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Starts the process again with the same arguments (after a kill).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Waits for the process to exit by itself (for start-up failures); its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for ReelayProcess {
+    fn drop(&mut self) {
+        // Clean up even when a test fails: stop gracefully (so workers leave nothing behind), then kill.
+        self.terminate(Duration::from_secs(10));
+    }
+}

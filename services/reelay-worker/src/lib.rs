@@ -140,8 +140,34 @@ pub async fn run(
 /// The executor named by `--executor`: `process`, `docker`, or `auto` (Docker when its engine
 /// answers, else the process executor, said in the log).
 pub async fn make_executor(name: &str) -> Result<Arc<dyn Executor>, WorkerError> {
+    let docker = || async {
+        executor::docker::DockerExecutor::connect()
+            .await
+            .map_err(|err| WorkerError::Internal(format!("cannot use the docker executor: {err}")))
+    };
     match name {
         "process" => Ok(Arc::new(executor::process::ProcessExecutor)),
+        "docker" => Ok(Arc::new(docker().await?)),
+        "auto" => {
+            let engine = docker().await;
+            let ready = match &engine {
+                Ok(engine) => engine.check_ready().await,
+                Err(err) => Err(err.to_string()),
+            };
+            match (engine, ready) {
+                (Ok(engine), Ok(())) => {
+                    tracing::info!(
+                        "executor auto: the Docker engine answers, jobs run in containers"
+                    );
+                    Ok(Arc::new(engine))
+                }
+                (_, Err(why)) => {
+                    tracing::warn!(reason = %why, "executor auto: no Docker engine, jobs run as local processes");
+                    Ok(Arc::new(executor::process::ProcessExecutor))
+                }
+                (Err(err), Ok(())) => Err(err),
+            }
+        }
         other => Err(WorkerError::Internal(format!(
             "unknown executor {other:?}: use process, docker or auto"
         ))),

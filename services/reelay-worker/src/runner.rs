@@ -114,26 +114,54 @@ async fn drive(
     }
 
     let timer = spawn_timeout(job, control);
-    let (events_tx, events_rx) = mpsc::channel(EXEC_EVENTS);
-    let executor = &supervisor.executor;
-    let resume = ResumePoint {
-        log_lines: job.log_lines,
-        last_log_time: job.last_log_time.clone(),
-    };
-    let run_ref = job.run_ref.clone();
-    let execution = async {
-        if reattach {
-            executor
-                .reattach(&run, &run_ref, &resume, events_tx, control.stop.clone())
-                .await
-        } else {
-            executor.run(&run, events_tx, control.stop.clone()).await
+    let mut reattach = reattach;
+    let result = loop {
+        let (events_tx, events_rx) = mpsc::channel(EXEC_EVENTS);
+        let executor = &supervisor.executor;
+        let resume = ResumePoint {
+            log_lines: job.log_lines,
+            last_log_time: job.last_log_time.clone(),
+        };
+        let run_ref = job.run_ref.clone();
+        let execution = async {
+            if reattach {
+                executor
+                    .reattach(&run, &run_ref, &resume, events_tx, control.stop.clone())
+                    .await
+            } else {
+                executor.run(&run, events_tx, control.stop.clone()).await
+            }
+        };
+        let followed =
+            async { tokio::join!(execution, consume(supervisor, job, events_rx, lines)).0 };
+        let result = tokio::select! {
+            result = followed => result,
+            () = control.detach.cancelled() => return Ended::Detached,
+        };
+        match result {
+            // The engine went away before the run existed: wait for it and start again.
+            Err(ExecError::Unavailable(_)) if job.run_ref.is_empty() => {
+                if !wait_until_ready(supervisor, job, control).await {
+                    break Ok(RunExit {
+                        code: None,
+                        signal: None,
+                        stopped: true,
+                    });
+                }
+            }
+            // It went away after the run existed: follow the run again.
+            Err(ExecError::Unavailable(_)) => {
+                if !wait_until_ready(supervisor, job, control).await {
+                    break Ok(RunExit {
+                        code: None,
+                        signal: None,
+                        stopped: true,
+                    });
+                }
+                reattach = true;
+            }
+            other => break other,
         }
-    };
-    let followed = async { tokio::join!(execution, consume(supervisor, job, events_rx, lines)).0 };
-    let result = tokio::select! {
-        result = followed => result,
-        () = control.detach.cancelled() => return Ended::Detached,
     };
     if let Some(timer) = timer {
         timer.abort();
@@ -292,11 +320,10 @@ fn verdict(
         Ended::Detached => return (Failed, String::new(), "detached".to_owned()),
         Ended::Exit(exit) => exit,
     };
-    let how = match exit.signal {
-        Some(9) => "killed after the grace period",
-        Some(_) => "stopped with SIGTERM",
-        None if exit.code.is_none() => "stopped before it started",
-        None => "it exited on SIGTERM",
+    let how = match (exit.signal, exit.code) {
+        (Some(9), _) => "killed after the grace period",
+        (None, None) => "stopped before it started",
+        _ => "stopped with SIGTERM",
     };
     if exit.stopped {
         return match reason {

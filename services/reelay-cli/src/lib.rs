@@ -2,10 +2,40 @@
 //!
 //! Every command talks to the coordinator's public gRPC API (`--server`, `REELAY_SERVER`) with an
 //! optional bearer token (`--token`, `REELAY_TOKEN`).
+//!
+//! # Layout
+//! - [`job`], [`node`], [`pipeline`]: one module per command group (flags and what they do).
+//! - `client`: the channel to the coordinator and the bearer token on every call.
+//! - `error`: `error: …` and `hint: …` on stderr, exit codes.
+//! - `args`: parsing `KEY=VALUE`, durations, states and input paths.
+//! - `format`: tables, ages, sizes for people; `json`: the API's messages as JSON for scripts.
+//! - `render`: a watched job as a progress bar, lines or JSON; `reconnect`: backoff for streams.
+//! - `tty`: terminal checks and confirmation prompts; `out`: stdout without panics on a closed pipe.
+//!
+//! Exit codes: 0 success; 1 failure (an error, a job that ended FAILED or CANCELLED, a checksum
+//! mismatch); 2 a wrong command line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
+
+mod args;
+mod client;
+mod error;
+mod format;
+pub mod job;
+mod json;
+pub mod node;
+mod out;
+pub mod pipeline;
+mod reconnect;
+mod render;
+mod tty;
+
+pub use job::JobCommand;
+pub use node::NodeCommand;
+pub use pipeline::PipelineCommand;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -19,7 +49,7 @@ pub enum OutputFormat {
 /// Where the coordinator is and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Coordinator URL.
+    /// Coordinator URL (http://HOST:PORT).
     #[arg(
         long,
         env = "REELAY_SERVER",
@@ -30,7 +60,7 @@ pub struct ClientArgs {
     /// API token, sent as `authorization: Bearer <token>`.
     #[arg(long, env = "REELAY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Output format.
+    /// Output format: `text` for people, `json` for scripts (one JSON object per line).
     #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
     pub output: OutputFormat,
 }
@@ -44,9 +74,6 @@ pub struct JobArgs {
     pub command: JobCommand,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum JobCommand {}
-
 /// `reelay node …`
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -55,9 +82,6 @@ pub struct NodeArgs {
     #[command(subcommand)]
     pub command: NodeCommand,
 }
-
-#[derive(Debug, Subcommand)]
-pub enum NodeCommand {}
 
 /// `reelay pipeline …`
 #[derive(Debug, Args)]
@@ -68,17 +92,62 @@ pub struct PipelineArgs {
     pub command: PipelineCommand,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum PipelineCommand {}
-
 pub async fn run_job(args: JobArgs) -> anyhow::Result<ExitCode> {
-    match args.command {}
+    let server = args.client.server.clone();
+    let result = async {
+        let ctx = Ctx::new(&args.client)?;
+        job::run(&ctx, args.command).await
+    };
+    Ok(finish(result.await, &server))
 }
 
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    match args.command {}
+    let server = args.client.server.clone();
+    let result = async {
+        let ctx = Ctx::new(&args.client)?;
+        node::run(&ctx, args.command).await
+    };
+    Ok(finish(result.await, &server))
 }
 
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
-    match args.command {}
+    let server = args.client.server.clone();
+    let result = async {
+        let ctx = Ctx::new(&args.client)?;
+        pipeline::run(&ctx, args.command).await
+    };
+    Ok(finish(result.await, &server))
+}
+
+/// Errors are printed here, with a hint, rather than by `main`.
+fn finish(result: anyhow::Result<ExitCode>, server: &str) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(err) => error::report(&err, server),
+    }
+}
+
+/// What every command needs.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) conn: client::Connection,
+    pub(crate) output: OutputFormat,
+}
+
+impl Ctx {
+    fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+        Ok(Ctx {
+            conn: client::Connection::new(&args.server, args.token.as_deref())?,
+            output: args.output,
+        })
+    }
+
+    pub(crate) fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// Text on a terminal: progress bars and prompts are welcome.
+    pub(crate) fn interactive(&self) -> bool {
+        !self.json() && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+    }
 }

@@ -1,0 +1,396 @@
+//! Reading jobs: `reelay job get`, `list`, `history`, `outputs`.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::Args;
+use reelay_proto::v1;
+
+use crate::args::{StateArg, wire_states};
+use crate::format::{self, Table};
+use crate::{Ctx, json};
+
+/// The largest page the server gives (ListJobs caps `page_size` at 1000).
+const MAX_PAGE: u32 = 1000;
+
+/// Flags of `reelay job list`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  reelay job list
+  reelay job list --state running,queued
+  reelay job list --state failed --node gpu-1 --limit 200
+  reelay job list --all -o json | jq -r 'select(.state == \"JOB_STATE_FAILED\") | .id'")]
+pub struct ListArgs {
+    /// Only jobs in these states, comma-separated. `active` means queued, assigned and running;
+    /// `finished` means succeeded, failed and cancelled.
+    #[arg(
+        long,
+        short = 's',
+        value_enum,
+        value_delimiter = ',',
+        value_name = "STATE,..."
+    )]
+    pub(crate) state: Vec<StateArg>,
+    /// Only jobs whose (last) attempt ran on this node.
+    #[arg(long = "node", value_name = "ID")]
+    pub(crate) node_id: Option<String>,
+    /// At most this many jobs (newest first).
+    #[arg(long, short = 'n', default_value_t = 50, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) limit: u32,
+    /// Every matching job, however many (ignores --limit).
+    #[arg(long, short = 'a')]
+    pub(crate) all: bool,
+}
+
+pub(crate) async fn get(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
+    let job = ctx
+        .conn
+        .jobs()
+        .get_job(v1::GetJobRequest { id: id.to_owned() })
+        .await?
+        .into_inner();
+    if ctx.json() {
+        json::print_line(&json::job(&job))?;
+    } else {
+        crate::out::text(&describe_job(&job, SystemTime::now()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let mut client = ctx.conn.jobs();
+    let states = wire_states(&args.state);
+    let node_id = args.node_id.clone().unwrap_or_default();
+    let wanted = if args.all { None } else { Some(args.limit) };
+    let now = SystemTime::now();
+    let mut table = Table::new(&[
+        "ID", "PIPELINE", "STATE", "PROGRESS", "NODE", "AGE", "MESSAGE",
+    ]);
+    let mut printed: u32 = 0;
+    let mut page_token = String::new();
+    let more = loop {
+        let page_size = match wanted {
+            Some(wanted) => (wanted - printed).min(MAX_PAGE),
+            None => MAX_PAGE,
+        };
+        let page = client
+            .list_jobs(v1::ListJobsRequest {
+                page_size: page_size as i32,
+                page_token: page_token.clone(),
+                states: states.clone(),
+                node_id: node_id.clone(),
+            })
+            .await?
+            .into_inner();
+        for job in &page.jobs {
+            if ctx.json() {
+                json::print_line(&json::job(job))?;
+            } else {
+                table.row(list_row(job, now));
+            }
+            printed += 1;
+        }
+        page_token = page.next_page_token;
+        if page_token.is_empty() || page.jobs.is_empty() {
+            break false;
+        }
+        if wanted.is_some_and(|wanted| printed >= wanted) {
+            break true;
+        }
+    };
+    if ctx.json() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if table.len() == 0 {
+        eprintln!("no jobs{}", filter_note(&args));
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::out::text(&table.render())?;
+    if more {
+        eprintln!("(the {printed} newest shown; more with --limit N or --all)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn filter_note(args: &ListArgs) -> String {
+    let mut parts = Vec::new();
+    if !args.state.is_empty() {
+        parts.push("in the states asked for".to_owned());
+    }
+    if let Some(node) = &args.node_id {
+        parts.push(format!("on node {node}"));
+    }
+    if parts.is_empty() {
+        " yet: submit one with `reelay job submit PIPELINE` (see `reelay pipeline list`)".to_owned()
+    } else {
+        format!(" {}", parts.join(" "))
+    }
+}
+
+fn list_row(job: &v1::Job, now: SystemTime) -> Vec<String> {
+    let pipeline = job
+        .spec
+        .as_ref()
+        .map(|spec| spec.pipeline.clone())
+        .unwrap_or_default();
+    let node = match (job.node_id.as_str(), job.node_reachable) {
+        ("", _) => "-".to_owned(),
+        (node, true) => node.to_owned(),
+        (node, false) => format!("{node} (away)"),
+    };
+    vec![
+        job.id.clone(),
+        pipeline,
+        format::job_state(job.state),
+        format!("{}%", job.progress),
+        node,
+        format::age_of(job.created_at.as_ref(), now),
+        format::truncate(&format::job_note(job), 80),
+    ]
+}
+
+/// `reelay job get` in text: one field per line, empty fields left out.
+fn describe_job(job: &v1::Job, now: SystemTime) -> String {
+    let mut lines: Vec<(&str, String)> = vec![("id", job.id.clone())];
+    let spec = job.spec.clone().unwrap_or_default();
+    lines.push(("pipeline", spec.pipeline.clone()));
+    if !spec.params.is_empty() {
+        lines.push(("params", format::pairs(&spec.params)));
+    }
+    if !spec.input_path.is_empty() {
+        lines.push(("input", spec.input_path.clone()));
+    }
+    let mut state = format!("{} {}%", format::job_state(job.state), job.progress);
+    let detail = crate::render::bar_message(job);
+    if !detail.is_empty() {
+        state.push_str(&format!(" {detail}"));
+    }
+    lines.push(("state", state));
+    if job.cancel_requested && !format::is_terminal(job.state) {
+        lines.push(("cancel", "requested".to_owned()));
+    }
+    if !job.node_id.is_empty() {
+        let reachable = if job.node_reachable {
+            ""
+        } else {
+            " (not answering)"
+        };
+        lines.push(("node", format!("{}{reachable}", job.node_id)));
+    }
+    let max_attempts = spec.max_attempts.max(1);
+    if job.attempt > 0 {
+        lines.push(("attempt", format!("{} of {max_attempts}", job.attempt)));
+    }
+    if !job.message.is_empty() {
+        lines.push(("message", job.message.clone()));
+    }
+    if !job.error.is_empty() {
+        lines.push(("error", job.error.clone()));
+    }
+    if let Some(code) = job.exit_code {
+        lines.push(("exit code", code.to_string()));
+    }
+    for file in &job.outputs {
+        lines.push((
+            "output",
+            format!("{} ({})", file.name, format::size(file.size)),
+        ));
+    }
+    if !spec.node_id.is_empty() {
+        lines.push(("pinned to", spec.node_id.clone()));
+    }
+    if !spec.labels.is_empty() {
+        lines.push(("labels", format::pairs(&spec.labels)));
+    }
+    if spec.priority != 0 {
+        lines.push(("priority", spec.priority.to_string()));
+    }
+    if spec.timeout_seconds > 0 {
+        lines.push(("timeout", format!("{}s", spec.timeout_seconds)));
+    }
+    for (name, ts) in [
+        ("created", &job.created_at),
+        ("started", &job.started_at),
+        ("finished", &job.finished_at),
+        ("expires", &job.expires_at),
+    ] {
+        if let Some(time) = format::time(ts.as_ref()) {
+            let when = humantime::format_rfc3339_seconds(time);
+            let relative = match now.duration_since(time) {
+                Ok(ago) => format!("{} ago", format::duration(ago)),
+                Err(ahead) => format!("in {}", format::duration(ahead.duration())),
+            };
+            lines.push((name, format!("{when} ({relative})")));
+        }
+    }
+    if !job.request_id.is_empty() {
+        lines.push(("request id", job.request_id.clone()));
+    }
+    lines.push(("version", job.version.to_string()));
+    let width = lines.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
+    lines
+        .iter()
+        .map(|(name, value)| format!("{:<width$} {value}\n", format!("{name}:")))
+        .collect()
+}
+
+pub(crate) async fn history(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
+    let events = ctx
+        .conn
+        .jobs()
+        .get_job_history(v1::GetJobHistoryRequest {
+            id: id.to_owned(),
+            after_version: 0,
+        })
+        .await?
+        .into_inner()
+        .events;
+    if ctx.json() {
+        for event in &events {
+            json::print_line(&json::event(event))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&["VERSION", "TIME", "CHANGE", "STATE", "PROGRESS", "DETAIL"]);
+    let mut prev: Option<&v1::Job> = None;
+    for event in &events {
+        let time = format::time(event.time.as_ref())
+            .map(|t| humantime::format_rfc3339_millis(t).to_string())
+            .unwrap_or_else(|| "-".to_owned());
+        let change = v1::JobChange::try_from(event.change)
+            .map(|c| c.as_str_name().trim_start_matches("JOB_CHANGE_").to_owned())
+            .unwrap_or_else(|_| event.change.to_string());
+        let (state, progress) = match &event.job {
+            Some(job) => (format::job_state(job.state), format!("{}%", job.progress)),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let detail = history_detail(prev, event);
+        table.row(vec![
+            event.version.to_string(),
+            time,
+            change,
+            state,
+            progress,
+            detail,
+        ]);
+        prev = event.job.as_ref().or(prev);
+    }
+    crate::out::text(&table.render())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history_detail(prev: Option<&v1::Job>, event: &v1::JobEvent) -> String {
+    let Some(job) = &event.job else {
+        return String::new();
+    };
+    if prev.is_some_and(|prev| prev.state != job.state) || prev.is_none() {
+        return match v1::JobState::try_from(job.state) {
+            Ok(v1::JobState::Queued) => format::job_note(job),
+            Ok(v1::JobState::Assigned | v1::JobState::Running) => {
+                format!("node {} attempt {}", job.node_id, job.attempt)
+            }
+            Ok(v1::JobState::Failed) => job.error.clone(),
+            _ => job.message.clone(),
+        };
+    }
+    crate::render::change_line(prev, event).unwrap_or_default()
+}
+
+pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
+    let files = ctx
+        .conn
+        .jobs()
+        .list_outputs(v1::ListOutputsRequest { id: id.to_owned() })
+        .await
+        .context(format!("listing the outputs of job {id}"))?
+        .into_inner()
+        .files;
+    if ctx.json() {
+        for file in &files {
+            json::print_line(&json::output_file(file))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if files.is_empty() {
+        eprintln!("job {id} has no outputs (yet: they appear when the pipeline has written them)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&["NAME", "SIZE", "SHA256"]);
+    for file in &files {
+        table.row(vec![
+            file.name.clone(),
+            format::size(file.size),
+            file.sha256.clone(),
+        ]);
+    }
+    crate::out::text(&table.render())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn list_rows_show_full_ids_and_why_jobs_wait() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let job = v1::Job {
+            id: "0193a1b2-7c4e-7d10-9a0b-2f6c1e3d4a5b".into(),
+            spec: Some(v1::JobSpec {
+                pipeline: "count".into(),
+                ..Default::default()
+            }),
+            state: v1::JobState::Queued as i32,
+            pending_reason: "no node has a free slot".into(),
+            created_at: Some(prost_types::Timestamp {
+                seconds: 880,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            list_row(&job, now),
+            [
+                "0193a1b2-7c4e-7d10-9a0b-2f6c1e3d4a5b",
+                "count",
+                "QUEUED",
+                "0%",
+                "-",
+                "2m",
+                "no node has a free slot"
+            ]
+        );
+    }
+
+    #[test]
+    fn get_leaves_out_empty_fields() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let job = v1::Job {
+            id: "j1".into(),
+            spec: Some(v1::JobSpec {
+                pipeline: "count".into(),
+                ..Default::default()
+            }),
+            state: v1::JobState::Failed as i32,
+            progress: 30,
+            error: "exit code 3".into(),
+            exit_code: Some(3),
+            node_id: "local".into(),
+            node_reachable: true,
+            attempt: 1,
+            version: 9,
+            ..Default::default()
+        };
+        let text = describe_job(&job, now);
+        assert!(text.contains("state:     FAILED 30%\n"), "{text}");
+        assert!(text.contains("error:     exit code 3\n"), "{text}");
+        assert!(text.contains("exit code: 3\n"), "{text}");
+        assert!(text.contains("attempt:   1 of 1\n"), "{text}");
+        assert!(!text.contains("input"), "{text}");
+    }
+}

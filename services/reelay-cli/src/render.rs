@@ -1,0 +1,336 @@
+//! Showing a watched job: a live progress bar on a terminal, one line per change in a log file or a
+//! pipe, JSON lines for scripts.
+//!
+//! The renderer only shows; the watch loop ([`crate::job::watch`]) owns the stream and prints the
+//! outcome (succeeded, failed, cancelled) once the job ends.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use reelay_proto::v1;
+
+use crate::format::{self, job_state};
+use crate::json;
+
+/// How a watch is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A progress bar on stderr, state changes as lines above it.
+    Bar,
+    /// One line per change on stdout, for logs and pipes.
+    Lines,
+    /// One JSON object per event on stdout.
+    Json,
+}
+
+/// Shows the events of one job as they arrive.
+#[derive(Debug)]
+pub(crate) struct Renderer {
+    mode: Mode,
+    bar: Option<ProgressBar>,
+    /// The job as of the last event, to tell what changed.
+    last: Option<v1::Job>,
+    /// A state already printed (by `job submit`), not repeated for the first snapshot.
+    announced: Option<i32>,
+}
+
+impl Renderer {
+    pub(crate) fn new(mode: Mode, announced: Option<i32>) -> Self {
+        let bar = (mode == Mode::Bar).then(new_bar);
+        Renderer {
+            mode,
+            bar,
+            last: None,
+            announced,
+        }
+    }
+
+    pub(crate) fn event(&mut self, event: &v1::JobEvent) -> anyhow::Result<()> {
+        match self.mode {
+            Mode::Json => json::print_line(&json::event(event))?,
+            Mode::Lines => {
+                if let Some(line) = self.line_for(event) {
+                    let time = format::time(event.time.as_ref())
+                        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                        .unwrap_or_default();
+                    crate::out::line(format_args!("{time} {line}"))?;
+                }
+            }
+            Mode::Bar => {
+                if let Some(line) = self.line_for(event).filter(|_| !is_progress_only(event)) {
+                    self.say(&line);
+                }
+                if let (Some(bar), Some(job)) = (&self.bar, &event.job) {
+                    update_bar(bar, job);
+                }
+            }
+        }
+        if let Some(job) = &event.job {
+            self.last = Some(job.clone());
+        }
+        Ok(())
+    }
+
+    /// A line on stderr that does not break the bar (reconnection notices).
+    pub(crate) fn say(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Removes the bar; gives the job as last seen.
+    pub(crate) fn finish(self) -> Option<v1::Job> {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.last
+    }
+
+    fn line_for(&mut self, event: &v1::JobEvent) -> Option<String> {
+        let announced = self.announced.take();
+        let first = self.last.is_none();
+        if first
+            && event.change == v1::JobChange::Snapshot as i32
+            && event.job.as_ref().map(|job| job.state) == announced
+        {
+            return None;
+        }
+        change_line(self.last.as_ref(), event)
+    }
+}
+
+fn is_progress_only(event: &v1::JobEvent) -> bool {
+    event.change == v1::JobChange::Progress as i32
+}
+
+fn new_bar() -> ProgressBar {
+    let bar = ProgressBar::new(100);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner:.cyan} {prefix:9.bold} [{bar:32.cyan/blue}] {pos:>3}%  {wide_msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn update_bar(bar: &ProgressBar, job: &v1::Job) {
+    bar.set_prefix(job_state(job.state));
+    bar.set_position(u64::from(job.progress.min(100)));
+    bar.set_message(bar_message(job));
+}
+
+/// What the bar says next to the percentage: the stage, speed and ETA while running, why it waits
+/// while queued.
+pub(crate) fn bar_message(job: &v1::Job) -> String {
+    if job.state == v1::JobState::Queued as i32 {
+        return format::job_note(job);
+    }
+    let mut parts = Vec::new();
+    if !job.stage.is_empty() {
+        parts.push(job.stage.clone());
+    }
+    if job.fps > 0.0 {
+        parts.push(format!("{:.1} fps", job.fps));
+    }
+    if job.eta_seconds > 0.0 {
+        parts.push(format!("eta {}", format::eta(job.eta_seconds)));
+    }
+    if !job.node_reachable && !job.node_id.is_empty() {
+        parts.push(format!("node {} not answering", job.node_id));
+    }
+    parts.join(" · ")
+}
+
+/// The line that tells a person what an event changed; `None` when nothing worth a line did.
+/// Terminal states get no line here: the watch prints the outcome.
+pub(crate) fn change_line(prev: Option<&v1::Job>, event: &v1::JobEvent) -> Option<String> {
+    let job = event.job.as_ref()?;
+    if event.change == v1::JobChange::Deleted as i32 {
+        return Some(format!("job {} was deleted", job.id));
+    }
+    let Some(prev) = prev else {
+        return Some(snapshot_line(job));
+    };
+    if prev.state != job.state {
+        return state_line(prev, job);
+    }
+    if prev.node_reachable != job.node_reachable && !job.node_id.is_empty() {
+        return Some(if job.node_reachable {
+            format!("node {} answers again", job.node_id)
+        } else {
+            format!(
+                "node {} is not answering; the job keeps its state until it comes back",
+                job.node_id
+            )
+        });
+    }
+    if job.outputs.len() > prev.outputs.len() {
+        let names: Vec<String> = job
+            .outputs
+            .iter()
+            .filter(|file| !prev.outputs.iter().any(|old| old.name == file.name))
+            .map(|file| format!("{} ({})", file.name, format::size(file.size)))
+            .collect();
+        if !names.is_empty() {
+            return Some(format!("output {}", names.join(", ")));
+        }
+    }
+    if job.cancel_requested && !prev.cancel_requested {
+        return Some("cancel requested".to_owned());
+    }
+    if prev.progress != job.progress || prev.stage != job.stage {
+        let message = bar_message(job);
+        return Some(if message.is_empty() {
+            format!("{}%", job.progress)
+        } else {
+            format!("{}% {message}", job.progress)
+        });
+    }
+    if prev.message != job.message && !job.message.is_empty() {
+        return Some(job.message.clone());
+    }
+    None
+}
+
+/// How a job stands when a watch starts.
+fn snapshot_line(job: &v1::Job) -> String {
+    let state = job_state(job.state);
+    let mut line = format!("job {} is {state}", job.id);
+    match v1::JobState::try_from(job.state) {
+        Ok(v1::JobState::Queued) => {
+            let note = format::job_note(job);
+            if !note.is_empty() {
+                line.push_str(&format!(": {note}"));
+            }
+        }
+        Ok(v1::JobState::Assigned | v1::JobState::Running) => {
+            line.push_str(&format!(" on {}, {}%", job.node_id, job.progress));
+            let message = bar_message(job);
+            if !message.is_empty() {
+                line.push_str(&format!(" {message}"));
+            }
+        }
+        _ => {}
+    }
+    line
+}
+
+fn state_line(prev: &v1::Job, job: &v1::Job) -> Option<String> {
+    let line = match v1::JobState::try_from(job.state).ok()? {
+        v1::JobState::Queued if prev.attempt > 0 && !job.error.is_empty() => format!(
+            "QUEUED again: attempt {} failed: {}",
+            prev.attempt.max(job.attempt),
+            job.error
+        ),
+        v1::JobState::Queued => format!("QUEUED: {}", format::job_note(job)),
+        v1::JobState::Assigned => format!("ASSIGNED to {}", job.node_id),
+        v1::JobState::Running => format!("RUNNING on {} (attempt {})", job.node_id, job.attempt),
+        _ => return None,
+    };
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: v1::JobState, progress: u32) -> v1::Job {
+        v1::Job {
+            id: "j1".into(),
+            state: state as i32,
+            progress,
+            node_id: "local".into(),
+            node_reachable: true,
+            attempt: 1,
+            ..Default::default()
+        }
+    }
+
+    fn event(change: v1::JobChange, job: v1::Job) -> v1::JobEvent {
+        v1::JobEvent {
+            job_id: job.id.clone(),
+            version: 1,
+            job: Some(job),
+            change: change as i32,
+            previous_state: 0,
+            time: None,
+        }
+    }
+
+    #[test]
+    fn a_watch_starts_with_where_the_job_stands() {
+        let mut running = job(v1::JobState::Running, 40);
+        running.stage = "counting".into();
+        let line = change_line(None, &event(v1::JobChange::Snapshot, running)).unwrap();
+        assert_eq!(line, "job j1 is RUNNING on local, 40% counting");
+        let mut queued = job(v1::JobState::Queued, 0);
+        queued.pending_reason = "no node has a free slot".into();
+        let line = change_line(None, &event(v1::JobChange::Snapshot, queued)).unwrap();
+        assert_eq!(line, "job j1 is QUEUED: no node has a free slot");
+    }
+
+    #[test]
+    fn state_changes_and_progress_get_lines() {
+        let assigned = job(v1::JobState::Assigned, 0);
+        let running = job(v1::JobState::Running, 0);
+        let line = change_line(
+            Some(&assigned),
+            &event(v1::JobChange::State, running.clone()),
+        );
+        assert_eq!(line.unwrap(), "RUNNING on local (attempt 1)");
+        let mut later = job(v1::JobState::Running, 60);
+        later.stage = "encoding".into();
+        later.fps = 29.97;
+        later.eta_seconds = 65.0;
+        let line = change_line(
+            Some(&running),
+            &event(v1::JobChange::Progress, later.clone()),
+        );
+        assert_eq!(line.unwrap(), "60% encoding · 30.0 fps · eta 1m05s");
+        // Nothing visible changed.
+        assert_eq!(
+            change_line(Some(&later), &event(v1::JobChange::Info, later.clone())),
+            None
+        );
+    }
+
+    #[test]
+    fn the_end_is_left_to_the_outcome() {
+        let running = job(v1::JobState::Running, 100);
+        let done = job(v1::JobState::Succeeded, 100);
+        assert_eq!(
+            change_line(Some(&running), &event(v1::JobChange::State, done)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_that_is_retried_says_so() {
+        let running = job(v1::JobState::Running, 30);
+        let mut queued = job(v1::JobState::Queued, 0);
+        queued.error = "exit code 3".into();
+        let line = change_line(Some(&running), &event(v1::JobChange::State, queued));
+        assert_eq!(line.unwrap(), "QUEUED again: attempt 1 failed: exit code 3");
+    }
+
+    #[test]
+    fn node_loss_is_a_condition_not_a_state() {
+        let running = job(v1::JobState::Running, 30);
+        let mut lost = running.clone();
+        lost.node_reachable = false;
+        let line = change_line(Some(&running), &event(v1::JobChange::Node, lost)).unwrap();
+        assert!(line.starts_with("node local is not answering"), "{line}");
+    }
+
+    #[test]
+    fn the_announced_state_is_not_repeated() {
+        let mut renderer = Renderer::new(Mode::Lines, Some(v1::JobState::Queued as i32));
+        let queued = event(v1::JobChange::Snapshot, job(v1::JobState::Queued, 0));
+        assert_eq!(renderer.line_for(&queued), None);
+        let mut renderer = Renderer::new(Mode::Lines, Some(v1::JobState::Queued as i32));
+        let running = event(v1::JobChange::Snapshot, job(v1::JobState::Running, 5));
+        assert!(renderer.line_for(&running).is_some());
+    }
+}

@@ -49,6 +49,7 @@ pub struct ClusterBuilder {
     extra_config: String,
     coordinator_args: Vec<String>,
     env: Vec<(String, String)>,
+    node_prefix: String,
 }
 
 impl ClusterBuilder {
@@ -77,6 +78,14 @@ impl ClusterBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Names the workers `<prefix>w0`, `<prefix>w1`… instead of `w0`, `w1`…: node ids unique on
+    /// the machine, for tests whose workers share a Docker engine (a worker removes the containers
+    /// labelled with its node id that it does not know).
+    pub fn node_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.node_prefix);
         self
     }
 
@@ -112,6 +121,7 @@ impl ClusterBuilder {
             workers: Vec::new(),
             config,
             env: self.env,
+            node_prefix: self.node_prefix,
             dir,
         };
         cluster.wait_serving().await;
@@ -141,6 +151,7 @@ pub struct TestCluster {
     pub workers: Vec<TestWorker>,
     pub config: PathBuf,
     env: Vec<(String, String)>,
+    node_prefix: String,
     /// Dropped last: the processes stop before their files go.
     pub dir: tempfile::TempDir,
 }
@@ -162,10 +173,10 @@ impl TestCluster {
         self.dir.path()
     }
 
-    /// Starts another worker (`w<index>`) as described.
+    /// Starts another worker (`w<index>`, after the node prefix) as described.
     pub fn add_worker(&mut self, spec: WorkerSpec) -> usize {
         let index = self.workers.len();
-        let node_id = format!("w{index}");
+        let node_id = format!("{}w{index}", self.node_prefix);
         let port = free_port();
         let data_dir = self.dir.path().join(&node_id);
         let mut args = vec![

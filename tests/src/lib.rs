@@ -1,11 +1,12 @@
 //! Reelay's integration-test harness: real `reelay` processes on loopback ports, temp dirs,
 //! real sled files, and clients that follow jobs the way a real client should.
 //!
-//! - [`TestCluster`]: `TestCluster::builder().workers(2).start().await`.
+//! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
 //! - [`process`]: one `reelay` process, started and stopped by PID.
 //! - [`watch`]: following a job through WatchJob across restarts.
 //! - [`config`]: the test pipelines.
 //! - [`tools`]: external tools the tests use (the contract checker).
+//! - [`docker`]: the `docker` CLI, test videos and `ffprobe`, for the Docker executor's tests.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +17,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod docker;
 pub mod process;
 pub mod tools;
 pub mod watch;

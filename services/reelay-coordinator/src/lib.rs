@@ -2,14 +2,14 @@
 //! grpc-web, the job queue and scheduler, and one event stream per worker.
 //!
 //! # Layout
-//! - [`engine`]: the one task that changes jobs and nodes — state machine, scheduling, group
+//! - [`engine`] — the one task that changes jobs and nodes — state machine, scheduling, group
 //!   commit — and the live node view.
-//! - [`store`]: the coordinator's sled trees and their keys.
-//! - [`hub`]: fan-out of changes and log lines to watchers.
-//! - [`links`]: one link per worker: its event stream in, StartJob/CancelJob out.
-//! - [`api`]: the gRPC services (thin).
-//! - [`http`]: everything on the one port — gRPC, grpc-web, UI, downloads, metrics.
-//! - [`web`]: the embedded UI. [`metrics`]: Prometheus. [`retention`]: removal of expired jobs.
+//! - [`store`] — the coordinator's sled trees and their keys.
+//! - [`hub`] — fan-out of changes and log lines to watchers.
+//! - [`links`] — one link per worker: its event stream in, StartJob/CancelJob out.
+//! - [`api`] — the gRPC services (thin).
+//! - [`http`] — everything on the one port — gRPC, grpc-web, UI, downloads, metrics.
+//! - [`web`] — the embedded UI. [`metrics`]: Prometheus. [`retention`]: removal of expired jobs.
 //!
 //! [`run`] wires them on a listener until a shutdown token fires.
 
@@ -38,7 +38,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiState;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::{Engine, EngineParts, EngineSettings};
 pub use crate::error::{CoordinatorError, Result};
 use crate::hub::Hub;
 use crate::links::Links;
@@ -94,11 +94,13 @@ pub async fn run(
         node_lost_after: config.node_lost_after,
     };
     let (engine, engine_task) = Engine::start(
-        store.clone(),
-        Arc::clone(&hub),
+        EngineParts {
+            store: store.clone(),
+            hub: Arc::clone(&hub),
+            links: links.clone(),
+            metrics: metrics.clone(),
+        },
         settings,
-        links.clone(),
-        metrics.clone(),
         background.clone(),
     )?;
     metrics.observe(engine.clone(), Arc::clone(&hub));

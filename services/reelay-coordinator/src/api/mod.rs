@@ -1,9 +1,9 @@
 //! The coordinator's public gRPC services. Handlers check the caller's token, convert, delegate to
 //! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
 //!
-//! - [`jobs`]: JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
-//! - [`nodes`]: NodeService.
-//! - [`pipelines`]: PipelineService.
+//! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
+//! - [`nodes`] — NodeService.
+//! - [`pipelines`] — PipelineService.
 
 pub mod jobs;
 pub mod nodes;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, NodeEntry};
 use super::txn::{AfterCommit, Txn, WorkerAction};
-use super::{Command, Engine, EngineSettings, LinkUp, Registration, StartFailure};
+use super::{Command, Engine, EngineParts, EngineSettings, LinkUp, Registration, StartFailure};
 use crate::error::{CoordinatorError, Result};
 use crate::hub::Hub;
 use crate::links::{LinkCall, Links};
@@ -53,15 +53,18 @@ impl Actor {
     /// Loads what the engine keeps in memory: nodes and the jobs holding their slots. Reads the
     /// `nodes` tree and the assigned/running index, never the whole `jobs` tree.
     pub(super) fn load(
-        store: JobStore,
-        hub: Arc<Hub>,
+        parts: EngineParts,
         settings: EngineSettings,
         cluster: Arc<RwLock<Cluster>>,
-        links: Links,
-        metrics: Metrics,
         commands: mpsc::WeakSender<Command>,
         engine: Engine,
     ) -> Result<Self> {
+        let EngineParts {
+            store,
+            hub,
+            links,
+            metrics,
+        } = parts;
         {
             let mut view = cluster
                 .write()
@@ -141,62 +144,54 @@ impl Actor {
     async fn cycle(&mut self, commands: Vec<Command>) -> Result<()> {
         let now = SystemTime::now();
         self.metrics.cycle_commands.observe(commands.len() as f64);
-        let mut txn = Txn::default();
+        let mut first = Txn::default();
         for command in commands {
-            self.handle(command, &mut txn, now);
+            self.handle(command, &mut first, now);
         }
-        let first = self.commit(txn);
-        let first = match first {
-            Ok(txn) => txn,
-            Err((txn, err)) => return Err(self.fail(txn, err)),
-        };
-        let mut assignments = Txn::default();
-        if std::mem::take(&mut self.schedule_needed)
-            && let Err(err) = self.schedule(&mut assignments, now)
-        {
-            tracing::error!(error = %err, "scheduling pass failed");
-        }
-        let second = match self.commit(assignments) {
-            Ok(txn) => txn,
-            Err((txn, err)) => {
-                let err = self.fail(txn, err);
-                return Err(self.fail(first, err));
+        let mut second = Txn::default();
+        let stored = self.store_cycle(&mut first, &mut second, now).await;
+        if let Err(err) = stored {
+            // Storage failed: every caller of the cycle hears it, and the engine stops.
+            tracing::error!(error = %err, "storage failed; the coordinator stops");
+            for reply in first.replies.drain(..).chain(second.replies.drain(..)) {
+                reply(Err(&err));
             }
-        };
-        if first.durable || second.durable {
-            let store = Arc::clone(self.store.raw());
-            let flushed = tokio::task::spawn_blocking(move || store.flush())
-                .await
-                .map_err(|err| CoordinatorError::Internal(format!("flush task: {err}")))
-                .and_then(|result| result.map_err(CoordinatorError::from));
-            if let Err(err) = flushed {
-                let err = self.fail(second, err);
-                return Err(self.fail(first, err));
-            }
+            return Err(err);
         }
         self.finish(first);
         self.finish(second);
         Ok(())
     }
 
-    fn commit(&self, txn: Txn) -> Result<Txn, (Txn, CoordinatorError)> {
-        if txn.is_empty() {
-            return Ok(txn);
+    /// Commits the commands' writes, schedules (a second batch), flushes once when needed.
+    async fn store_cycle(
+        &mut self,
+        first: &mut Txn,
+        second: &mut Txn,
+        now: SystemTime,
+    ) -> Result<()> {
+        self.commit(first)?;
+        if std::mem::take(&mut self.schedule_needed)
+            && let Err(err) = self.schedule(second, now)
+        {
+            tracing::error!(error = %err, "scheduling pass failed");
         }
-        let (batch, txn) = txn.into_parts();
-        match self.store.raw().commit(&batch) {
-            Ok(()) => Ok(txn),
-            Err(err) => Err((txn, err.into())),
+        self.commit(second)?;
+        if first.durable || second.durable {
+            let store = Arc::clone(self.store.raw());
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|err| CoordinatorError::Internal(format!("flush task: {err}")))??;
         }
+        Ok(())
     }
 
-    /// Storage failed: every caller of the cycle hears it, and the engine stops.
-    fn fail(&self, txn: Txn, err: CoordinatorError) -> CoordinatorError {
-        tracing::error!(error = %err, "storage failed; the coordinator stops");
-        for reply in txn.replies {
-            reply(Err(&err));
+    fn commit(&self, txn: &mut Txn) -> Result<()> {
+        let batch = txn.take_writes();
+        if batch.is_empty() {
+            return Ok(());
         }
-        err
+        Ok(self.store.raw().commit(&batch)?)
     }
 
     /// After storage: replies, watchers, workers.

@@ -11,9 +11,9 @@
 //!
 //! # Layout
 //! - [`Engine`]: the handle API handlers and links use.
-//! - [`actor`]: the cycle and one handler per command.
-//! - [`cluster`]: the live node view.
-//! - [`txn`]: one cycle's overlay of changed jobs and its pending writes.
+//! - [`actor`] — the cycle and one handler per command.
+//! - [`cluster`] — the live node view.
+//! - [`txn`] — one cycle's overlay of changed jobs and its pending writes.
 
 mod actor;
 pub mod cluster;
@@ -144,6 +144,15 @@ pub struct EngineSettings {
     pub node_lost_after: Duration,
 }
 
+/// What the engine works with, besides its settings.
+#[derive(Debug, Clone)]
+pub struct EngineParts {
+    pub store: JobStore,
+    pub hub: Arc<Hub>,
+    pub links: Links,
+    pub metrics: Metrics,
+}
+
 /// A handle to the engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -155,11 +164,8 @@ pub struct Engine {
 impl Engine {
     /// Starts the engine over `store`; it runs until `shutdown` and every handle is gone.
     pub fn start(
-        store: JobStore,
-        hub: Arc<Hub>,
+        parts: EngineParts,
         settings: EngineSettings,
-        links: Links,
-        metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<()>>)> {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -169,16 +175,7 @@ impl Engine {
             cluster: Arc::clone(&cluster),
             pipelines: settings.pipelines.clone(),
         };
-        let actor = actor::Actor::load(
-            store,
-            hub,
-            settings,
-            cluster,
-            links,
-            metrics,
-            tx.downgrade(),
-            engine.clone(),
-        )?;
+        let actor = actor::Actor::load(parts, settings, cluster, tx.downgrade(), engine.clone())?;
         let task = tokio::spawn(actor.run(rx, shutdown));
         Ok((engine, task))
     }

@@ -151,7 +151,7 @@ impl Txn {
     }
 
     /// The writes of the cycle: other writes, then each changed job with its index entries.
-    pub(crate) fn into_parts(mut self) -> (WriteBatch, Self) {
+    pub(crate) fn take_writes(&mut self) -> WriteBatch {
         let mut batch = std::mem::take(&mut self.batch);
         for (before, now) in self.changed_jobs() {
             index_writes(before, now, &mut batch);
@@ -159,13 +159,6 @@ impl Txn {
         for (id, mark) in &self.marks {
             batch.put(LOG_MARKS, id.as_bytes().to_vec(), encode_mark(*mark));
         }
-        (batch, self)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-            && self.replies.is_empty()
-            && self.current.is_empty()
-            && self.actions.is_empty()
+        batch
     }
 }

@@ -25,7 +25,7 @@ export function timelineEntries(events: readonly JobEvent[]): TimelineEntry[] {
         text = "created";
         break;
       case JobChange.STATE:
-        text = [job.attempt > 1 ? `attempt ${job.attempt}` : "", job.message, job.error].filter(Boolean).join(" — ");
+        text = [job.attempt > 1 ? `attempt ${job.attempt}` : "", job.message, job.message.includes(job.error) ? "" : job.error].filter(Boolean).join(" — ");
         break;
       case JobChange.NODE:
         text = job.nodeReachable ? `node ${job.nodeId} answers again` : `node ${job.nodeId} does not answer`;

@@ -109,10 +109,11 @@ pub(crate) fn age_of(ts: Option<&prost_types::Timestamp>, now: SystemTime) -> St
     time(ts).map_or_else(|| "-".to_owned(), |then| age(then, now))
 }
 
-/// A duration to two units: `45s`, `1m05s`, `2h03m`, `3d04h`. Sub-second durations show tenths.
+/// A duration to two units: `45s`, `1m05s`, `2h03m`, `3d04h`; `350ms` and `2.3s` when short.
 pub(crate) fn duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     match secs {
+        0 => format!("{}ms", duration.as_millis()),
         0..10 => format!("{:.1}s", duration.as_secs_f64()),
         10..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
@@ -176,7 +177,7 @@ pub(crate) fn job_note(job: &v1::Job) -> String {
     if queued && !job.pending_reason.is_empty() {
         return match job.queue_position {
             0 => job.pending_reason.clone(),
-            position => format!("{} (position {position})", job.pending_reason),
+            position => format!("{}; #{position} in the queue", job.pending_reason),
         };
     }
     if !job.error.is_empty() {
@@ -227,6 +228,7 @@ mod tests {
     #[test]
     fn durations_use_two_units() {
         assert_eq!(duration(Duration::from_millis(2340)), "2.3s");
+        assert_eq!(duration(Duration::from_millis(35)), "35ms");
         assert_eq!(duration(Duration::from_secs(45)), "45s");
         assert_eq!(duration(Duration::from_secs(65)), "1m05s");
         assert_eq!(duration(Duration::from_secs(7380)), "2h03m");
@@ -258,7 +260,7 @@ mod tests {
             queue_position: 3,
             ..Default::default()
         };
-        assert_eq!(job_note(&job), "no node has a free slot (position 3)");
+        assert_eq!(job_note(&job), "no node has a free slot; #3 in the queue");
         job.state = v1::JobState::Failed as i32;
         job.error = "exit code 3".into();
         assert_eq!(job_note(&job), "exit code 3");

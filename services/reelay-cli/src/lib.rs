@@ -46,6 +46,9 @@ pub enum OutputFormat {
     Json,
 }
 
+/// The heading of the flags every client command takes.
+const GLOBAL: &str = "Connection and output";
+
 /// Where the coordinator is and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
@@ -54,14 +57,30 @@ pub struct ClientArgs {
         long,
         env = "REELAY_SERVER",
         default_value = "http://127.0.0.1:7070",
-        global = true
+        global = true,
+        value_name = "URL",
+        help_heading = GLOBAL
     )]
     pub server: String,
     /// API token, sent as `authorization: Bearer <token>`.
-    #[arg(long, env = "REELAY_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "REELAY_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = GLOBAL
+    )]
     pub token: Option<String>,
     /// Output format: `text` for people, `json` for scripts (one JSON object per line).
-    #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value = "text",
+        global = true,
+        value_name = "FORMAT",
+        help_heading = GLOBAL
+    )]
     pub output: OutputFormat,
 }
 

@@ -120,13 +120,15 @@ pub(crate) async fn run(ctx: &Ctx, command: NodeCommand) -> anyhow::Result<ExitC
                     })
                     .await?
                     .into_inner();
-                let question = format!(
-                    "remove node {} ({}, {} job(s) running, which will fail and be retried \
-                     elsewhere if they can)?",
-                    node.id,
-                    format::node_state(node.state),
-                    node.running
-                );
+                let state = format::node_state(node.state);
+                let question = match node.running {
+                    0 => format!("remove node {} ({state}, no jobs running)?", node.id),
+                    n => format!(
+                        "remove node {} ({state})? Its {n} running job(s) will fail, and be \
+                         retried elsewhere if they have attempts left",
+                        node.id
+                    ),
+                };
                 if !tty::confirm(&question)? {
                     eprintln!("not removed");
                     return Ok(ExitCode::FAILURE);

@@ -111,6 +111,7 @@ fn new_bar() -> ProgressBar {
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
+    bar.set_message("connecting…");
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
@@ -213,6 +214,9 @@ fn snapshot_line(job: &v1::Job) -> String {
             }
         }
         _ => {}
+    }
+    if job.cancel_requested && !format::is_terminal(job.state) {
+        line.push_str(" (cancel requested)");
     }
     line
 }

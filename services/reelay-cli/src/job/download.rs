@@ -105,7 +105,7 @@ pub(crate) async fn run(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<ExitCod
     let saved = sink.finish(&destination, args.force)?;
     if verified == Some(false) {
         eprintln!(
-            "error: sha256 mismatch for {}: the server recorded {}, the bytes received hash to \
+            "error: sha256 mismatch for {}: the server recorded {}, the saved bytes hash to \
              {actual}",
             file.name, file.sha256
         );
@@ -412,9 +412,13 @@ fn temp_file_for(path: &Path) -> anyhow::Result<NamedTempFile> {
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".part");
+    // The usual permissions of a new file (less the umask), not the 0600 of temporary files.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }

@@ -23,8 +23,7 @@ Examples:
   reelay job list --state failed --node gpu-1 --limit 200
   reelay job list --all -o json | jq -r 'select(.state == \"JOB_STATE_FAILED\") | .id'")]
 pub struct ListArgs {
-    /// Only jobs in these states, comma-separated. `active` means queued, assigned and running;
-    /// `finished` means succeeded, failed and cancelled.
+    /// Only jobs in these states, comma-separated.
     #[arg(
         long,
         short = 's',

@@ -207,7 +207,7 @@ mod tests {
         };
         assert_eq!(
             submitted_line(&job),
-            "job j1 queued: no node has a free slot (position 2)"
+            "job j1 queued: no node has a free slot; #2 in the queue"
         );
     }
 }

@@ -114,7 +114,7 @@ pub(crate) fn duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     match secs {
         0 => format!("{}ms", duration.as_millis()),
-        0..10 => format!("{:.1}s", duration.as_secs_f64()),
+        1..10 => format!("{:.1}s", duration.as_secs_f64()),
         10..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
         3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),

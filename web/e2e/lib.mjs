@@ -97,7 +97,14 @@ export async function screenshot(page, name) {
 
 /** Opens `path` of the app (a full page load). */
 export async function openApp(page, path = "/jobs", baseUrl = coordinatorUrl()) {
-  await page.goto(`${baseUrl}${path}`, { waitUntil: "domcontentloaded" });
+  const response = await page.goto(`${baseUrl}${path}`, { waitUntil: "domcontentloaded" });
+  if (!response?.ok()) throw new E2eError(`GET ${baseUrl}${path} answered ${response?.status()}`);
+  if ((await page.content()).includes("built without the web UI")) {
+    throw new E2eError(
+      `${baseUrl} serves its "built without the web UI" page: web/dist was not embedded into the binary ` +
+        "(build the UI before cargo build, and check the coordinator's rust-embed folder path)",
+    );
+  }
   await page.waitForSelector("[data-testid=connection]", { timeout: 15_000 });
 }
 

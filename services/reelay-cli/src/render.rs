@@ -90,9 +90,11 @@ impl Renderer {
     fn line_for(&mut self, event: &v1::JobEvent) -> Option<String> {
         let announced = self.announced.take();
         let first = self.last.is_none();
+        let state = event.job.as_ref().map(|job| job.state);
+        // A state already printed, or a job already over (the outcome says how): no line.
         if first
             && event.change == v1::JobChange::Snapshot as i32
-            && event.job.as_ref().map(|job| job.state) == announced
+            && (state == announced || state.is_some_and(format::is_terminal))
         {
             return None;
         }
@@ -336,5 +338,8 @@ mod tests {
         let mut renderer = Renderer::new(Mode::Lines, Some(v1::JobState::Queued as i32));
         let running = event(v1::JobChange::Snapshot, job(v1::JobState::Running, 5));
         assert!(renderer.line_for(&running).is_some());
+        let mut renderer = Renderer::new(Mode::Lines, None);
+        let done = event(v1::JobChange::Snapshot, job(v1::JobState::Succeeded, 100));
+        assert_eq!(renderer.line_for(&done), None);
     }
 }

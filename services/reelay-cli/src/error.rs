@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success; 1 the command failed (an error from the server or here, a job that ended
 //! FAILED or CANCELLED, a download whose SHA-256 does not match); 2 the command line is wrong
-//! (clap's own code).
+//! (clap's own code); 130 interrupted by Ctrl-C (watch, download).
 
 use std::error::Error as StdError;
 use std::process::ExitCode;
@@ -22,6 +22,18 @@ impl std::fmt::Display for AlreadyReported {
 
 impl StdError for AlreadyReported {}
 
+/// The user pressed Ctrl-C; the message says what that left behind. Exit code 130.
+#[derive(Debug)]
+pub(crate) struct Interrupted(pub(crate) String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Interrupted {}
+
 /// What to print for a failed command: the message and an optional hint.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Report {
@@ -33,6 +45,10 @@ pub(crate) struct Report {
 pub(crate) fn report(err: &anyhow::Error, server: &str) -> ExitCode {
     if err.downcast_ref::<AlreadyReported>().is_some() || crate::out::is_broken_pipe(err) {
         return ExitCode::FAILURE;
+    }
+    if let Some(interrupted) = err.downcast_ref::<Interrupted>() {
+        eprintln!("{interrupted}");
+        return ExitCode::from(130);
     }
     let report = describe(err, server);
     eprintln!("error: {}", report.message);

@@ -8,7 +8,7 @@ use clap::Args;
 use reelay_proto::v1;
 use tonic::Code;
 
-use crate::error::{AlreadyReported, is_transient};
+use crate::error::{AlreadyReported, Interrupted, is_transient};
 use crate::reconnect::{self, Backoff};
 use crate::render::{Mode, Renderer};
 use crate::{Ctx, format};
@@ -46,8 +46,18 @@ pub(crate) async fn follow(
         Mode::Lines
     };
     let mut renderer = Renderer::new(mode, announced);
-    let result = stream_events(ctx, id, &mut renderer).await;
+    // Ctrl-C stops the watch, not the job: say so, people expect the opposite.
+    let result = tokio::select! {
+        result = stream_events(ctx, id, &mut renderer) => Some(result),
+        Ok(()) = tokio::signal::ctrl_c() => None,
+    };
     let last = renderer.finish();
+    let Some(result) = result else {
+        return Err(Interrupted(format!(
+            "stopped watching; job {id} keeps running (stop it with `reelay job cancel {id}`)"
+        ))
+        .into());
+    };
     let ended = result?;
     match last {
         Some(job) => outcome(ctx, &job, ended),
@@ -79,6 +89,8 @@ async fn stream_events(ctx: &Ctx, id: &str, renderer: &mut Renderer) -> anyhow::
                     match stream.message().await {
                         Ok(Some(event)) => {
                             backoff.reset();
+                            // A burst of events must not keep Ctrl-C from being seen.
+                            tokio::task::consume_budget().await;
                             after_version = after_version.max(event.version);
                             renderer.event(&event)?;
                             if event.change == v1::JobChange::Deleted as i32 {

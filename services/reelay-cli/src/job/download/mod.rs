@@ -21,7 +21,7 @@ use self::local::{
     Destination, Sink, Start, append_to, destination, existing_size, hash_prefix, plan,
     temp_file_for, verify,
 };
-use crate::error::{AlreadyReported, is_transient};
+use crate::error::{AlreadyReported, Interrupted, is_transient};
 use crate::reconnect::{self, Backoff};
 use crate::{Ctx, json};
 
@@ -83,7 +83,20 @@ pub(crate) async fn run(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<ExitCod
         }
     };
     if offset < file.size {
-        fetch(ctx, &args.id, &file, offset, &mut sink, &mut hasher).await?;
+        let kept = match (&sink, &destination) {
+            (Sink::File(_), Destination::File(path)) => format!(
+                "the bytes received so far are in {}: continue with --resume",
+                path.display()
+            ),
+            _ => "nothing was kept".to_owned(),
+        };
+        tokio::select! {
+            fetched = fetch(ctx, &args.id, &file, offset, &mut sink, &mut hasher) => fetched?,
+            // Returning drops the sink, which removes a temporary file.
+            Ok(()) = tokio::signal::ctrl_c() => {
+                return Err(Interrupted(format!("interrupted; {kept}")).into());
+            }
+        }
     }
     let actual = hex::encode(hasher.finalize());
     let verified = verify(&file.sha256, &actual);
@@ -251,6 +264,9 @@ async fn read_chunks(
             Err(status) => return Err(status.into()),
         };
         backoff.reset();
+        // Chunks can arrive faster than they are written: let Ctrl-C (a select! around the
+        // download) be seen now and then.
+        tokio::task::consume_budget().await;
         if chunk.offset != *position {
             bail!(
                 "the server sent bytes at offset {}, expected {position}",

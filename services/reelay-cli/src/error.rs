@@ -251,6 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn only_lost_connections_are_retried() {
+        assert!(is_transient(&Status::unavailable("restarting")));
+        assert!(is_transient(&Status::cancelled("")));
+        assert!(!is_transient(&Status::not_found("job not found")));
+        assert!(!is_transient(&Status::invalid_argument("id")));
+        // An INTERNAL sent by the server is its answer; one made from a broken connection is not.
+        assert!(!is_transient(&Status::internal("store failed")));
+        let mut reset = Status::internal("h2 protocol error");
+        reset.set_source(std::sync::Arc::new(std::io::Error::other("reset")));
+        assert!(is_transient(&reset));
+    }
+
+    #[test]
     fn plain_errors_print_their_chain() {
         let err = Err::<(), _>(std::io::Error::other("disk full"))
             .context("writing ./count.txt")

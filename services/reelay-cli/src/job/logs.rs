@@ -96,7 +96,19 @@ pub(crate) async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<ExitCode> {
         stdout.flush()?;
         let cause = match cause {
             // Without --follow a clean end means every stored line was sent.
-            None if !args.follow => return Ok(ExitCode::SUCCESS),
+            None if !args.follow => {
+                if last == args.after_line && !ctx.json() {
+                    eprintln!(
+                        "no log lines{} (yet: --follow waits for them)",
+                        if last > 0 {
+                            format!(" after line {last}")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             // With --follow the server ends the stream when the job has ended, or when it shuts
             // down: ask which.
             None => {

@@ -71,10 +71,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
     let mut printed: u32 = 0;
     let mut page_token = String::new();
     let more = loop {
-        let page_size = match wanted {
-            Some(wanted) => (wanted - printed).min(MAX_PAGE),
-            None => MAX_PAGE,
-        };
+        let page_size = page_size(wanted, printed);
         let page = client
             .list_jobs(v1::ListJobsRequest {
                 page_size: page_size as i32,
@@ -112,6 +109,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
         eprintln!("(the {printed} newest shown; more with --limit N or --all)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The page to ask for: what is still wanted (all: as much as the server gives), at most a full
+/// page.
+fn page_size(wanted: Option<u32>, printed: u32) -> u32 {
+    match wanted {
+        Some(wanted) => wanted.saturating_sub(printed).clamp(1, MAX_PAGE),
+        None => MAX_PAGE,
+    }
 }
 
 fn filter_note(args: &ListArgs) -> String {
@@ -364,6 +370,14 @@ mod tests {
                 "no node has a free slot"
             ]
         );
+    }
+
+    #[test]
+    fn pages_ask_for_what_is_still_wanted() {
+        assert_eq!(page_size(Some(50), 0), 50);
+        assert_eq!(page_size(Some(2500), 0), 1000);
+        assert_eq!(page_size(Some(2500), 2000), 500);
+        assert_eq!(page_size(None, 123_456), 1000);
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub struct PipelineArgs {
     pub command: PipelineCommand,
 }
 
+/// Runs `reelay job …`; errors are printed here (with a hint), the exit code is returned.
 pub async fn run_job(args: JobArgs) -> anyhow::Result<ExitCode> {
     let server = args.client.server.clone();
     let result = async {
@@ -120,6 +121,7 @@ pub async fn run_job(args: JobArgs) -> anyhow::Result<ExitCode> {
     Ok(finish(result.await, &server))
 }
 
+/// Runs `reelay node …`; errors are printed here (with a hint), the exit code is returned.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let server = args.client.server.clone();
     let result = async {
@@ -129,6 +131,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     Ok(finish(result.await, &server))
 }
 
+/// Runs `reelay pipeline …`; errors are printed here (with a hint), the exit code is returned.
 pub async fn run_pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let server = args.client.server.clone();
     let result = async {

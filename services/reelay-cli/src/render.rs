@@ -137,7 +137,7 @@ pub(crate) fn bar_message(job: &v1::Job) -> String {
     if job.fps > 0.0 {
         parts.push(format!("{:.1} fps", job.fps));
     }
-    if job.eta_seconds > 0.0 {
+    if job.eta_seconds >= 0.5 {
         parts.push(format!("eta {}", format::eta(job.eta_seconds)));
     }
     if !job.node_reachable && !job.node_id.is_empty() {

@@ -1,6 +1,7 @@
 // End-to-end test of the UI against a running coordinator (env REELAY_URL, e.g. `reelay dev`):
 // submit a "count" job through the form, watch its progress live, see it succeed, download its
-// output and check its bytes, find the worker on the nodes page, cancel a long job from its page.
+// output and check its bytes, find the worker on the nodes page, cancel a long job from its page,
+// retry, cancel and delete it, drain and undrain the node.
 // Screenshots of each page go to ARTIFACTS_DIR. Exits non-zero with a message on failure.
 
 import {
@@ -10,6 +11,7 @@ import {
   downloadOutput,
   expect,
   formParams,
+  jobAction,
   jobActionByKeyboard,
   launchBrowser,
   markPage,
@@ -53,6 +55,7 @@ try {
   const long = params.includes("steps") ? { steps: 600, interval_ms: 100 } : { step_seconds: 30 };
 
   let readProgress;
+  let cancelledId = "";
   const jobId = await step("submit a count job through the form", async () => {
     readProgress = await recordProgress(page);
     const id = await submitJob(page, { pipeline: "count", params: quick });
@@ -121,6 +124,32 @@ try {
     await navigateTo(page, "jobs");
     await waitForRowState(page, longId, "Cancelled");
     expect(await stillSamePage(), "the page was reloaded");
+    cancelledId = longId;
+  });
+
+  await step("the cancelled job is retried, cancelled again and deleted from its page", async () => {
+    await page.click(`[data-testid=job-row][data-job-id="${cancelledId}"] [data-testid=job-link]`);
+    await waitForJobState(page, "Cancelled", 10_000);
+    await jobAction(page, "retry");
+    await waitForJobState(page, "Running", 30_000);
+    await jobAction(page, "cancel");
+    await waitForJobState(page, "Cancelled", 30_000);
+    await jobAction(page, "delete");
+    await page.waitForSelector("[data-testid=jobs-table]", { timeout: 10_000 });
+    await page.waitForSelector(`[data-testid=job-row][data-job-id="${cancelledId}"]`, { state: "detached", timeout: 10_000 });
+    expect(await stillSamePage(), "the page was reloaded");
+  });
+
+  await step("a node is drained and undrained from the nodes page", async () => {
+    await navigateTo(page, "nodes");
+    const row = page.locator("[data-testid=node-row]").first();
+    await row.locator("[data-testid=node-drain]").click();
+    await row.locator("[data-testid=node-undrain]").waitFor({ timeout: 10_000 });
+    expect((await row.locator("[data-testid=node-state]").textContent())?.trim() === "Draining", "a drained node does not read Draining");
+    await screenshot(page, "nodes-draining");
+    await row.locator("[data-testid=node-undrain]").click();
+    await row.locator("[data-testid=node-drain]").waitFor({ timeout: 10_000 });
+    expect((await row.locator("[data-testid=node-state]").textContent())?.trim() === "Ready", "an undrained node does not read Ready");
   });
 
   const errors = consoleErrors.filter((e) => !/favicon/i.test(e));
@@ -137,5 +166,5 @@ if (failed) {
   console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
   process.exit(1);
 }
-console.log("\nE2E passed: form submit, live progress, success, download, nodes, cancel");
+console.log("\nE2E passed: form submit, live progress, success, download, nodes, cancel, retry, delete, drain");
 console.log(`${tally.passed} passed, 0 failed`);

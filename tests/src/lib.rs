@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod config;
 pub mod docker;
+pub mod http;
 pub mod process;
 pub mod tools;
 pub mod watch;

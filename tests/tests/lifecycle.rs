@@ -356,6 +356,17 @@ async fn list_pages_through_thousands_of_jobs_newest_first() {
         created.extend(task.await.unwrap());
     }
     assert_eq!(created.len(), JOBS);
+    // Group commit: concurrent creates shared engine cycles (and so their flushes).
+    let metrics = reelay_tests::http::get(&cluster.address(), "/metrics", &[]).text();
+    let commands =
+        reelay_tests::http::metric(&metrics, "reelay_engine_cycle_commands_sum").unwrap();
+    let cycles =
+        reelay_tests::http::metric(&metrics, "reelay_engine_cycle_commands_count").unwrap();
+    assert!(commands >= JOBS as f64, "{metrics}");
+    assert!(
+        commands / cycles > 1.5,
+        "creates from 16 clients should share cycles: {commands} in {cycles}"
+    );
 
     let list =
         |states: Vec<v1::JobState>, node: &str, token: String, size: i32| v1::ListJobsRequest {

@@ -9,13 +9,33 @@ use reelay_tests::watch::assert_contiguous;
 use reelay_tests::{TestCluster, WorkerSpec, spec};
 
 async fn history(cluster: &TestCluster, id: &str) -> Vec<v1::JobEvent> {
-    let request = v1::GetJobHistoryRequest { id: id.to_owned(), after_version: 0 };
-    cluster.jobs().await.get_job_history(request).await.unwrap().into_inner().events
+    let request = v1::GetJobHistoryRequest {
+        id: id.to_owned(),
+        after_version: 0,
+    };
+    cluster
+        .jobs()
+        .await
+        .get_job_history(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .events
 }
 
 async fn logs(cluster: &TestCluster, id: &str) -> Vec<v1::LogLine> {
-    let request = v1::GetJobLogsRequest { id: id.to_owned(), follow: false, after_line: 0 };
-    let mut stream = cluster.jobs().await.get_job_logs(request).await.unwrap().into_inner();
+    let request = v1::GetJobLogsRequest {
+        id: id.to_owned(),
+        follow: false,
+        after_line: 0,
+    };
+    let mut stream = cluster
+        .jobs()
+        .await
+        .get_job_logs(request)
+        .await
+        .unwrap()
+        .into_inner();
     let mut lines = Vec::new();
     while let Some(line) = stream.message().await.unwrap() {
         lines.push(line);
@@ -33,9 +53,16 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
     const STEPS: usize = 30;
     let mut ids = Vec::new();
     for _ in 0..6 {
-        ids.push(cluster.submit("count", &[("steps", "30"), ("interval_ms", "100")]).await.id);
+        ids.push(
+            cluster
+                .submit("count", &[("steps", "30"), ("interval_ms", "100")])
+                .await
+                .id,
+        );
     }
-    cluster.wait_job(&ids[0], Duration::from_secs(20), |job| job.progress >= 10).await;
+    cluster
+        .wait_job(&ids[0], Duration::from_secs(20), |job| job.progress >= 10)
+        .await;
 
     cluster.coordinator.kill9();
     // The workers go on meanwhile: their events wait in their logs.
@@ -45,7 +72,12 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
 
     for id in &ids {
         let done = cluster.wait_terminal(id).await.pop().unwrap().job.unwrap();
-        assert_eq!(done.state, v1::JobState::Succeeded as i32, "{done:#?}\n{}", cluster.logs());
+        assert_eq!(
+            done.state,
+            v1::JobState::Succeeded as i32,
+            "{done:#?}\n{}",
+            cluster.logs()
+        );
         assert_eq!(done.attempt, 1, "no job ran twice");
         assert_eq!(done.progress, 100);
 
@@ -56,16 +88,36 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
             .filter(|e| e.change == v1::JobChange::Progress as i32)
             .map(|e| e.job.as_ref().unwrap().progress)
             .collect();
-        assert!(progress.windows(2).all(|w| w[0] < w[1]), "no progress applied twice: {progress:?}");
+        assert!(
+            progress.windows(2).all(|w| w[0] < w[1]),
+            "no progress applied twice: {progress:?}"
+        );
 
         let lines = logs(&cluster, id).await;
         let numbers: Vec<u64> = lines.iter().map(|l| l.number).collect();
-        assert_eq!(numbers, (1..=lines.len() as u64).collect::<Vec<_>>(), "log numbers without gaps");
-        let progress_lines: Vec<&str> = lines.iter().map(|l| l.text.as_str()).filter(|t| t.starts_with("::progress")).collect();
-        assert_eq!(progress_lines.len(), STEPS, "every line once: {progress_lines:#?}");
+        assert_eq!(
+            numbers,
+            (1..=lines.len() as u64).collect::<Vec<_>>(),
+            "log numbers without gaps"
+        );
+        let progress_lines: Vec<&str> = lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .filter(|t| t.starts_with("::progress"))
+            .collect();
+        assert_eq!(
+            progress_lines.len(),
+            STEPS,
+            "every line once: {progress_lines:#?}"
+        );
         assert_eq!(progress_lines.iter().collect::<HashSet<_>>().len(), STEPS);
 
-        let files = cluster.jobs().await.list_outputs(v1::ListOutputsRequest { id: id.clone() }).await.unwrap();
+        let files = cluster
+            .jobs()
+            .await
+            .list_outputs(v1::ListOutputsRequest { id: id.clone() })
+            .await
+            .unwrap();
         let files = files.into_inner().files;
         assert_eq!(files.len(), 1);
         let expected: String = (1..=STEPS).map(|i| format!("step {i}\n")).collect();
@@ -75,16 +127,30 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
-    let mut cluster = TestCluster::builder().worker(WorkerSpec { slots: 1, ..Default::default() }).start().await;
+    let mut cluster = TestCluster::builder()
+        .worker(WorkerSpec {
+            slots: 1,
+            ..Default::default()
+        })
+        .start()
+        .await;
     let mut first = spec("sleep", &[("seconds", "60")]);
     first.max_attempts = 2;
     let first = cluster.submit_spec(first).await;
-    let queued = cluster.submit("count", &[("steps", "3"), ("interval_ms", "10")]).await;
-    cluster.wait_job(&first.id, Duration::from_secs(20), |job| job.state == v1::JobState::Running as i32).await;
+    let queued = cluster
+        .submit("count", &[("steps", "3"), ("interval_ms", "10")])
+        .await;
+    cluster
+        .wait_job(&first.id, Duration::from_secs(20), |job| {
+            job.state == v1::JobState::Running as i32
+        })
+        .await;
     let worker_job = cluster
         .worker_client(0)
         .await
-        .get_job(v1::WorkerGetJobRequest { job_id: first.id.clone() })
+        .get_job(v1::WorkerGetJobRequest {
+            job_id: first.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -92,15 +158,33 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
     assert!(pid_alive(pid));
 
     cluster.workers[0].process.kill9();
-    cluster.wait_node_state("w0", v1::NodeState::Offline, Duration::from_secs(20)).await;
-    let unreachable = cluster.wait_job(&first.id, Duration::from_secs(10), |job| !job.node_reachable).await;
-    assert_eq!(unreachable.state, v1::JobState::Running as i32, "node loss is not a job failure");
-    assert_eq!(cluster.get(&queued.id).await.state, v1::JobState::Queued as i32, "queued work waits");
+    cluster
+        .wait_node_state("w0", v1::NodeState::Offline, Duration::from_secs(20))
+        .await;
+    let unreachable = cluster
+        .wait_job(&first.id, Duration::from_secs(10), |job| {
+            !job.node_reachable
+        })
+        .await;
+    assert_eq!(
+        unreachable.state,
+        v1::JobState::Running as i32,
+        "node loss is not a job failure"
+    );
+    assert_eq!(
+        cluster.get(&queued.id).await.state,
+        v1::JobState::Queued as i32,
+        "queued work waits"
+    );
 
     cluster.workers[0].process.restart();
-    cluster.wait_node_state("w0", v1::NodeState::Ready, Duration::from_secs(20)).await;
+    cluster
+        .wait_node_state("w0", v1::NodeState::Ready, Duration::from_secs(20))
+        .await;
     // Attempt 1 died with the worker: failed with a message that says so, and retried.
-    let second = cluster.wait_job(&first.id, Duration::from_secs(20), |job| job.attempt == 2).await;
+    let second = cluster
+        .wait_job(&first.id, Duration::from_secs(20), |job| job.attempt == 2)
+        .await;
     assert!(second.node_reachable);
     let history = history(&cluster, &first.id).await;
     assert_contiguous(&history);
@@ -109,24 +193,66 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
         .filter_map(|e| e.job.as_ref())
         .find(|job| job.state == v1::JobState::Queued as i32 && job.attempt == 1)
         .expect("attempt 1 ended and the job was queued again");
-    assert!(requeued.error.contains("the worker restarted while the job ran"), "{}", requeued.error);
-    assert!(!pid_alive(pid), "the restarted worker stopped the orphaned process group {pid}");
+    assert!(
+        requeued
+            .error
+            .contains("the worker restarted while the job ran"),
+        "{}",
+        requeued.error
+    );
+    assert!(
+        !pid_alive(pid),
+        "the restarted worker stopped the orphaned process group {pid}"
+    );
 
-    cluster.jobs().await.cancel_job(v1::CancelJobRequest { id: first.id.clone() }).await.unwrap();
-    let cancelled = cluster.wait_terminal(&first.id).await.pop().unwrap().job.unwrap();
+    cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let cancelled = cluster
+        .wait_terminal(&first.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
     assert_eq!(cancelled.state, v1::JobState::Cancelled as i32);
-    let done = cluster.wait_terminal(&queued.id).await.pop().unwrap().job.unwrap();
-    assert_eq!(done.state, v1::JobState::Succeeded as i32, "the queued job ran after all");
+    let done = cluster
+        .wait_terminal(&queued.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
+    assert_eq!(
+        done.state,
+        v1::JobState::Succeeded as i32,
+        "the queued job ran after all"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_without_attempts_left_fails_when_its_process_dies_with_the_worker() {
     let mut cluster = TestCluster::builder().workers(1).start().await;
     let job = cluster.submit("sleep", &[("seconds", "60")]).await;
-    cluster.wait_job(&job.id, Duration::from_secs(20), |job| job.state == v1::JobState::Running as i32).await;
+    cluster
+        .wait_job(&job.id, Duration::from_secs(20), |job| {
+            job.state == v1::JobState::Running as i32
+        })
+        .await;
     cluster.workers[0].process.kill9();
     cluster.workers[0].process.restart();
-    let done = cluster.wait_terminal(&job.id).await.pop().unwrap().job.unwrap();
+    let done = cluster
+        .wait_terminal(&job.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert!(done.error.contains("cannot re-attach"), "{}", done.error);
 }

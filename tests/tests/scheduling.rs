@@ -9,17 +9,39 @@ use reelay_tests::{TestCluster, WorkerSpec, spec};
 use tonic::Code;
 
 fn worker(slots: u32, labels: &str) -> WorkerSpec {
-    WorkerSpec { slots, labels: labels.to_owned(), ..Default::default() }
+    WorkerSpec {
+        slots,
+        labels: labels.to_owned(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_never_runs_more_jobs_than_it_has_slots() {
-    let cluster = TestCluster::builder().worker(worker(1, "")).worker(worker(2, "")).start().await;
-    let request = v1::WatchJobsRequest { states: vec![], no_snapshot: true };
-    let mut events = cluster.jobs().await.watch_jobs(request).await.unwrap().into_inner();
+    let cluster = TestCluster::builder()
+        .worker(worker(1, ""))
+        .worker(worker(2, ""))
+        .start()
+        .await;
+    let request = v1::WatchJobsRequest {
+        states: vec![],
+        no_snapshot: true,
+    };
+    let mut events = cluster
+        .jobs()
+        .await
+        .watch_jobs(request)
+        .await
+        .unwrap()
+        .into_inner();
     let mut ids = Vec::new();
     for _ in 0..12 {
-        ids.push(cluster.submit("count", &[("steps", "6"), ("interval_ms", "50")]).await.id);
+        ids.push(
+            cluster
+                .submit("count", &[("steps", "6"), ("interval_ms", "50")])
+                .await
+                .id,
+        );
     }
     // Replay the cluster's event feed: which job holds a slot where, at every moment.
     let slots = HashMap::from([("w0".to_owned(), 1usize), ("w1".to_owned(), 2usize)]);
@@ -28,9 +50,14 @@ async fn a_node_never_runs_more_jobs_than_it_has_slots() {
     let mut finished = 0;
     let mut ran_on = HashMap::new();
     while finished < ids.len() {
-        let event = tokio::time::timeout(Duration::from_secs(60), events.message()).await.unwrap().unwrap().unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(60), events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let job = event.job.unwrap();
-        let holds = job.state == v1::JobState::Assigned as i32 || job.state == v1::JobState::Running as i32;
+        let holds =
+            job.state == v1::JobState::Assigned as i32 || job.state == v1::JobState::Running as i32;
         if holds {
             holding.insert(job.id.clone(), job.node_id.clone());
             ran_on.insert(job.id.clone(), job.node_id.clone());
@@ -39,7 +66,11 @@ async fn a_node_never_runs_more_jobs_than_it_has_slots() {
         }
         for node in slots.keys() {
             let count = holding.values().filter(|n| *n == node).count();
-            assert!(count <= slots[node], "node {node} holds {count} jobs with {} slots", slots[node]);
+            assert!(
+                count <= slots[node],
+                "node {node} holds {count} jobs with {} slots",
+                slots[node]
+            );
             let max = max_seen.entry(node.clone()).or_default();
             *max = (*max).max(count);
         }
@@ -48,7 +79,10 @@ async fn a_node_never_runs_more_jobs_than_it_has_slots() {
             finished += 1;
         }
     }
-    assert_eq!(max_seen["w0"], 1, "both nodes were used fully: {max_seen:?}");
+    assert_eq!(
+        max_seen["w0"], 1,
+        "both nodes were used fully: {max_seen:?}"
+    );
     assert_eq!(max_seen["w1"], 2, "{max_seen:?}");
     assert!(ran_on.values().any(|n| n == "w0") && ran_on.values().any(|n| n == "w1"));
 }
@@ -57,7 +91,11 @@ async fn a_node_never_runs_more_jobs_than_it_has_slots() {
 async fn higher_priority_runs_first_then_older() {
     let cluster = TestCluster::builder().worker(worker(1, "")).start().await;
     let blocker = cluster.submit("sleep", &[("seconds", "60")]).await;
-    cluster.wait_job(&blocker.id, Duration::from_secs(20), |job| job.state == v1::JobState::Running as i32).await;
+    cluster
+        .wait_job(&blocker.id, Duration::from_secs(20), |job| {
+            job.state == v1::JobState::Running as i32
+        })
+        .await;
     let with_priority = |priority| {
         let mut spec = spec("count", &[("steps", "2"), ("interval_ms", "10")]);
         spec.priority = priority;
@@ -68,15 +106,39 @@ async fn higher_priority_runs_first_then_older() {
     let high = cluster.submit_spec(with_priority(10)).await;
     let negative = cluster.submit_spec(with_priority(-5)).await;
     let position = |job: &v1::Job| job.queue_position;
-    let (a, b, c, d) =
-        (cluster.get(&high.id).await, cluster.get(&low_old.id).await, cluster.get(&low_new.id).await, cluster.get(&negative.id).await);
-    assert_eq!([position(&a), position(&b), position(&c), position(&d)], [1, 2, 3, 4]);
-    assert!(b.pending_reason.contains("no node with a free slot"), "{}", b.pending_reason);
+    let (a, b, c, d) = (
+        cluster.get(&high.id).await,
+        cluster.get(&low_old.id).await,
+        cluster.get(&low_new.id).await,
+        cluster.get(&negative.id).await,
+    );
+    assert_eq!(
+        [position(&a), position(&b), position(&c), position(&d)],
+        [1, 2, 3, 4]
+    );
+    assert!(
+        b.pending_reason.contains("no node with a free slot"),
+        "{}",
+        b.pending_reason
+    );
 
-    cluster.jobs().await.cancel_job(v1::CancelJobRequest { id: blocker.id.clone() }).await.unwrap();
+    cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest {
+            id: blocker.id.clone(),
+        })
+        .await
+        .unwrap();
     let mut starts = Vec::new();
     for job in [&high, &low_old, &low_new, &negative] {
-        let done = cluster.wait_terminal(&job.id).await.pop().unwrap().job.unwrap();
+        let done = cluster
+            .wait_terminal(&job.id)
+            .await
+            .pop()
+            .unwrap()
+            .job
+            .unwrap();
         let started = done.started_at.unwrap();
         starts.push((started.seconds, started.nanos, job.id.clone()));
     }
@@ -85,12 +147,20 @@ async fn higher_priority_runs_first_then_older() {
         sorted.sort();
         sorted.into_iter().map(|(_, _, id)| id).collect()
     };
-    assert_eq!(order, [high.id, low_old.id, low_new.id, negative.id], "priority first, then age");
+    assert_eq!(
+        order,
+        [high.id, low_old.id, low_new.id, negative.id],
+        "priority first, then age"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pins_and_labels_choose_the_node() {
-    let cluster = TestCluster::builder().worker(worker(2, "gpu=yes,zone=a")).worker(worker(2, "zone=b")).start().await;
+    let cluster = TestCluster::builder()
+        .worker(worker(2, "gpu=yes,zone=a"))
+        .worker(worker(2, "zone=b"))
+        .start()
+        .await;
     let mut pinned = spec("count", &[("steps", "2"), ("interval_ms", "10")]);
     pinned.node_id = "w1".into();
     let mut gpu = spec("count", &[("steps", "2"), ("interval_ms", "10")]);
@@ -118,55 +188,129 @@ async fn pins_and_labels_choose_the_node() {
     assert_eq!(nowhere.pending_reason, "no node has the labels gpu=no");
     let ghost = cluster.get(&ghost.id).await;
     assert_eq!(ghost.state, v1::JobState::Queued as i32);
-    assert_eq!(ghost.pending_reason, "pinned to node ghost, which is not registered");
+    assert_eq!(
+        ghost.pending_reason,
+        "pinned to node ghost, which is not registered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
-    let mut cluster = TestCluster::builder().worker(worker(2, "")).worker(worker(2, "")).start().await;
+    let mut cluster = TestCluster::builder()
+        .worker(worker(2, ""))
+        .worker(worker(2, ""))
+        .start()
+        .await;
     let mut on_w0 = spec("count", &[("steps", "20"), ("interval_ms", "100")]);
     on_w0.node_id = "w0".into();
     let running = cluster.submit_spec(on_w0.clone()).await;
-    cluster.wait_job(&running.id, Duration::from_secs(20), |job| job.state == v1::JobState::Running as i32).await;
+    cluster
+        .wait_job(&running.id, Duration::from_secs(20), |job| {
+            job.state == v1::JobState::Running as i32
+        })
+        .await;
 
     let mut nodes = cluster.nodes().await;
-    let drained = nodes.drain_node(v1::DrainNodeRequest { id: "w0".into() }).await.unwrap().into_inner();
+    let drained = nodes
+        .drain_node(v1::DrainNodeRequest { id: "w0".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(drained.state, v1::NodeState::Draining as i32);
     let mut later = Vec::new();
     for _ in 0..4 {
-        later.push(cluster.submit("count", &[("steps", "2"), ("interval_ms", "10")]).await.id);
+        later.push(
+            cluster
+                .submit("count", &[("steps", "2"), ("interval_ms", "10")])
+                .await
+                .id,
+        );
     }
     let pinned_waits = cluster.submit_spec(on_w0.clone()).await;
     for id in &later {
         let done = cluster.wait_terminal(id).await.pop().unwrap().job.unwrap();
         assert_eq!(done.node_id, "w1", "a draining node gets no new job");
     }
-    let finished = cluster.wait_terminal(&running.id).await.pop().unwrap().job.unwrap();
-    assert_eq!(finished.state, v1::JobState::Succeeded as i32, "the drained node finished its job");
+    let finished = cluster
+        .wait_terminal(&running.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
+    assert_eq!(
+        finished.state,
+        v1::JobState::Succeeded as i32,
+        "the drained node finished its job"
+    );
     let waiting = cluster.get(&pinned_waits.id).await;
     assert_eq!(waiting.state, v1::JobState::Queued as i32);
-    assert_eq!(waiting.pending_reason, "pinned to node w0, which is draining");
+    assert_eq!(
+        waiting.pending_reason,
+        "pinned to node w0, which is draining"
+    );
 
-    let undrained = nodes.undrain_node(v1::UndrainNodeRequest { id: "w0".into() }).await.unwrap().into_inner();
+    let undrained = nodes
+        .undrain_node(v1::UndrainNodeRequest { id: "w0".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(undrained.state, v1::NodeState::Ready as i32);
-    let done = cluster.wait_terminal(&pinned_waits.id).await.pop().unwrap().job.unwrap();
-    assert_eq!((done.state, done.node_id.as_str()), (v1::JobState::Succeeded as i32, "w0"));
+    let done = cluster
+        .wait_terminal(&pinned_waits.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
+    assert_eq!(
+        (done.state, done.node_id.as_str()),
+        (v1::JobState::Succeeded as i32, "w0")
+    );
 
     // Removing a connected node that runs jobs is refused; a stopped one goes, failing its jobs.
-    let busy = cluster.submit_spec({
-        let mut s = spec("sleep", &[("seconds", "60")]);
-        s.node_id = "w0".into();
-        s
-    }).await;
-    cluster.wait_job(&busy.id, Duration::from_secs(20), |job| job.state == v1::JobState::Running as i32).await;
-    let refused = nodes.remove_node(v1::RemoveNodeRequest { id: "w0".into() }).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{}", refused.message());
+    let busy = cluster
+        .submit_spec({
+            let mut s = spec("sleep", &[("seconds", "60")]);
+            s.node_id = "w0".into();
+            s
+        })
+        .await;
+    cluster
+        .wait_job(&busy.id, Duration::from_secs(20), |job| {
+            job.state == v1::JobState::Running as i32
+        })
+        .await;
+    let refused = nodes
+        .remove_node(v1::RemoveNodeRequest { id: "w0".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
     cluster.workers[0].process.kill9();
-    cluster.wait_node_state("w0", v1::NodeState::Offline, Duration::from_secs(20)).await;
-    nodes.remove_node(v1::RemoveNodeRequest { id: "w0".into() }).await.unwrap();
-    let gone = nodes.get_node(v1::GetNodeRequest { id: "w0".into() }).await.unwrap_err();
+    cluster
+        .wait_node_state("w0", v1::NodeState::Offline, Duration::from_secs(20))
+        .await;
+    nodes
+        .remove_node(v1::RemoveNodeRequest { id: "w0".into() })
+        .await
+        .unwrap();
+    let gone = nodes
+        .get_node(v1::GetNodeRequest { id: "w0".into() })
+        .await
+        .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
-    let failed = cluster.wait_terminal(&busy.id).await.pop().unwrap().job.unwrap();
+    let failed = cluster
+        .wait_terminal(&busy.id)
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
     assert_eq!(failed.state, v1::JobState::Failed as i32);
     assert_eq!(failed.error, "node w0 was removed");
     // The killed worker's process group outlived it; a restart of the worker stops it.

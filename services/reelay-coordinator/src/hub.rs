@@ -15,8 +15,9 @@ use tokio::sync::broadcast;
 
 /// Changes buffered for `WatchJobs` watchers before a slow one lags.
 const ALL_CAPACITY: usize = 8192;
-/// Changes (or log lines) buffered per watched job before a slow watcher lags.
-const JOB_CAPACITY: usize = 1024;
+/// Changes (or log lines) buffered per watched job before a slow watcher lags. Small: every
+/// watched job allocates this many slots, and a watcher that lags resyncs from storage.
+const JOB_CAPACITY: usize = 128;
 
 /// Fan-out of job changes and log lines.
 #[derive(Debug)]
@@ -59,6 +60,12 @@ impl Hub {
         publish(&self.logs, id, line);
     }
 
+    /// Drops the channels of a job nobody watches any more (called when a watch ends).
+    pub fn release(&self, id: JobId) {
+        release(&self.jobs, id);
+        release(&self.logs, id);
+    }
+
     /// Watched jobs (for metrics).
     pub fn watched_jobs(&self) -> usize {
         self.jobs
@@ -80,6 +87,16 @@ fn subscribe<T: Clone>(
     map.entry(id)
         .or_insert_with(|| broadcast::channel(JOB_CAPACITY).0)
         .subscribe()
+}
+
+fn release<T: Clone>(map: &Mutex<HashMap<JobId, broadcast::Sender<T>>>, id: JobId) {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    if map
+        .get(&id)
+        .is_some_and(|sender| sender.receiver_count() == 0)
+    {
+        map.remove(&id);
+    }
 }
 
 fn publish<T: Clone>(map: &Mutex<HashMap<JobId, broadcast::Sender<T>>>, id: JobId, value: T) {
@@ -128,6 +145,20 @@ mod tests {
         assert_eq!(hub.watched_jobs(), 1);
         hub.publish_job(id, event(id, 1));
         assert_eq!(hub.watched_jobs(), 0);
+    }
+
+    #[tokio::test]
+    async fn released_channels_go_when_nobody_watches() {
+        let hub = Hub::default();
+        let id = JobId::new(std::time::SystemTime::now());
+        let first = hub.subscribe_job(id);
+        let second = hub.subscribe_logs(id);
+        drop(first);
+        hub.release(id);
+        assert_eq!(hub.watched_jobs(), 0);
+        drop(second);
+        hub.release(id);
+        assert!(hub.logs.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -238,18 +238,35 @@ impl JobStore {
         }))
     }
 
-    /// Place of a queued job in the queue from 1 (counts at most `cap` jobs ahead).
-    pub fn queue_position(&self, job: &Job, cap: usize) -> Result<Option<usize>> {
-        if job.state != JobState::Queued {
-            return Ok(None);
+    /// Places in the queue (from 1) of the queued jobs among `ids`, in one pass over the queue that
+    /// stops when all are found or after `cap` entries (jobs further back get no position).
+    pub fn queue_positions(
+        &self,
+        ids: &[JobId],
+        cap: usize,
+    ) -> Result<std::collections::HashMap<JobId, usize>> {
+        let mut wanted: std::collections::HashSet<JobId> = ids.iter().copied().collect();
+        let mut positions = std::collections::HashMap::new();
+        if wanted.is_empty() {
+            return Ok(positions);
         }
-        let to = Bound::Excluded(queue_key(job.spec.priority, job.id));
-        let ahead = self
+        for (index, entry) in self
             .store
-            .scan(QUEUE, Bound::Unbounded, to, Direction::Forward)?
+            .scan_prefix(QUEUE, b"", Direction::Forward)?
             .take(cap)
-            .count();
-        Ok(Some(ahead + 1))
+            .enumerate()
+        {
+            let (key, _) = entry?;
+            if let Some(id) = key.get(4..).and_then(job_id_from)
+                && wanted.remove(&id)
+            {
+                positions.insert(id, index + 1);
+                if wanted.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(positions)
     }
 
     /// The first jobs to expire, up to `limit`, with their expiry time.
@@ -458,7 +475,14 @@ mod tests {
         );
         let queue: Vec<JobId> = store.queue().unwrap().map(|q| q.unwrap().id).collect();
         assert_eq!(queue, [b.id, a.id], "priority 5 before priority 0");
-        assert_eq!(store.queue_position(&a, 100).unwrap(), Some(2));
+        assert_eq!(
+            store.queue_positions(&[a.id, b.id], 100).unwrap(),
+            [(b.id, 1), (a.id, 2)].into()
+        );
+        assert!(
+            store.queue_positions(&[a.id], 1).unwrap().is_empty(),
+            "beyond the cap"
+        );
 
         let mut running = a.clone();
         running.state = JobState::Running;

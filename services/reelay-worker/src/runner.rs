@@ -301,6 +301,7 @@ async fn finish(
     job.finished_at = Some(timestamp(SystemTime::now()));
     job.fps = 0.0;
     job.eta_seconds = 0.0;
+    control.release_slot();
     record(supervisor, job, true, None, true).await;
     if !job.run_ref.is_empty() {
         supervisor.executor.cleanup(&job.run_ref).await;

@@ -49,6 +49,9 @@ pub(crate) struct RunControl {
     /// Cancelled to stop following the run but leave it running (shutdown with Docker).
     pub(crate) detach: CancellationToken,
     reason: Arc<StdMutex<Option<StopReason>>>,
+    /// Set just before the attempt's final state is recorded: from then on it holds no slot, so
+    /// the coordinator, which frees the slot on that event, can start the next job at once.
+    released: Arc<std::sync::atomic::AtomicBool>,
     /// Becomes true when the runner is done with the attempt.
     pub(crate) done: watch::Receiver<bool>,
 }
@@ -61,6 +64,15 @@ impl RunControl {
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert(reason);
         self.stop.cancel();
+    }
+
+    pub(crate) fn release_slot(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn holds_slot(&self) -> bool {
+        !self.released.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {
@@ -117,7 +129,12 @@ impl Supervisor {
 
     /// Attempts currently holding a slot.
     pub async fn running(&self) -> u32 {
-        self.runs.lock().await.len() as u32
+        self.runs
+            .lock()
+            .await
+            .values()
+            .filter(|run| run.holds_slot())
+            .count() as u32
     }
 
     /// Accepts attempt `attempt` of a job. Idempotent: the same attempt again returns its record.
@@ -146,7 +163,10 @@ impl Supervisor {
                 .into());
             }
         }
-        let busy = runs.keys().filter(|id| id.as_str() != job_id).count() as u32;
+        let busy = runs
+            .iter()
+            .filter(|(id, run)| id.as_str() != job_id && run.holds_slot())
+            .count() as u32;
         if busy >= self.node.slots {
             return Err(WorkerError::Full(format!(
                 "node {} is full: {busy} of {} slots busy",
@@ -197,6 +217,7 @@ impl Supervisor {
             stop: CancellationToken::new(),
             detach: CancellationToken::new(),
             reason: Arc::new(StdMutex::new(None)),
+            released: Arc::default(),
             done,
         };
         let supervisor = Arc::clone(self);

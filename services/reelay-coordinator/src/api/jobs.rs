@@ -85,7 +85,7 @@ impl JobService for JobApi {
         } else {
             String::new()
         };
-        let jobs = jobs.iter().map(|job| self.0.view(job)).collect();
+        let jobs = self.0.views(&jobs);
         Ok(Response::new(v1::ListJobsResponse {
             jobs,
             next_page_token,

@@ -55,17 +55,33 @@ impl ApiState {
 
     /// A job as clients see it: with why it waits and where it is in the queue.
     pub(crate) fn view(&self, job: &Job) -> v1::Job {
-        let mut wire = v1::Job::from(job);
-        if job.state == reelay_core::JobState::Queued {
-            wire.pending_reason = self.engine.cluster().pending_reason(job);
-            wire.queue_position = self
-                .store
-                .queue_position(job, POSITION_CAP)
-                .ok()
-                .flatten()
-                .unwrap_or(0) as u32;
-        }
-        wire
+        self.views(std::slice::from_ref(job))
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Jobs as clients see them; queue positions come from one pass over the queue.
+    pub(crate) fn views(&self, jobs: &[Job]) -> Vec<v1::Job> {
+        let queued: Vec<JobId> = jobs
+            .iter()
+            .filter(|job| job.state == reelay_core::JobState::Queued)
+            .map(|job| job.id)
+            .collect();
+        let positions = self
+            .store
+            .queue_positions(&queued, POSITION_CAP)
+            .unwrap_or_default();
+        let cluster = self.engine.cluster();
+        jobs.iter()
+            .map(|job| {
+                let mut wire = v1::Job::from(job);
+                if job.state == reelay_core::JobState::Queued {
+                    wire.pending_reason = cluster.pending_reason(job);
+                    wire.queue_position = positions.get(&job.id).copied().unwrap_or(0) as u32;
+                }
+                wire
+            })
+            .collect()
     }
 }
 

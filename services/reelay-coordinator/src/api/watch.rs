@@ -11,6 +11,7 @@ use std::sync::Arc;
 use reelay_core::{JobId, JobState};
 use reelay_proto::convert::{job_state, timestamp};
 use reelay_proto::v1;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -52,8 +53,15 @@ pub(crate) fn job(
     id: JobId,
     after_version: u64,
 ) -> Result<ServerStream<v1::JobEvent>, Status> {
-    let mut live = state.hub.subscribe_job(id);
-    let job = state.store.require_job(id)?;
+    let live = state.hub.subscribe_job(id);
+    let job = match state.store.require_job(id) {
+        Ok(job) => job,
+        Err(err) => {
+            drop(live);
+            state.hub.release(id);
+            return Err(err.into());
+        }
+    };
     if after_version > job.version {
         return Err(Status::out_of_range(format!(
             "after_version: {after_version} is ahead of job {id}, which is at version {}",
@@ -62,52 +70,65 @@ pub(crate) fn job(
     }
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     tokio::spawn(async move {
-        let mut last = after_version;
-        let first: Vec<v1::JobEvent> = if after_version == 0 {
-            vec![snapshot(&state, &job)]
-        } else {
-            match state.store.events_after(id, after_version, usize::MAX) {
-                Ok(events) => events,
-                Err(err) => {
-                    let _ = tx.send(Err(err.into())).await;
-                    return;
-                }
-            }
-        };
-        for event in first {
-            last = last.max(event.version);
-            let done = is_terminal(&event) && event.version >= job.version;
-            if tx.send(Ok(event)).await.is_err() || done {
-                return;
-            }
-        }
-        if job.state.is_terminal() && last >= job.version {
-            return;
-        }
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                () = state.shutdown.cancelled() => return,
-            };
-            let event = match received {
-                Ok(event) => event,
-                Err(RecvError::Lagged(_)) => match state.store.job(id) {
-                    Ok(Some(job)) => Arc::new(snapshot(&state, &job)),
-                    _ => return,
-                },
-                Err(RecvError::Closed) => return,
-            };
-            if event.version <= last {
-                continue;
-            }
-            last = event.version;
-            let done = is_terminal(&event) || event.change == v1::JobChange::Deleted as i32;
-            if tx.send(Ok((*event).clone())).await.is_err() || done {
-                return;
-            }
-        }
+        let hub = std::sync::Arc::clone(&state.hub);
+        follow_job(state, id, job, after_version, live, tx).await;
+        hub.release(id);
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn follow_job(
+    state: ApiState,
+    id: JobId,
+    job: reelay_core::Job,
+    after_version: u64,
+    mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
+    tx: Tx<v1::JobEvent>,
+) {
+    let mut last = after_version;
+    let first: Vec<v1::JobEvent> = if after_version == 0 {
+        vec![snapshot(&state, &job)]
+    } else {
+        match state.store.events_after(id, after_version, usize::MAX) {
+            Ok(events) => events,
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+        }
+    };
+    for event in first {
+        last = last.max(event.version);
+        let done = is_terminal(&event) && event.version >= job.version;
+        if tx.send(Ok(event)).await.is_err() || done {
+            return;
+        }
+    }
+    if job.state.is_terminal() && last >= job.version {
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            () = state.shutdown.cancelled() => return,
+        };
+        let event = match received {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => match state.store.job(id) {
+                Ok(Some(job)) => Arc::new(snapshot(&state, &job)),
+                _ => return,
+            },
+            Err(RecvError::Closed) => return,
+        };
+        if event.version <= last {
+            continue;
+        }
+        last = event.version;
+        let done = is_terminal(&event) || event.change == v1::JobChange::Deleted as i32;
+        if tx.send(Ok((*event).clone())).await.is_err() || done {
+            return;
+        }
+    }
 }
 
 /// WatchJobs: snapshots of the active jobs (newest first, bounded), then every change of jobs in
@@ -204,50 +225,73 @@ pub(crate) fn logs(
     after_line: u64,
     follow: bool,
 ) -> Result<ServerStream<v1::LogLine>, Status> {
-    let mut lines = state.hub.subscribe_logs(id);
-    let mut changes = state.hub.subscribe_job(id);
-    let job = state.store.require_job(id)?;
+    let feeds = (state.hub.subscribe_logs(id), state.hub.subscribe_job(id));
+    let job = match state.store.require_job(id) {
+        Ok(job) => job,
+        Err(err) => {
+            drop(feeds);
+            state.hub.release(id);
+            return Err(err.into());
+        }
+    };
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     tokio::spawn(async move {
-        let mut last = after_line;
-        if send_stored(&state, id, &mut last, &tx).await.is_err()
-            || !follow
-            || job.state.is_terminal()
-        {
-            return;
-        }
-        loop {
-            tokio::select! {
-                line = lines.recv() => match line {
-                    Ok(line) if line.number <= last => {}
-                    Ok(line) if line.number == last + 1 => {
-                        last = line.number;
-                        if tx.send(Ok((*line).clone())).await.is_err() {
-                            return;
-                        }
-                    }
-                    // A gap (lag, or lines stored before we subscribed): read them from storage.
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        if send_stored(&state, id, &mut last, &tx).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-                change = changes.recv() => match change {
-                    Ok(event) if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 => {
-                        // Every line of the attempt is stored before its end: send the rest and stop.
-                        let _ = send_stored(&state, id, &mut last, &tx).await;
-                        return;
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
-                () = state.shutdown.cancelled() => return,
-            }
-        }
+        let hub = Arc::clone(&state.hub);
+        follow_logs(state, id, job, (after_line, follow), feeds, tx).await;
+        hub.release(id);
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// A job's log lines and its changes, subscribed to before storage is read.
+type LogFeeds = (
+    broadcast::Receiver<Arc<v1::LogLine>>,
+    broadcast::Receiver<Arc<v1::JobEvent>>,
+);
+
+async fn follow_logs(
+    state: ApiState,
+    id: JobId,
+    job: reelay_core::Job,
+    (after_line, follow): (u64, bool),
+    (mut lines, mut changes): LogFeeds,
+    tx: Tx<v1::LogLine>,
+) {
+    let mut last = after_line;
+    if send_stored(&state, id, &mut last, &tx).await.is_err() || !follow || job.state.is_terminal()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Ok(line) if line.number <= last => {}
+                Ok(line) if line.number == last + 1 => {
+                    last = line.number;
+                    if tx.send(Ok((*line).clone())).await.is_err() {
+                        return;
+                    }
+                }
+                // A gap (lag, or lines stored before we subscribed): read them from storage.
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    if send_stored(&state, id, &mut last, &tx).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            change = changes.recv() => match change {
+                Ok(event) if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 => {
+                    // Every line of the attempt is stored before its end: send the rest and stop.
+                    let _ = send_stored(&state, id, &mut last, &tx).await;
+                    return;
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            () = state.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Sends the stored lines after `last`, advancing it.

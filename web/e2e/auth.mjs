@@ -1,15 +1,20 @@
-// Token test against the mock coordinator started with REELAY_MOCK_TOKEN (npm run e2e:mock):
-// the first refused call opens the token dialog once; with the token every call, stream and
-// download works; the token survives a reload.
+// Token test against a real coordinator started with --api-token: the first refused call opens
+// the token dialog once; with the token every call, stream and download works (a fetch without it
+// is refused); the token survives a reload.
 
-import { E2eError, coordinatorUrl, downloadOutput, expect, launchBrowser, openApp, screenshot, step, submitJob, tally, waitForConnection, waitForJobState } from "./lib.mjs";
+import { startCluster } from "./cluster.mjs";
+import { E2eError, downloadOutput, expect, launchBrowser, openApp, screenshot, step, submitJob, tally, waitForConnection, waitForJobState } from "./lib.mjs";
 
-const url = coordinatorUrl();
-const token = process.env.REELAY_MOCK_TOKEN ?? "";
+const token = "e2e-api-token-7f3a";
+const cluster = await startCluster({
+  name: "auth",
+  coordinatorFlags: ["--api-token", token, "--cluster-token", "e2e-cluster"],
+  workerFlags: ["--cluster-token", "e2e-cluster"],
+});
+const { url } = cluster;
 const { page, close } = await launchBrowser();
 let failed = null;
 try {
-  expect(token, "REELAY_MOCK_TOKEN is not set");
   await step("a refused call asks for the token once", async () => {
     await openApp(page, "/jobs", url);
     await page.waitForSelector("[data-testid=token-dialog][open]", { timeout: 15_000 });
@@ -20,7 +25,7 @@ try {
     expect(!(await page.isVisible("[data-testid=token-dialog][open]")), "the token dialog is still open");
   });
   await step("jobs run and outputs download with the token", async () => {
-    await submitJob(page, { pipeline: "count", params: { steps: 5, interval_ms: 50 } });
+    await submitJob(page, { pipeline: "count", params: { steps: 5, tenths: 1 } });
     await waitForJobState(page, "Succeeded", 30_000);
     const { listed, clicked, fetched } = await downloadOutput(page, "count.txt");
     expect(fetched.status === 401, `a fetch without the token should be refused, got ${fetched.status}`);
@@ -36,10 +41,11 @@ try {
   await screenshot(page, "auth-failure").catch(() => {});
 } finally {
   await close();
+  await cluster.stop();
 }
 if (failed) {
   console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
   console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
   process.exit(1);
 }
-console.log(`\nE2E passed: API token (mock)\n${tally.passed} passed, 0 failed`);
+console.log(`\nE2E passed: API token\n${tally.passed} passed, 0 failed`);

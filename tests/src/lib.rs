@@ -7,6 +7,7 @@
 //! - [`config`]: the test pipelines.
 //! - [`tools`]: external tools the tests use (the contract checker).
 //! - [`docker`]: the `docker` CLI, test videos and `ffprobe`, for the Docker executor's tests.
+//! - [`proxy`]: a TCP fault proxy (pass, drop, black-hole, restore) between the coordinator and a worker.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,7 @@ pub mod config;
 pub mod docker;
 pub mod http;
 pub mod process;
+pub mod proxy;
 pub mod tools;
 pub mod watch;
 

@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use axum::routing::get;
 use futures::StreamExt;
-use reelay_proto::auth::Access;
 use reelay_proto::v1::job_service_server::JobServiceServer;
 use reelay_proto::v1::node_service_server::NodeServiceServer;
 use reelay_proto::v1::pipeline_service_server::PipelineServiceServer;
@@ -46,10 +45,12 @@ pub fn routes(state: ApiState, metrics: Metrics) -> Result<Routes, CoordinatorEr
             .set_serving::<PipelineServiceServer<PipelineApi>>()
             .await;
     });
-    let reflection_v1 = reelay_proto::reflection::v1()
-        .map_err(|err| CoordinatorError::Internal(err.to_string()))?;
-    let reflection_v1alpha = reelay_proto::reflection::v1alpha()
-        .map_err(|err| CoordinatorError::Internal(err.to_string()))?;
+    let reflection_v1 =
+        reelay_proto::reflection::v1(reelay_proto::reflection::COORDINATOR_SERVICES)
+            .map_err(|err| CoordinatorError::Internal(err.to_string()))?;
+    let reflection_v1alpha =
+        reelay_proto::reflection::v1alpha(reelay_proto::reflection::COORDINATOR_SERVICES)
+            .map_err(|err| CoordinatorError::Internal(err.to_string()))?;
     let web_layer = GrpcWebLayer::new();
     let jobs =
         JobServiceServer::new(JobApi(state.clone())).max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -124,14 +125,14 @@ async fn download(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if let Err(status) = state.clients.access(authorization).and_then(|access| {
-        if access >= Access::Read {
-            Ok(())
-        } else {
-            Err(tonic::Status::permission_denied("no access"))
-        }
-    }) {
-        return plain(StatusCode::UNAUTHORIZED, status.message());
+    // Any valid token may download (a read token is enough); none or a wrong one gets 401.
+    if let Err(status) = state.clients.access(authorization) {
+        let mut response = plain(StatusCode::UNAUTHORIZED, status.message());
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"reelay\""),
+        );
+        return response;
     }
     let id = match parse_id(&id) {
         Ok(id) => id,

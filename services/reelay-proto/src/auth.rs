@@ -91,6 +91,23 @@ impl TokenCheck {
     }
 }
 
+/// Checks a configured token: not empty, at most 4 KiB of visible ASCII without spaces (it travels
+/// in an HTTP header). The message names `flag`, never the token.
+pub fn validate_token(token: &str, flag: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err(format!(
+            "{flag} is empty: give a random secret (for example `openssl rand -hex 32`)"
+        ));
+    }
+    if token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{flag} must be at most 4096 visible ASCII characters without spaces \
+             (for example `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(())
+}
+
 /// A server-side interceptor that requires write access (used for the cluster token).
 #[derive(Debug, Clone)]
 pub struct RequireToken(pub TokenCheck);
@@ -173,6 +190,17 @@ mod tests {
             check.check(&request, Access::Write).unwrap_err().code(),
             tonic::Code::PermissionDenied
         );
+    }
+
+    #[test]
+    fn configured_tokens_are_checked_without_echoing_them() {
+        assert!(validate_token("0123abcd", "--api-token").is_ok());
+        let empty = validate_token("", "--api-token").unwrap_err();
+        assert!(empty.contains("--api-token"), "{empty}");
+        let spaced = validate_token("sec ret", "--cluster-token").unwrap_err();
+        assert!(spaced.contains("--cluster-token"), "{spaced}");
+        assert!(!spaced.contains("sec ret"), "{spaced}");
+        assert!(validate_token("caf\u{e9}", "--read-token").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod convert;
 pub mod reflection;
+pub mod tls;
 
 /// Package `reelay.v1` (generated).
 #[allow(

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::{ClusterAuth, RequireToken, TokenCheck};
+use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_proto::v1;
 use reelay_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
@@ -44,7 +45,7 @@ pub use supervisor::{NodeSettings, Supervisor};
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// Everything a worker needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub node: NodeSettings,
     pub pipelines: Pipelines,
@@ -56,6 +57,26 @@ pub struct WorkerConfig {
     pub cluster_token: Option<String>,
     /// How long shutdown waits for attempts to stop or detach.
     pub shutdown_grace: Duration,
+    /// The certificate the WorkerService port serves TLS with; `None` serves plain HTTP/2.
+    pub tls: Option<ServerTls>,
+    /// How the coordinator is verified when its URL is `https://`.
+    pub coordinator_tls: ClientTls,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cluster token is never shown.
+        f.debug_struct("WorkerConfig")
+            .field("node", &self.node)
+            .field("pipelines", &self.pipelines)
+            .field("coordinator", &self.coordinator)
+            .field("advertise", &self.advertise)
+            .field("cluster_token", &self.cluster_token.is_some())
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("tls", &self.tls)
+            .field("coordinator_tls", &self.coordinator_tls)
+            .finish()
+    }
 }
 
 /// Runs a worker on `listener` with `executor` until `shutdown` is cancelled.
@@ -81,6 +102,8 @@ pub async fn run(
         slots = config.node.slots,
         resumed,
         address = %listener.local_addr()?,
+        tls = config.tls.is_some(),
+        cluster_token = config.cluster_token.is_some(),
         "worker started"
     );
 
@@ -97,6 +120,7 @@ pub async fn run(
         };
         tokio::spawn(registration::keep_registered(
             coordinator,
+            config.coordinator_tls.clone(),
             request,
             auth,
             Arc::clone(&stream_ended),
@@ -111,12 +135,17 @@ pub async fn run(
     health_reporter
         .set_serving::<WorkerServiceServer<WorkerApi>>()
         .await;
-    let reflection_v1 =
-        reelay_proto::reflection::v1().map_err(|err| WorkerError::Internal(err.to_string()))?;
-    let reflection_v1alpha = reelay_proto::reflection::v1alpha()
+    let reflection_v1 = reelay_proto::reflection::v1(reelay_proto::reflection::WORKER_SERVICES)
         .map_err(|err| WorkerError::Internal(err.to_string()))?;
+    let reflection_v1alpha =
+        reelay_proto::reflection::v1alpha(reelay_proto::reflection::WORKER_SERVICES)
+            .map_err(|err| WorkerError::Internal(err.to_string()))?;
 
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        server = tls.apply(server).map_err(WorkerError::Internal)?;
+    }
+    let server = server
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_connection_window_size(16 * 1024 * 1024)

@@ -61,7 +61,7 @@ impl Cluster {
             labels: job.spec.labels.clone(),
         };
         match place(&queued, &self.slots()) {
-            Ok(_) => "waiting for the scheduler (jobs ahead of it take the free slots)".to_owned(),
+            Ok(_) => "starting: a node with a free slot is available".to_owned(),
             Err(Pending::NoNodes) => Pending::NoNodes.to_string(),
             Err(pending) => pending.to_string(),
         }

@@ -7,10 +7,22 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The `reelay` binary under test: `REELAY_BIN`, else `target/<profile>/reelay` next to the test binary.
+static DEFAULT_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `path` the binary under test when `REELAY_BIN` is not set (the benchmark uses the
+/// release build).
+pub fn set_default_bin(path: PathBuf) {
+    let _ = DEFAULT_BIN.set(path);
+}
+
+/// The `reelay` binary under test: `REELAY_BIN`, else the one given to [`set_default_bin`], else
+/// `target/<profile>/reelay` next to the test binary.
 pub fn reelay_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("REELAY_BIN") {
         return PathBuf::from(path);
+    }
+    if let Some(path) = DEFAULT_BIN.get() {
+        return path.clone();
     }
     // The test binary is target/<profile>/deps/<name>; the binary is target/<profile>/reelay.
     let exe = std::env::current_exe().expect("current exe");

@@ -1,0 +1,291 @@
+//! Reelay's figures, measured through its public API against real processes on loopback.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reelay_proto::v1;
+use reelay_tests::{TestCluster, spec};
+use tokio::sync::Notify;
+
+use crate::stats::{quantile, rss_mib};
+
+/// A pipeline that prints a progress line with the time it printed it, every 20 ms.
+pub const TICK_PIPELINE: &str = r#"
+[[pipeline]]
+name = "tick"
+command = ["sh", "-c", "i=0; while [ $i -lt $REELAY_PARAM_TICKS ]; do i=$((i+1)); echo \"::progress $((i * 100 / REELAY_PARAM_TICKS)) tick t=$(date +%s%N)\"; sleep 0.02; done"]
+input_required = false
+params = [ { name = "ticks", default = "200", pattern = "[0-9]{1,5}" } ]
+
+[[pipeline]]
+name = "noop"
+command = ["true"]
+input_required = false
+"#;
+
+fn request(n: usize) -> v1::CreateJobRequest {
+    v1::CreateJobRequest {
+        spec: Some(spec("noop", &[])),
+        request_id: format!("bench-{n}"),
+    }
+}
+
+/// Durable creates per second with `clients` concurrent clients, `jobs` in all.
+pub async fn create_throughput(
+    cluster: &TestCluster,
+    jobs: usize,
+    clients: usize,
+    offset: usize,
+) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let mut jobs_client = cluster.jobs().await;
+        tasks.push(tokio::spawn(async move {
+            for n in (client..jobs).step_by(clients) {
+                jobs_client
+                    .create_job(request(offset + n))
+                    .await
+                    .expect("create");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client task");
+    }
+    jobs as f64 / started.elapsed().as_secs_f64()
+}
+
+/// p50 and p99 of one client's CreateJob calls in a row.
+pub async fn create_latency(cluster: &TestCluster, calls: usize) -> (Duration, Duration) {
+    let mut client = cluster.jobs().await;
+    let mut samples = Vec::with_capacity(calls);
+    for n in 0..calls {
+        let started = Instant::now();
+        client
+            .create_job(request(10_000_000 + n))
+            .await
+            .expect("create");
+        samples.push(started.elapsed());
+    }
+    (quantile(&mut samples, 0.5), quantile(&mut samples, 0.99))
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+/// Time from a pipeline printing `::progress` to a WatchJob client receiving it: p50, p99, count.
+pub async fn progress_latency(cluster: &TestCluster, ticks: usize) -> (Duration, Duration, usize) {
+    let job = cluster
+        .submit("tick", &[("ticks", &ticks.to_string())])
+        .await;
+    let request = v1::WatchJobRequest {
+        id: job.id.clone(),
+        after_version: 0,
+    };
+    let mut stream = cluster
+        .jobs()
+        .await
+        .watch_job(request)
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut samples = Vec::new();
+    while let Some(event) = stream.message().await.expect("event") {
+        let received = now_ns();
+        let job = event.job.expect("job");
+        if event.change == v1::JobChange::Progress as i32
+            && let Some(printed) = job
+                .stage
+                .split("t=")
+                .nth(1)
+                .and_then(|t| t.trim().parse::<u128>().ok())
+        {
+            samples.push(Duration::from_nanos(received.saturating_sub(printed) as u64));
+        }
+    }
+    let count = samples.len();
+    (
+        quantile(&mut samples, 0.5),
+        quantile(&mut samples, 0.99),
+        count,
+    )
+}
+
+/// Time from a job's creation (coordinator clock) to the worker accepting its start: p50, p99.
+pub async fn start_latency(cluster: &TestCluster, jobs: usize) -> (Duration, Duration) {
+    let mut samples = Vec::new();
+    let mut worker = cluster.worker_client(0).await;
+    for _ in 0..jobs {
+        let job = cluster.submit("noop", &[]).await;
+        cluster.wait_terminal(&job.id).await;
+        let accepted = worker
+            .get_job(v1::WorkerGetJobRequest {
+                job_id: job.id.clone(),
+            })
+            .await
+            .expect("worker job")
+            .into_inner()
+            .accepted_at
+            .expect("accepted_at");
+        let created = job.created_at.expect("created_at");
+        let nanos =
+            |ts: &prost_types::Timestamp| ts.seconds as i128 * 1_000_000_000 + ts.nanos as i128;
+        samples.push(Duration::from_nanos(
+            (nanos(&accepted) - nanos(&created)).max(0) as u64,
+        ));
+    }
+    (quantile(&mut samples, 0.5), quantile(&mut samples, 0.99))
+}
+
+/// Coordinator memory with `watchers` idle WatchJob streams open: (before MiB, after MiB).
+pub async fn watchers_memory(cluster: &TestCluster, watchers: usize) -> (f64, f64) {
+    let pid = cluster.coordinator.pid().expect("coordinator pid");
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(cluster.submit("noop", &[]).await.id);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_mib(pid);
+    let release = Arc::new(Notify::new());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(watchers);
+    let connections = 50;
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let client = cluster.jobs().await;
+        for n in (connection..watchers).step_by(connections) {
+            let mut client = client.clone();
+            let id = ids[n % ids.len()].clone();
+            let release = Arc::clone(&release);
+            let ready = ready_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let request = v1::WatchJobRequest {
+                    id,
+                    after_version: 0,
+                };
+                let mut stream = client.watch_job(request).await.expect("watch").into_inner();
+                stream.message().await.expect("snapshot").expect("snapshot");
+                ready.send(()).await.expect("ready");
+                release.notified().await;
+                drop(stream);
+            }));
+        }
+    }
+    for _ in 0..watchers {
+        ready_rx.recv().await.expect("a watcher");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_mib(pid);
+    release.notify_waiters();
+    for task in tasks {
+        task.abort();
+    }
+    (before, after)
+}
+
+/// With `jobs` stored: ListJobs page-of-50 p50 (newest page, a state-filtered page, a page deep in
+/// the history), and restart-to-serving times after SIGTERM and after SIGKILL.
+pub struct StoredFigures {
+    pub first_page: Duration,
+    pub state_page: Duration,
+    pub deep_page: Duration,
+    pub restart_clean: Duration,
+    pub restart_crash: Duration,
+    pub rss_after_restart: f64,
+}
+
+async fn page_p50(cluster: &TestCluster, request: v1::ListJobsRequest) -> Duration {
+    let mut client = cluster.jobs().await;
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let page = client
+            .list_jobs(request.clone())
+            .await
+            .expect("list")
+            .into_inner();
+        samples.push(started.elapsed());
+        assert_eq!(page.jobs.len(), 50);
+    }
+    quantile(&mut samples, 0.5)
+}
+
+async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
+    if crash {
+        cluster.coordinator.kill9();
+    } else {
+        cluster.coordinator.terminate(Duration::from_secs(60));
+    }
+    let started = Instant::now();
+    cluster.coordinator.restart();
+    let url = cluster.url();
+    loop {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone())
+            .expect("url")
+            .connect()
+            .await
+        {
+            let mut jobs = reelay_proto::v1::job_service_client::JobServiceClient::new(channel);
+            let request = v1::ListJobsRequest {
+                page_size: 50,
+                ..Default::default()
+            };
+            if jobs.list_jobs(request).await.is_ok() {
+                return started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub async fn stored_jobs(cluster: &mut TestCluster, jobs: usize) -> StoredFigures {
+    create_throughput(cluster, jobs, 64, 50_000_000).await;
+    let first = v1::ListJobsRequest {
+        page_size: 50,
+        ..Default::default()
+    };
+    let first_page = page_p50(cluster, first.clone()).await;
+    let state = v1::ListJobsRequest {
+        page_size: 50,
+        states: vec![v1::JobState::Queued as i32],
+        ..Default::default()
+    };
+    let state_page = page_p50(cluster, state).await;
+    // A token from the middle of the history.
+    let mut client = cluster.jobs().await;
+    let mut token = String::new();
+    for _ in 0..20 {
+        let request = v1::ListJobsRequest {
+            page_size: 1000,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        token = client
+            .list_jobs(request)
+            .await
+            .expect("list")
+            .into_inner()
+            .next_page_token;
+    }
+    let deep = v1::ListJobsRequest {
+        page_size: 50,
+        page_token: token,
+        ..Default::default()
+    };
+    let deep_page = page_p50(cluster, deep).await;
+    let restart_clean = time_restart(cluster, false).await;
+    let restart_crash = time_restart(cluster, true).await;
+    let rss_after_restart = rss_mib(cluster.coordinator.pid().expect("pid"));
+    StoredFigures {
+        first_page,
+        state_page,
+        deep_page,
+        restart_clean,
+        restart_crash,
+        rss_after_restart,
+    }
+}

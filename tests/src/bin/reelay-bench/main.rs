@@ -1,0 +1,185 @@
+//! `reelay-bench`: Reelay's performance budget, measured against real processes on loopback and
+//! printed next to the targets of DESIGN.md and the limits of this machine.
+//!
+//! ```sh
+//! cargo build --release -p reelay
+//! cargo run --release -p reelay-tests --bin reelay-bench            # full run (1,000,000 stored jobs)
+//! cargo run --release -p reelay-tests --bin reelay-bench -- --quick # a smaller, faster run
+//! ```
+//!
+//! Throughput figures are medians of several runs (`--runs`, default 3) on a fresh cluster each;
+//! latencies are percentiles over many calls. The machine is shared: compare ratios, not absolutes.
+
+mod api;
+mod limits;
+mod stats;
+
+use std::time::Duration;
+
+use reelay_tests::{TestCluster, WorkerSpec};
+use stats::{median, ms};
+
+struct Options {
+    runs: usize,
+    creates: usize,
+    stored: usize,
+    watchers: usize,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    Options {
+        runs: value("--runs").unwrap_or(3),
+        creates: value("--creates").unwrap_or(if quick { 5_000 } else { 20_000 }),
+        stored: value("--stored").unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+        watchers: value("--watchers").unwrap_or(10_000),
+    }
+}
+
+fn row(what: &str, target: &str, measured: String, verdict: bool) {
+    println!(
+        "| {what} | {target} | {measured} | {} |",
+        if verdict { "ok" } else { "MISSED" }
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let release = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/reelay");
+    if release.exists() {
+        reelay_tests::process::set_default_bin(release);
+    }
+    eprintln!(
+        "benchmarking {}",
+        reelay_tests::process::reelay_bin().display()
+    );
+
+    let fsync = limits::fsync_p50();
+    let (sled_each, sled_grouped) = limits::sled_writes_per_second();
+    println!("\n## Limits of this machine\n");
+    println!("- fsync of a 4 KiB write: p50 {:.3} ms", ms(fsync));
+    println!(
+        "- sled insert + flush each: {sled_each:.0}/s; 1,000 inserts per flush: {sled_grouped:.0}/s\n"
+    );
+
+    println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
+    let mut throughputs = Vec::new();
+    for run in 0..options.runs {
+        let cluster = TestCluster::builder()
+            .extra_config(api::TICK_PIPELINE)
+            .start()
+            .await;
+        throughputs.push(
+            api::create_throughput(&cluster, options.creates, 64, run * options.creates).await,
+        );
+    }
+    let throughput = median(&mut throughputs);
+    row(
+        "durable CreateJob, 64 clients",
+        "≥ 20,000/s",
+        format!(
+            "{throughput:.0}/s (median of {}; {:.1}x sled flush-each)",
+            options.runs,
+            throughput / sled_each
+        ),
+        throughput >= 20_000.0,
+    );
+
+    let cluster = TestCluster::builder()
+        .extra_config(api::TICK_PIPELINE)
+        .start()
+        .await;
+    let (p50, p99) = api::create_latency(&cluster, 2000).await;
+    row(
+        "CreateJob, one client",
+        "p50 ≤ 0.5 ms",
+        format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+        p50 <= Duration::from_micros(500),
+    );
+    drop(cluster);
+
+    let cluster = TestCluster::builder()
+        .worker(WorkerSpec {
+            slots: 4,
+            ..Default::default()
+        })
+        .extra_config(api::TICK_PIPELINE)
+        .start()
+        .await;
+    let (p50, p99, count) = api::progress_latency(&cluster, 300).await;
+    row(
+        "`::progress` line → WatchJob client",
+        "p50 ≤ 1 ms, p99 ≤ 5 ms",
+        format!(
+            "p50 {:.3} ms, p99 {:.3} ms ({count} lines)",
+            ms(p50),
+            ms(p99)
+        ),
+        p50 <= Duration::from_millis(1) && p99 <= Duration::from_millis(5),
+    );
+    let (p50, p99) = api::start_latency(&cluster, 200).await;
+    row(
+        "job created → worker asked to start",
+        "p99 ≤ 5 ms",
+        format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+        p99 <= Duration::from_millis(5),
+    );
+    drop(cluster);
+
+    let cluster = TestCluster::builder()
+        .extra_config(api::TICK_PIPELINE)
+        .start()
+        .await;
+    let (before, after) = api::watchers_memory(&cluster, options.watchers).await;
+    row(
+        &format!("{} concurrent WatchJob streams", options.watchers),
+        "≤ 100 MB",
+        format!(
+            "+{:.1} MiB ({before:.1} → {after:.1} MiB RSS)",
+            after - before
+        ),
+        after - before <= 100.0,
+    );
+    drop(cluster);
+
+    let mut cluster = TestCluster::builder()
+        .extra_config(api::TICK_PIPELINE)
+        .start()
+        .await;
+    let stored = api::stored_jobs(&mut cluster, options.stored).await;
+    row(
+        &format!("restart with {} stored jobs", options.stored),
+        "serving ≤ 1 s",
+        format!(
+            "{:.0} ms after SIGTERM, {:.0} ms after SIGKILL (RSS {:.0} MiB)",
+            ms(stored.restart_clean),
+            ms(stored.restart_crash),
+            stored.rss_after_restart
+        ),
+        stored.restart_clean <= Duration::from_secs(1)
+            && stored.restart_crash <= Duration::from_secs(1),
+    );
+    row(
+        &format!("ListJobs page of 50 at {} jobs", options.stored),
+        "≤ 5 ms",
+        format!(
+            "p50 {:.2} ms newest, {:.2} ms by state, {:.2} ms deep",
+            ms(stored.first_page),
+            ms(stored.state_page),
+            ms(stored.deep_page)
+        ),
+        stored
+            .first_page
+            .max(stored.state_page)
+            .max(stored.deep_page)
+            <= Duration::from_millis(5),
+    );
+}

@@ -15,12 +15,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use reelay_core::JobId;
 use reelay_proto::auth::ClusterAuth;
+use reelay_proto::tls::{ClientTls, error_chain};
 use reelay_proto::v1;
 use reelay_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::engine::{Command, Engine, LinkUp, StartFailure};
@@ -34,6 +35,9 @@ const LINK_QUEUE: usize = 1024;
 /// Events handed to the engine at most per batch.
 const EVENT_BATCH: usize = 512;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the coordinator tells a worker which events it may forget: those applied before the
+/// previous tick, long since flushed (sled flushes every 500 ms).
+const TRIM_EVERY: Duration = Duration::from_secs(30);
 /// Keepalive: a node that does not answer a ping within this is offline.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,6 +58,10 @@ pub enum LinkCall {
     Delete {
         job_id: JobId,
     },
+    /// The worker may forget its events up to `through_seq`.
+    Trim {
+        through_seq: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -71,15 +79,23 @@ pub struct Links {
     links: Arc<Mutex<HashMap<String, LinkHandle>>>,
     store: JobStore,
     auth: ClusterAuth,
+    /// How nodes on `https://` addresses are verified.
+    tls: ClientTls,
     shutdown: CancellationToken,
 }
 
 impl Links {
-    pub fn new(store: JobStore, auth: ClusterAuth, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: JobStore,
+        auth: ClusterAuth,
+        tls: ClientTls,
+        shutdown: CancellationToken,
+    ) -> Self {
         Links {
             links: Arc::default(),
             store,
             auth,
+            tls,
             shutdown,
         }
     }
@@ -102,6 +118,7 @@ impl Links {
             engine: engine.clone(),
             store: self.store.clone(),
             auth: self.auth.clone(),
+            tls: self.tls.clone(),
             stop: stop.clone(),
             client: Arc::clone(&client),
         };
@@ -154,6 +171,7 @@ struct Link {
     engine: Engine,
     store: JobStore,
     auth: ClusterAuth,
+    tls: ClientTls,
     stop: CancellationToken,
     client: Arc<Mutex<Option<WorkerClient>>>,
 }
@@ -202,17 +220,17 @@ impl Link {
         calls: &mut mpsc::Receiver<LinkCall>,
         backoff: &mut Duration,
     ) -> Result<(), Status> {
-        let endpoint = Endpoint::from_shared(self.address.clone())
-            .map_err(|err| {
-                Status::invalid_argument(format!("bad node address {:?}: {err}", self.address))
-            })?
+        let endpoint = self
+            .tls
+            .endpoint(&self.address)
+            .map_err(|err| Status::invalid_argument(format!("bad node address: {err}")))?
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .initial_connection_window_size(16 * 1024 * 1024);
         let channel = tokio::select! {
-            channel = endpoint.connect() => channel.map_err(|err| Status::unavailable(format!("cannot connect: {err}")))?,
+            channel = endpoint.connect() => channel.map_err(|err| Status::unavailable(format!("cannot connect: {}", error_chain(&err))))?,
             () = self.stop.cancelled() => return Ok(()),
         };
         let mut client = WorkerServiceClient::with_interceptor(channel, self.auth.clone())
@@ -255,8 +273,18 @@ impl Link {
         let mut stream = client.stream_events(request).await?.into_inner();
         *backoff = Duration::from_millis(100);
         tracing::info!(node = %self.node, after_seq, "following the node's events");
+        let mut applied = after_seq;
+        let mut trim =
+            tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
+        let mut applied_at_last_tick = None;
         loop {
             tokio::select! {
+                _ = trim.tick() => {
+                    if let Some(through_seq) = applied_at_last_tick.filter(|seq| *seq > 0) {
+                        self.deliver(client.clone(), LinkCall::Trim { through_seq });
+                    }
+                    applied_at_last_tick = Some(applied);
+                }
                 message = stream.message() => {
                     let Some(first) = message? else { return Ok(()) };
                     let mut events = vec![first];
@@ -267,10 +295,12 @@ impl Link {
                             Some(Ok(None)) | None => break,
                         }
                     }
+                    let last = events.iter().map(|event| event.seq).max().unwrap_or(0);
                     self.engine
                         .worker_events(self.node.clone(), log_id.clone(), events)
                         .await
                         .map_err(|err| Status::unavailable(err.to_string()))?;
+                    applied = applied.max(last);
                 }
                 call = calls.recv() => match call {
                     Some(call) => self.deliver(client.clone(), call),
@@ -282,9 +312,39 @@ impl Link {
     }
 
     /// Checks the attempts the engine believes the node holds: re-sends the starts the node never
-    /// got, and reports the attempts it does not know.
+    /// got, and reports the attempts it does not know. Then reports the node's other unfinished
+    /// attempts, for the engine to stop those superseded while the node was away.
     async fn reconcile(&self, client: &mut WorkerClient, holders: Vec<(JobId, u32)>) {
-        for (job_id, attempt) in holders {
+        self.check_holders(client, &holders).await;
+        // An attempt superseded while the node was away (retried elsewhere after "node lost",
+        // cancelled while unreachable) may still run there, and its stop could not be delivered.
+        // One that prints would be stopped on its next event; a quiet one only here.
+        let active = client
+            .list_jobs(v1::WorkerListJobsRequest { active_only: true })
+            .await;
+        let active = match active {
+            Ok(list) => list.into_inner().jobs,
+            Err(status) => {
+                tracing::warn!(node = %self.node, error = %status.message(), "cannot list the node's attempts");
+                return;
+            }
+        };
+        let attempts: Vec<(JobId, u32)> = active
+            .iter()
+            .filter_map(|job| Some((JobId::parse(&job.job_id, "job_id").ok()?, job.attempt)))
+            .filter(|attempt| !holders.contains(attempt))
+            .collect();
+        if !attempts.is_empty() {
+            let command = Command::AttemptsActive {
+                node: self.node.clone(),
+                attempts,
+            };
+            self.engine.send(command).await;
+        }
+    }
+
+    async fn check_holders(&self, client: &mut WorkerClient, holders: &[(JobId, u32)]) {
+        for &(job_id, attempt) in holders {
             let known = client
                 .get_job(v1::WorkerGetJobRequest {
                     job_id: job_id.to_string(),
@@ -371,6 +431,20 @@ impl Link {
                         && status.code() != Code::NotFound
                     {
                         tracing::warn!(%node, %job_id, attempt, error = %status.message(), "CancelJob failed");
+                    }
+                }
+                LinkCall::Trim { through_seq } => {
+                    match client
+                        .trim_events(v1::TrimEventsRequest { through_seq })
+                        .await
+                    {
+                        Ok(response) => {
+                            let removed = response.into_inner().removed;
+                            tracing::debug!(%node, through_seq, removed, "worker trimmed its event log");
+                        }
+                        Err(status) => {
+                            tracing::debug!(%node, error = %status.message(), "TrimEvents failed")
+                        }
                     }
                 }
                 LinkCall::Delete { job_id } => {

@@ -234,18 +234,23 @@ impl EventLog {
 
     /// Deletes events up to and including `seq` (the coordinator has them durably).
     pub fn trim_through(&self, seq: u64) -> Result<usize, WorkerError> {
-        let to = std::ops::Bound::Included(u64_key(seq).to_vec());
-        let mut batch = WriteBatch::default();
-        for entry in self
-            .store
-            .scan(EVENTS, std::ops::Bound::Unbounded, to, Direction::Forward)?
-            .take(10_000)
-        {
-            batch.delete(EVENTS, entry?.0);
+        let mut removed = 0;
+        loop {
+            let to = std::ops::Bound::Included(u64_key(seq).to_vec());
+            let mut batch = WriteBatch::default();
+            for entry in self
+                .store
+                .scan(EVENTS, std::ops::Bound::Unbounded, to, Direction::Forward)?
+                .take(10_000)
+            {
+                batch.delete(EVENTS, entry?.0);
+            }
+            if batch.is_empty() {
+                return Ok(removed);
+            }
+            removed += batch.len();
+            self.store.commit(&batch)?;
         }
-        let removed = batch.len();
-        self.store.commit(&batch)?;
-        Ok(removed)
     }
 
     pub fn get_job(&self, job_id: &str) -> Result<Option<v1::WorkerJob>, WorkerError> {

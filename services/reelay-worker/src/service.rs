@@ -189,6 +189,20 @@ impl WorkerService for WorkerApi {
         Ok(Response::new(v1::WorkerDeleteJobResponse {}))
     }
 
+    async fn trim_events(
+        &self,
+        request: Request<v1::TrimEventsRequest>,
+    ) -> Result<Response<v1::TrimEventsResponse>, Status> {
+        let through = request.into_inner().through_seq;
+        let log = Arc::clone(self.supervisor.log());
+        let removed = tokio::task::spawn_blocking(move || log.trim_through(through))
+            .await
+            .map_err(|err| Status::internal(err.to_string()))??;
+        Ok(Response::new(v1::TrimEventsResponse {
+            removed: removed as u64,
+        }))
+    }
+
     async fn get_info(
         &self,
         _request: Request<v1::GetInfoRequest>,

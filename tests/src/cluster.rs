@@ -7,6 +7,9 @@
 //! cluster.wait_terminal(&job.id).await;
 //! # }
 //! ```
+//!
+//! With `.client_token(..)` the harness's own calls (waiting for nodes, submitting, watching)
+//! send a bearer token; with `.tls(..)` every server serves TLS and the harness verifies them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +22,7 @@ use reelay_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::transport::Channel;
 
 use crate::config::TEST_PIPELINES;
+use crate::connect::Connect;
 use crate::process::{ReelayProcess, free_port};
 use crate::watch;
 
@@ -29,6 +33,8 @@ pub struct WorkerSpec {
     pub labels: String,
     pub executor: String,
     pub extra_args: Vec<String>,
+    /// This worker's TLS files instead of the cluster's (a wrong CA, another certificate).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for WorkerSpec {
@@ -38,7 +44,30 @@ impl Default for WorkerSpec {
             labels: String::new(),
             executor: "process".into(),
             extra_args: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+/// TLS files of a cluster: the certificate and key every server serves, and the CA that peers
+/// and the harness verify them with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+            "--tls-ca".into(),
+            self.ca.display().to_string(),
+        ]
     }
 }
 
@@ -50,6 +79,8 @@ pub struct ClusterBuilder {
     coordinator_args: Vec<String>,
     env: Vec<(String, String)>,
     node_prefix: String,
+    client_token: Option<String>,
+    tls: Option<TlsFiles>,
 }
 
 impl ClusterBuilder {
@@ -81,6 +112,18 @@ impl ClusterBuilder {
         self
     }
 
+    /// The bearer token the harness's own calls send (a cluster started with `--api-token`).
+    pub fn client_token(mut self, token: &str) -> Self {
+        self.client_token = Some(token.to_owned());
+        self
+    }
+
+    /// Every server serves TLS with these files; the harness connects over `https://`.
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
     /// Names the workers `<prefix>w0`, `<prefix>w1`… instead of `w0`, `w1`…: node ids unique on
     /// the machine, for tests whose workers share a Docker engine (a worker removes the containers
     /// labelled with its node id that it does not know).
@@ -108,6 +151,9 @@ impl ClusterBuilder {
             "--config".into(),
             config.display().to_string(),
         ];
+        if let Some(tls) = &self.tls {
+            args.extend(tls.args());
+        }
         args.extend(self.coordinator_args.iter().cloned());
         let coordinator = ReelayProcess::start(
             "coordinator",
@@ -122,6 +168,8 @@ impl ClusterBuilder {
             config,
             env: self.env,
             node_prefix: self.node_prefix,
+            client_token: self.client_token,
+            tls: self.tls,
             dir,
         };
         cluster.wait_serving().await;
@@ -152,6 +200,10 @@ pub struct TestCluster {
     pub config: PathBuf,
     env: Vec<(String, String)>,
     node_prefix: String,
+    /// Sent by the harness's own calls.
+    client_token: Option<String>,
+    /// The cluster's TLS files, when it serves TLS.
+    pub tls: Option<TlsFiles>,
     /// Dropped last: the processes stop before their files go.
     pub dir: tempfile::TempDir,
 }
@@ -162,7 +214,21 @@ impl TestCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.coordinator_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.coordinator_port)
+    }
+
+    /// `https` when the cluster serves TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The coordinator as the harness calls it: its URL, the client token, the CA.
+    pub fn connect(&self) -> Connect {
+        Connect {
+            url: self.url(),
+            token: self.client_token.clone(),
+            ca: self.tls.as_ref().map(|tls| tls.ca.clone()),
+        }
     }
 
     pub fn address(&self) -> String {
@@ -200,6 +266,9 @@ impl TestCluster {
             "--shutdown-grace".into(),
             "5s".into(),
         ];
+        if let Some(tls) = spec.tls.as_ref().or(self.tls.as_ref()) {
+            args.extend(tls.args());
+        }
         args.extend(spec.extra_args);
         let log = self.dir.path().join(format!("{node_id}.log"));
         let process = ReelayProcess::start(&node_id, args, self.env.clone(), log);
@@ -212,12 +281,9 @@ impl TestCluster {
         index
     }
 
+    /// A channel to the coordinator (TLS when the cluster serves it; no token: see [`Self::connect`]).
     pub async fn channel(&self) -> Channel {
-        let endpoint = Channel::from_shared(self.url()).expect("url");
-        endpoint
-            .connect()
-            .await
-            .expect("connect to the coordinator")
+        self.connect().channel().await
     }
 
     pub async fn jobs(&self) -> JobServiceClient<Channel> {
@@ -233,24 +299,24 @@ impl TestCluster {
     }
 
     pub async fn worker_client(&self, index: usize) -> WorkerServiceClient<Channel> {
-        let url = format!("http://127.0.0.1:{}", self.workers[index].port);
-        WorkerServiceClient::new(
-            Channel::from_shared(url)
-                .expect("url")
-                .connect()
-                .await
-                .expect("connect to worker"),
-        )
+        WorkerServiceClient::new(self.worker_connect(index).channel().await)
+    }
+
+    /// Worker `index` as the harness calls it (TLS when the cluster serves it; no token).
+    pub fn worker_connect(&self, index: usize) -> Connect {
+        Connect {
+            url: format!("{}://127.0.0.1:{}", self.scheme(), self.workers[index].port),
+            token: None,
+            ca: self.tls.as_ref().map(|tls| tls.ca.clone()),
+        }
     }
 
     /// Waits until the coordinator answers ListNodes.
     pub async fn wait_serving(&mut self) {
+        let connect = self.connect();
         for _ in 0..300 {
-            if let Ok(channel) = Channel::from_shared(self.url())
-                .expect("url")
-                .connect()
-                .await
-                && NodeServiceClient::new(channel)
+            if let Ok(channel) = connect.try_channel().await
+                && NodeServiceClient::with_interceptor(channel, connect.auth())
                     .list_nodes(v1::ListNodesRequest {})
                     .await
                     .is_ok()
@@ -272,7 +338,7 @@ impl TestCluster {
 
     /// Waits until at least `n` nodes are READY.
     pub async fn wait_ready_nodes(&self, n: usize) -> Vec<v1::Node> {
-        let mut client = self.nodes().await;
+        let mut client = self.connect().nodes().await;
         let mut nodes = Vec::new();
         for _ in 0..400 {
             if let Ok(response) = client.list_nodes(v1::ListNodesRequest {}).await {
@@ -301,7 +367,7 @@ impl TestCluster {
         state: v1::NodeState,
         timeout: Duration,
     ) -> v1::Node {
-        let mut client = self.nodes().await;
+        let mut client = self.connect().nodes().await;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(node) = client
@@ -331,7 +397,8 @@ impl TestCluster {
             spec: Some(spec),
             request_id: String::new(),
         };
-        self.jobs()
+        self.connect()
+            .jobs()
             .await
             .create_job(request)
             .await
@@ -340,7 +407,8 @@ impl TestCluster {
     }
 
     pub async fn get(&self, id: &str) -> v1::Job {
-        self.jobs()
+        self.connect()
+            .jobs()
             .await
             .get_job(v1::GetJobRequest { id: id.to_owned() })
             .await
@@ -354,7 +422,11 @@ impl TestCluster {
     }
 
     pub async fn wait_terminal_within(&self, id: &str, timeout: Duration) -> Vec<v1::JobEvent> {
-        match tokio::time::timeout(timeout, watch::until_terminal(self.url(), id.to_owned())).await
+        match tokio::time::timeout(
+            timeout,
+            watch::until_terminal_at(self.connect(), id.to_owned()),
+        )
+        .await
         {
             Ok(events) => events,
             Err(_) => panic!(
@@ -372,8 +444,11 @@ impl TestCluster {
         timeout: Duration,
         predicate: impl Fn(&v1::Job) -> bool,
     ) -> v1::Job {
-        match tokio::time::timeout(timeout, watch::until(self.url(), id.to_owned(), predicate))
-            .await
+        match tokio::time::timeout(
+            timeout,
+            watch::until_at(self.connect(), id.to_owned(), predicate),
+        )
+        .await
         {
             Ok(job) => job,
             Err(_) => panic!(

@@ -2,6 +2,8 @@
 //! real sled files, and clients that follow jobs the way a real client should.
 //!
 //! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
+//! - [`connect`]: how a test client reaches a server (URL, token, CA).
+//! - [`grpc_web`]: a minimal grpc-web client over HTTP/1.1, for browser-style calls.
 //! - [`process`]: one `reelay` process, started and stopped by PID.
 //! - [`watch`]: following a job through WatchJob across restarts.
 //! - [`config`]: the test pipelines.
@@ -18,11 +20,13 @@
 
 pub mod cluster;
 pub mod config;
+pub mod connect;
 pub mod docker;
+pub mod grpc_web;
 pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod tools;
 pub mod watch;
 
-pub use cluster::{TestCluster, WorkerSpec, spec};
+pub use cluster::{TestCluster, TlsFiles, WorkerSpec, spec};

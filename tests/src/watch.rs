@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reelay_proto::v1;
 use reelay_proto::v1::job_service_client::JobServiceClient;
-use tonic::transport::Channel;
+
+use crate::connect::{AuthChannel, Connect};
 
 pub fn is_terminal(state: i32) -> bool {
     [
@@ -17,19 +18,20 @@ pub fn is_terminal(state: i32) -> bool {
     .any(|s| *s as i32 == state)
 }
 
-async fn connect(url: &str) -> Option<JobServiceClient<Channel>> {
-    let channel = Channel::from_shared(url.to_owned())
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    Some(JobServiceClient::new(channel))
+async fn connect(target: &Connect) -> Option<JobServiceClient<AuthChannel>> {
+    let channel = target.try_channel().await.ok()?;
+    Some(JobServiceClient::with_interceptor(channel, target.auth()))
 }
 
 /// Events of job `id` until it is terminal, resuming across broken streams.
 pub async fn until_terminal(url: String, id: String) -> Vec<v1::JobEvent> {
+    until_terminal_at(Connect::plain(&url), id).await
+}
+
+/// [`until_terminal`] with a token or TLS.
+pub async fn until_terminal_at(target: Connect, id: String) -> Vec<v1::JobEvent> {
     let mut events = Vec::new();
-    follow(&url, &id, |event| {
+    follow(&target, &id, |event| {
         events.push(event.clone());
         event.job.as_ref().is_some_and(|job| is_terminal(job.state))
     })
@@ -39,8 +41,17 @@ pub async fn until_terminal(url: String, id: String) -> Vec<v1::JobEvent> {
 
 /// The job once `predicate` holds.
 pub async fn until(url: String, id: String, predicate: impl Fn(&v1::Job) -> bool) -> v1::Job {
+    until_at(Connect::plain(&url), id, predicate).await
+}
+
+/// [`until`] with a token or TLS.
+pub async fn until_at(
+    target: Connect,
+    id: String,
+    predicate: impl Fn(&v1::Job) -> bool,
+) -> v1::Job {
     let mut found = None;
-    follow(&url, &id, |event| match &event.job {
+    follow(&target, &id, |event| match &event.job {
         Some(job) if predicate(job) => {
             found = Some(job.clone());
             true
@@ -53,10 +64,10 @@ pub async fn until(url: String, id: String, predicate: impl Fn(&v1::Job) -> bool
 
 /// Calls `on_event` for each event (snapshot first) until it returns true. Versions never repeat:
 /// after a break the watch resumes after the last version seen.
-async fn follow(url: &str, id: &str, mut on_event: impl FnMut(&v1::JobEvent) -> bool) {
+async fn follow(target: &Connect, id: &str, mut on_event: impl FnMut(&v1::JobEvent) -> bool) {
     let mut last = 0;
     loop {
-        if let Some(mut client) = connect(url).await {
+        if let Some(mut client) = connect(target).await {
             let request = v1::WatchJobRequest {
                 id: id.to_owned(),
                 after_version: last,

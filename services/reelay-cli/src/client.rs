@@ -6,8 +6,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use std::path::Path;
+
+use anyhow::bail;
 use reelay_proto::auth::ClusterAuth;
+use reelay_proto::tls::ClientTls;
 use reelay_proto::v1::job_service_client::JobServiceClient;
 use reelay_proto::v1::node_service_client::NodeServiceClient;
 use reelay_proto::v1::pipeline_service_client::PipelineServiceClient;
@@ -31,9 +34,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Checks `server` and prepares a channel to it; nothing is sent yet.
-    pub(crate) fn new(server: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let endpoint = endpoint(server)?;
+    /// Checks `server` and prepares a channel to it; nothing is sent yet. An `https://` server
+    /// is verified with the CA in `tls_ca`, or the system's roots.
+    pub(crate) fn new(
+        server: &str,
+        token: Option<&str>,
+        tls_ca: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let tls = ClientTls::load(tls_ca).map_err(|err| anyhow::anyhow!("--tls-ca: {err}"))?;
+        let endpoint = endpoint(server, &tls)?;
         let auth =
             ClusterAuth::new(token).map_err(|reason| anyhow::anyhow!("--token: {reason}"))?;
         Ok(Connection {
@@ -55,12 +64,13 @@ impl Connection {
     }
 }
 
-/// The endpoint for a `--server` value: `http://host:port`. `https://` needs TLS support, which
-/// this build does not have (the workspace builds tonic without its `tls-*` features).
-fn endpoint(server: &str) -> anyhow::Result<Endpoint> {
+/// The endpoint for a `--server` value: `http://host:port`, or `https://host:port` verified by
+/// `tls`.
+fn endpoint(server: &str, tls: &ClientTls) -> anyhow::Result<Endpoint> {
     check_server_url(server)?;
-    let endpoint = Endpoint::from_shared(server.to_owned())
-        .with_context(|| format!("--server: {server:?} is not a valid URL"))?;
+    let endpoint = tls
+        .endpoint(server)
+        .map_err(|err| anyhow::anyhow!("--server: {err}"))?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -70,15 +80,13 @@ fn endpoint(server: &str) -> anyhow::Result<Endpoint> {
 
 /// Rejects what cannot work before anything is sent, with a message that says what to do.
 fn check_server_url(server: &str) -> anyhow::Result<()> {
-    if let Some(rest) = server.strip_prefix("https://") {
+    let Some(rest) = server
+        .strip_prefix("http://")
+        .or_else(|| server.strip_prefix("https://"))
+    else {
         bail!(
-            "--server: https:// is not supported by this build of reelay (it is built without TLS); \
-             use http://{rest} on a trusted network, or reach the coordinator through a TLS tunnel \
-             that ends on this machine (ssh -L, stunnel)"
+            "--server: {server:?} must start with http:// or https:// (for example http://127.0.0.1:7070)"
         );
-    }
-    let Some(rest) = server.strip_prefix("http://") else {
-        bail!("--server: {server:?} must start with http:// (for example http://127.0.0.1:7070)");
     };
     if rest.is_empty() || rest.starts_with('/') {
         bail!("--server: {server:?} has no host (for example http://127.0.0.1:7070)");
@@ -94,8 +102,7 @@ mod tests {
     fn server_urls_are_checked_before_connecting() {
         assert!(check_server_url("http://127.0.0.1:7070").is_ok());
         assert!(check_server_url("http://reelay.internal:7070/").is_ok());
-        let https = check_server_url("https://reelay.example.com").unwrap_err();
-        assert!(https.to_string().contains("TLS"), "{https}");
+        assert!(check_server_url("https://reelay.example.com").is_ok());
         let bare = check_server_url("127.0.0.1:7070").unwrap_err();
         assert!(bare.to_string().contains("http://"), "{bare}");
         assert!(check_server_url("http://").is_err());
@@ -104,7 +111,17 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_made_without_a_server() {
         // connect_lazy: nothing is dialled until the first call.
-        assert!(Connection::new("http://127.0.0.1:9", Some("token")).is_ok());
-        assert!(Connection::new("http://127.0.0.1:9", Some("bad\ntoken")).is_err());
+        assert!(Connection::new("http://127.0.0.1:9", Some("token"), None).is_ok());
+        assert!(Connection::new("http://127.0.0.1:9", Some("bad\ntoken"), None).is_err());
+        let missing = Connection::new(
+            "https://127.0.0.1:9",
+            None,
+            Some(Path::new("/nonexistent/ca.pem")),
+        )
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/ca.pem"),
+            "{missing}"
+        );
     }
 }

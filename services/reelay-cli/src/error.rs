@@ -87,13 +87,19 @@ pub(crate) fn describe(err: &anyhow::Error, server: &str) -> Report {
         } else {
             cause
         };
+        let hint = if cause.contains("certificate") || cause.contains("CertificateRequired") {
+            "the coordinator's TLS certificate is not trusted: pass the CA that signed it with \
+             --tls-ca (REELAY_TLS_CA)"
+        } else if server.starts_with("http://")
+            && (cause.contains("connection reset") || cause.contains("frame with invalid size"))
+        {
+            "if the coordinator serves TLS, use --server https://…"
+        } else {
+            "is it running? Start one with `reelay dev`, or point --server (REELAY_SERVER) at it"
+        };
         return Report {
             message: format!("cannot reach the coordinator at {server}: {cause}"),
-            hint: Some(
-                "is it running? Start one with `reelay dev`, or point --server (REELAY_SERVER) \
-                 at it"
-                    .to_owned(),
-            ),
+            hint: Some(hint.to_owned()),
         };
     }
     Report {

@@ -52,7 +52,7 @@ const GLOBAL: &str = "Connection and output";
 /// Where the coordinator is and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Coordinator URL (http://HOST:PORT).
+    /// Coordinator URL (http://HOST:PORT, or https://HOST:PORT when it serves TLS).
     #[arg(
         long,
         env = "REELAY_SERVER",
@@ -71,6 +71,15 @@ pub struct ClientArgs {
         help_heading = GLOBAL
     )]
     pub token: Option<String>,
+    /// CA certificate (PEM) to verify an https:// server with (default: the system's roots).
+    #[arg(
+        long,
+        env = "REELAY_TLS_CA",
+        global = true,
+        value_name = "PEM",
+        help_heading = GLOBAL
+    )]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Output format: `text` for people, `json` for scripts (one JSON object per line).
     #[arg(
         long,
@@ -159,7 +168,11 @@ pub(crate) struct Ctx {
 impl Ctx {
     fn new(args: &ClientArgs) -> anyhow::Result<Self> {
         Ok(Ctx {
-            conn: client::Connection::new(&args.server, args.token.as_deref())?,
+            conn: client::Connection::new(
+                &args.server,
+                args.token.as_deref(),
+                args.tls_ca.as_deref(),
+            )?,
             output: args.output,
         })
     }

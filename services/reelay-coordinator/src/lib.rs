@@ -31,6 +31,7 @@ use std::time::Duration;
 use reelay_core::machine::Policy;
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::{ClusterAuth, TokenCheck};
+use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_store::SledStore;
 use reelay_store::sled_store::SledOptions;
 use tokio::net::TcpListener;
@@ -46,7 +47,7 @@ use crate::metrics::Metrics;
 use crate::store::JobStore;
 
 /// Everything a coordinator needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
     pub pipelines: Pipelines,
@@ -62,6 +63,29 @@ pub struct CoordinatorConfig {
     pub cluster_token: Option<String>,
     /// sled page cache in bytes.
     pub cache_bytes: u64,
+    /// The certificate the port serves TLS with (gRPC, grpc-web, UI, downloads, metrics); `None`
+    /// serves plain HTTP.
+    pub tls: Option<ServerTls>,
+    /// How links verify workers whose address is `https://`.
+    pub peer_tls: ClientTls,
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are counted, never shown.
+        f.debug_struct("CoordinatorConfig")
+            .field("data_dir", &self.data_dir)
+            .field("pipelines", &self.pipelines)
+            .field("retain", &self.retain)
+            .field("node_lost_after", &self.node_lost_after)
+            .field("api_tokens", &self.api_tokens.len())
+            .field("read_tokens", &self.read_tokens.len())
+            .field("cluster_token", &self.cluster_token.is_some())
+            .field("cache_bytes", &self.cache_bytes)
+            .field("tls", &self.tls)
+            .field("peer_tls", &self.peer_tls)
+            .finish()
+    }
 }
 
 /// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams,
@@ -85,7 +109,12 @@ pub async fn run(
     let auth =
         ClusterAuth::new(config.cluster_token.as_deref()).map_err(CoordinatorError::Internal)?;
     let background = CancellationToken::new();
-    let links = Links::new(store.clone(), auth, background.clone());
+    let links = Links::new(
+        store.clone(),
+        auth,
+        config.peer_tls.clone(),
+        background.clone(),
+    );
     let settings = EngineSettings {
         policy: Policy {
             retain: config.retain,
@@ -120,15 +149,22 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let routes = http::routes(state, metrics)?;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        server = tls.apply(server).map_err(CoordinatorError::Internal)?;
+    }
     tracing::info!(
         address = %listener.local_addr()?,
+        tls = config.tls.is_some(),
+        client_tokens = !config.api_tokens.is_empty() || !config.read_tokens.is_empty(),
+        cluster_token = config.cluster_token.is_some(),
         data_dir = %config.data_dir.display(),
         pipelines = config.pipelines.iter().count(),
         ui = web::is_built(),
         ready_ms = opened.elapsed().as_millis() as u64,
         "coordinator serving"
     );
-    let served = tonic::transport::Server::builder()
+    let served = server
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -8,30 +8,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reelay_proto::auth::ClusterAuth;
+use reelay_proto::tls::{ClientTls, error_chain};
 use reelay_proto::v1;
 use reelay_proto::v1::node_service_client::NodeServiceClient;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
-
-use reelay_proto::auth::ClusterAuth;
+use tonic::Code;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Registers now and after every end of the coordinator's stream, until `shutdown`.
 pub async fn keep_registered(
     coordinator: String,
+    tls: ClientTls,
     request: v1::RegisterNodeRequest,
     auth: ClusterAuth,
     stream_ended: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let endpoint = match Endpoint::from_shared(coordinator.clone()) {
+    let endpoint = match tls.endpoint(&coordinator) {
         Ok(endpoint) => endpoint
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10)),
         Err(err) => {
-            tracing::error!(coordinator = %coordinator, error = %err, "the --coordinator URL is invalid");
+            tracing::error!(coordinator = %coordinator, error = %err, "the --coordinator URL cannot be used");
             return;
         }
     };
@@ -50,14 +51,23 @@ pub async fn keep_registered(
                     tracing::info!(coordinator = %coordinator, node_id = %request.id, state, "registered with the coordinator");
                     break;
                 }
-                Err(status) => {
-                    tracing::warn!(coordinator = %coordinator, code = ?status.code(), error = %status.message(), "cannot register; retrying");
+                Err(status)
                     if matches!(
                         status.code(),
-                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-                    ) {
-                        backoff = MAX_BACKOFF;
-                    }
+                        Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+                {
+                    tracing::error!(
+                        coordinator = %coordinator,
+                        code = ?status.code(),
+                        error = %status.message(),
+                        "the coordinator refused this worker's cluster token: set the same \
+                         --cluster-token (REELAY_CLUSTER_TOKEN) on the coordinator and its workers; retrying"
+                    );
+                    backoff = MAX_BACKOFF;
+                }
+                Err(status) => {
+                    tracing::warn!(coordinator = %coordinator, code = ?status.code(), error = %describe(&status), "cannot register; retrying");
                 }
             }
             tokio::select! {
@@ -71,5 +81,14 @@ pub async fn keep_registered(
             () = shutdown.cancelled() => return,
         }
         tracing::info!("the coordinator's event stream ended; registering again");
+    }
+}
+
+/// A status with the cause of a transport error (a refused TLS certificate says why).
+fn describe(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    match status.source() {
+        Some(source) => format!("{}: {}", status.message(), error_chain(source)),
+        None => status.message().to_owned(),
     }
 }

@@ -74,6 +74,12 @@ pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
+    // TLS, when given, is served on both ports; the built-in worker and the coordinator verify
+    // each other with --tls-ca (or the system's roots), so the certificate must be valid for the
+    // loopback address they use.
+    let tls = args.common.tls.server()?;
+    let peer_tls = args.common.tls.peers()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let pipelines = match &args.common.config {
         Some(path) => servers::load_pipelines(Some(path))?,
         None => builtin_pipelines(&args.data_dir)?,
@@ -94,9 +100,9 @@ pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.join("coordinator"),
             pipelines.clone(),
             &args.coordinator,
-            Vec::new(),
-            Vec::new(),
-            None,
+            servers::Tokens::default(),
+            tls.clone(),
+            peer_tls.clone(),
         ),
         coordinator_listener,
         shutdown.clone(),
@@ -110,18 +116,25 @@ pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
                 labels: args.node.labels.clone(),
             },
             pipelines,
-            coordinator: Some(format!("http://{}", loopback(coordinator_address))),
-            advertise: format!("http://{}", loopback(worker_address)),
+            coordinator: Some(format!("{scheme}://{}", loopback(coordinator_address))),
+            advertise: format!("{scheme}://{}", loopback(worker_address)),
             cluster_token: None,
             shutdown_grace: Duration::from_secs(10),
+            tls,
+            coordinator_tls: peer_tls,
         },
         executor,
         worker_listener,
         shutdown.clone(),
     );
+    let address = loopback(coordinator_address);
+    let connect = match (scheme, &args.common.tls.tls_ca) {
+        ("https", Some(ca)) => format!(" --server https://{address} --tls-ca {}", ca.display()),
+        ("https", None) => format!(" --server https://{address}"),
+        _ => String::new(),
+    };
     eprintln!(
-        "\n  Reelay is running: open http://{address}\n  Try:  reelay job submit count --param steps=50 --watch\n  Stop: Ctrl-C\n",
-        address = loopback(coordinator_address)
+        "\n  Reelay is running: open {scheme}://{address}\n  Try:  reelay job submit count --param steps=50 --watch{connect}\n  Stop: Ctrl-C\n"
     );
     let (coordinator, worker) = tokio::join!(coordinator, worker);
     coordinator?;

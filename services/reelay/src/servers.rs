@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use reelay_core::pipeline::Pipelines;
+use reelay_proto::auth::validate_token;
+use reelay_proto::tls::{ClientTls, ServerTls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,51 @@ pub(crate) struct CommonArgs {
     /// Allow listening beyond loopback without a token (anyone who can connect may use it).
     #[arg(long, env = "REELAY_INSECURE")]
     pub(crate) insecure: bool,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+/// TLS flags every server command has.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TlsArgs {
+    /// Serve TLS only with this certificate chain (PEM, the server's certificate first).
+    #[arg(
+        long,
+        env = "REELAY_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "REELAY_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that peers' certificates are verified with: the coordinator's when a
+    /// worker registers, the workers' on the coordinator's links (default: the system's roots).
+    #[arg(long, env = "REELAY_TLS_CA", value_name = "PEM")]
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server side: the certificate and key, read and checked now.
+    pub(crate) fn server(&self) -> anyhow::Result<Option<ServerTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(
+                ServerTls::load(cert, key).map_err(|err| anyhow::anyhow!("{err}"))?,
+            )),
+            (None, None) => Ok(None),
+            _ => bail!("--tls-cert and --tls-key go together"),
+        }
+    }
+
+    /// The client side: how peers on `https://` URLs are verified.
+    pub(crate) fn peers(&self) -> anyhow::Result<ClientTls> {
+        ClientTls::load(self.tls_ca.as_deref()).map_err(|err| anyhow::anyhow!("{err}"))
+    }
 }
 
 /// Flags of `reelay coordinator`.
@@ -147,6 +194,17 @@ pub(crate) fn load_pipelines(path: Option<&Path>) -> anyhow::Result<Pipelines> {
     }
 }
 
+/// Checks every configured token (not empty, sendable in a header); messages never show one.
+pub(crate) fn check_tokens<'a>(
+    tokens: impl IntoIterator<Item = &'a String>,
+    flag: &str,
+) -> anyhow::Result<()> {
+    for token in tokens {
+        validate_token(token, flag).map_err(|err| anyhow::anyhow!("{err}"))?;
+    }
+    Ok(())
+}
+
 /// Refuses to listen beyond loopback without a token, unless told `--insecure`.
 pub(crate) fn check_exposure(
     listen: SocketAddr,
@@ -196,43 +254,62 @@ pub(crate) async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpL
         .with_context(|| format!("cannot listen on {address} for the {what} (is another reelay running? pick another --listen)"))
 }
 
+/// Tokens of a coordinator.
+#[derive(Default)]
+pub(crate) struct Tokens {
+    pub(crate) api: Vec<String>,
+    pub(crate) read: Vec<String>,
+    pub(crate) cluster: Option<String>,
+}
+
 pub(crate) fn coordinator_config(
     data_dir: PathBuf,
     pipelines: Pipelines,
     tuning: &CoordinatorTuning,
-    api_tokens: Vec<String>,
-    read_tokens: Vec<String>,
-    cluster_token: Option<String>,
+    tokens: Tokens,
+    tls: Option<ServerTls>,
+    peer_tls: ClientTls,
 ) -> reelay_coordinator::CoordinatorConfig {
     reelay_coordinator::CoordinatorConfig {
         data_dir,
         pipelines,
         retain: tuning.retain,
         node_lost_after: tuning.node_lost_after,
-        api_tokens,
-        read_tokens,
-        cluster_token,
+        api_tokens: tokens.api,
+        read_tokens: tokens.read,
+        cluster_token: tokens.cluster,
         cache_bytes: tuning.cache_mb * 1024 * 1024,
+        tls,
+        peer_tls,
     }
 }
 
 pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.common.log_format);
+    check_tokens(&args.api_tokens, "--api-token")?;
+    check_tokens(&args.read_tokens, "--read-token")?;
+    check_tokens(&args.cluster_token, "--cluster-token")?;
     check_exposure(
         args.listen,
-        !args.api_tokens.is_empty(),
+        !args.api_tokens.is_empty() || !args.read_tokens.is_empty(),
         args.common.insecure,
         "--api-token",
     )?;
+    let tls = args.common.tls.server()?;
+    let peer_tls = args.common.tls.peers()?;
     let pipelines = load_pipelines(args.common.config.as_deref())?;
     let listener = bind(args.listen, "coordinator").await?;
     let config = coordinator_config(
         args.data_dir,
         pipelines,
         &args.coordinator,
-        args.api_tokens,
-        args.read_tokens,
-        args.cluster_token,
+        Tokens {
+            api: args.api_tokens,
+            read: args.read_tokens,
+            cluster: args.cluster_token,
+        },
+        tls,
+        peer_tls,
     );
     reelay_coordinator::run(config, listener, shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -240,15 +317,18 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCod
 
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.common.log_format);
+    check_tokens(&args.cluster_token, "--cluster-token")?;
     check_exposure(
         args.listen,
         args.cluster_token.is_some(),
         args.common.insecure,
         "--cluster-token",
     )?;
+    let tls = args.common.tls.server()?;
+    let coordinator_tls = args.common.tls.peers()?;
     let pipelines = load_pipelines(args.common.config.as_deref())?;
     let listener = bind(args.listen, "worker").await?;
-    let advertise = advertise_url(args.advertise, listener.local_addr()?)?;
+    let advertise = advertise_url(args.advertise, listener.local_addr()?, tls.is_some())?;
     let node_id = match args.node_id {
         Some(id) => id,
         None => hostname::get()
@@ -271,24 +351,34 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         advertise,
         cluster_token: args.cluster_token,
         shutdown_grace: args.shutdown_grace,
+        tls,
+        coordinator_tls,
     };
     reelay_worker::run(config, executor, listener, shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The URL the coordinator should use for this worker.
+/// The URL the coordinator should use for this worker: `https://` when it serves TLS.
 pub(crate) fn advertise_url(
     advertise: Option<String>,
     bound: SocketAddr,
+    tls: bool,
 ) -> anyhow::Result<String> {
+    let scheme = if tls { "https" } else { "http" };
     if let Some(url) = advertise {
+        if tls && url.starts_with("http://") {
+            bail!(
+                "--advertise {url} is plain http://, but this worker serves TLS only (--tls-cert): \
+                 advertise https://"
+            );
+        }
         return Ok(url);
     }
     if bound.ip().is_unspecified() {
         bail!(
-            "the worker listens on {bound}: set --advertise to the URL the coordinator reaches it at (http://HOST:{})",
+            "the worker listens on {bound}: set --advertise to the URL the coordinator reaches it at ({scheme}://HOST:{})",
             bound.port()
         );
     }
-    Ok(format!("http://{bound}"))
+    Ok(format!("{scheme}://{bound}"))
 }

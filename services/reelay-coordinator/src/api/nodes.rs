@@ -26,10 +26,32 @@ impl NodeService for NodeApi {
         request: Request<v1::RegisterNodeRequest>,
     ) -> Result<Response<v1::RegisterNodeResponse>, Status> {
         // Workers authenticate with the cluster token; without one configured, an API token will do.
-        if self.0.cluster.is_open() {
-            self.0.write(&request)?;
+        let checked = if self.0.cluster.is_open() {
+            self.0.write(&request)
         } else {
-            self.0.cluster.check(&request, Access::Write)?;
+            self.0
+                .cluster
+                .check(&request, Access::Write)
+                .map(drop)
+                .map_err(|status| {
+                    Status::new(
+                        status.code(),
+                        format!(
+                            "{}: workers must send this coordinator's cluster token (set the same \
+                             --cluster-token or REELAY_CLUSTER_TOKEN on the coordinator and its workers)",
+                            status.message()
+                        ),
+                    )
+                })
+        };
+        if let Err(status) = checked {
+            tracing::warn!(
+                node = ?request.get_ref().id,
+                peer = ?request.remote_addr(),
+                code = ?status.code(),
+                "RegisterNode refused: the worker's token is missing or wrong"
+            );
+            return Err(status);
         }
         let request = request.into_inner();
         let registration = Registration {

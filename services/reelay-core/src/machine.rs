@@ -57,6 +57,10 @@ pub enum Input<'a> {
     NodeReachable { node: &'a str, reachable: bool },
     /// The job's node is gone for good (lost for too long, or removed): its attempt failed.
     NodeLost { node: &'a str, reason: &'a str },
+    /// A node that came back says it still runs `attempt` of the job. Nothing about the job
+    /// changes; an attempt that is not the current one is told to stop (it was superseded while
+    /// the node was away: retried elsewhere after "node lost", or the job was cancelled).
+    AttemptActive { node: &'a str, attempt: u32 },
 }
 
 /// What the coordinator must tell a worker after a change is stored.
@@ -157,13 +161,7 @@ pub fn apply(
         Input::Report { node, report } => {
             if !job.is_current_attempt(node, report.attempt) {
                 if !report.state.is_terminal() {
-                    let reason =
-                        format!("attempt {} of job {} is superseded", report.attempt, job.id);
-                    actions.push(Action::CancelOnWorker {
-                        node: node.to_owned(),
-                        attempt: report.attempt,
-                        reason,
-                    });
+                    actions.push(stop_superseded(job, node, report.attempt));
                 }
                 return Ok(Outcome::unchanged(job, actions));
             }
@@ -238,8 +236,23 @@ pub fn apply(
             fail_attempt(&mut next, reason, now, policy);
             next.node_reachable = false;
         }
+        Input::AttemptActive { node, attempt } => {
+            if !job.is_current_attempt(node, attempt) {
+                actions.push(stop_superseded(job, node, attempt));
+            }
+            return Ok(Outcome::unchanged(job, actions));
+        }
     }
     Ok(finish_outcome(job, next, now, actions))
+}
+
+/// Tells `node` to stop `attempt` of `job`, which is not the job's current attempt there.
+fn stop_superseded(job: &Job, node: &str, attempt: u32) -> Action {
+    Action::CancelOnWorker {
+        node: node.to_owned(),
+        attempt,
+        reason: format!("attempt {attempt} of job {} is superseded", job.id),
+    }
 }
 
 fn finish_outcome(job: &Job, mut next: Job, now: SystemTime, actions: Vec<Action>) -> Outcome {
@@ -768,6 +781,70 @@ mod tests {
             .job
             .is_none()
         );
+    }
+
+    #[test]
+    fn an_attempt_found_on_a_returning_node_is_stopped_unless_it_is_current() {
+        // Attempt 1 on n1; n1 is lost, the job is retried: attempt 2 on n2.
+        let job = assigned(2);
+        let job = step(
+            &job,
+            Input::NodeLost {
+                node: "n1",
+                reason: "node lost",
+            },
+        )
+        .job
+        .unwrap();
+        let job = step(&job, Input::Assign { node: "n2" }).job.unwrap();
+        // n1 comes back still running attempt 1: it is told to stop, the job does not change.
+        let out = step(
+            &job,
+            Input::AttemptActive {
+                node: "n1",
+                attempt: 1,
+            },
+        );
+        assert!(out.job.is_none());
+        assert!(
+            matches!(&out.actions[..], [Action::CancelOnWorker { node, attempt: 1, reason }]
+                if node == "n1" && reason.contains("superseded")),
+            "{:?}",
+            out.actions
+        );
+        // The current attempt on its node is left alone.
+        let out = step(
+            &job,
+            Input::AttemptActive {
+                node: "n2",
+                attempt: 2,
+            },
+        );
+        assert!(out.job.is_none() && out.actions.is_empty());
+        // A job cancelled while its node was unreachable: the node stops it when it is back.
+        let job = step(
+            &assigned(1),
+            Input::NodeReachable {
+                node: "n1",
+                reachable: false,
+            },
+        )
+        .job
+        .unwrap();
+        let job = step(&job, Input::Cancel).job.unwrap();
+        assert_eq!(job.state, JobState::Cancelled);
+        let out = step(
+            &job,
+            Input::AttemptActive {
+                node: "n1",
+                attempt: 1,
+            },
+        );
+        assert!(out.job.is_none());
+        assert!(matches!(
+            &out.actions[..],
+            [Action::CancelOnWorker { attempt: 1, .. }]
+        ));
     }
 
     #[test]

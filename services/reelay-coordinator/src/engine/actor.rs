@@ -358,6 +358,13 @@ impl Actor {
                     tracing::error!(%job_id, error = %err, "attempt unknown failed");
                 }
             }
+            Command::AttemptsActive { node, attempts } => {
+                for (job_id, attempt) in attempts {
+                    if let Err(err) = self.attempt_active(txn, job_id, attempt, &node, now) {
+                        tracing::error!(%job_id, error = %err, "active attempt check failed");
+                    }
+                }
+            }
             Command::Expire => {
                 if let Err(err) = self.expire(txn, now) {
                     tracing::error!(error = %err, "expiry failed");
@@ -694,22 +701,40 @@ impl Actor {
             }
             None if !report.state.is_terminal() => {
                 // The job was deleted while this attempt ran: stop it.
-                let reason = format!("job {id} no longer exists");
-                let action = Action::CancelOnWorker {
-                    node: node.to_owned(),
-                    attempt: report.attempt,
-                    reason,
-                };
-                let placeholder = Job::new(id, JobSpec::default(), String::new(), now);
-                txn.actions.push(WorkerAction {
-                    job_id: id,
-                    action,
-                    job: placeholder,
-                });
+                stop_deleted(txn, id, node, report.attempt, now);
             }
             None => {}
         }
         self.schedule_needed = true;
+        Ok(())
+    }
+
+    /// A node that came back runs `attempt` of a job: stopped unless it is the job's current
+    /// attempt there (it was superseded while the node was away, and its stop, if one was sent,
+    /// could not be delivered).
+    fn attempt_active(
+        &mut self,
+        txn: &mut Txn,
+        id: JobId,
+        attempt: u32,
+        node: &str,
+        now: SystemTime,
+    ) -> Result<()> {
+        match txn.job(&self.store, id)? {
+            Some(job) => {
+                let outcome = apply(
+                    &job,
+                    Input::AttemptActive { node, attempt },
+                    now,
+                    &self.settings.policy,
+                )?;
+                if !outcome.actions.is_empty() {
+                    tracing::info!(%node, job_id = %id, attempt, current = job.attempt, state = %job.state, "stopping an attempt superseded while its node was away");
+                }
+                self.save(txn, &job, outcome)?;
+            }
+            None => stop_deleted(txn, id, node, attempt, now),
+        }
         Ok(())
     }
 
@@ -1031,6 +1056,21 @@ impl Actor {
             v1::Node::from(node).encode_to_vec(),
         );
     }
+}
+
+/// Tells `node` to stop `attempt` of job `id`, which no longer exists.
+fn stop_deleted(txn: &mut Txn, id: JobId, node: &str, attempt: u32, now: SystemTime) {
+    let action = Action::CancelOnWorker {
+        node: node.to_owned(),
+        attempt,
+        reason: format!("job {id} no longer exists"),
+    };
+    let placeholder = Job::new(id, JobSpec::default(), String::new(), now);
+    txn.actions.push(WorkerAction {
+        job_id: id,
+        action,
+        job: placeholder,
+    });
 }
 
 /// Queues the reply to a command for after the cycle's writes.

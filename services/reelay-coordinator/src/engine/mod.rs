@@ -131,6 +131,12 @@ pub(crate) enum Command {
         attempt: u32,
         node: String,
     },
+    /// Unfinished attempts (id, attempt) a node that came back runs beyond those the engine named
+    /// at link up: each that is not its job's current attempt is told to stop.
+    AttemptsActive {
+        node: String,
+        attempts: Vec<(JobId, u32)>,
+    },
     /// Remove jobs whose retention has passed.
     Expire,
 }

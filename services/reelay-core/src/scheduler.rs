@@ -116,7 +116,8 @@ pub enum Pending {
     PinnedBlocked(String, String),
     PinnedBusy(String),
     NoMatchingLabels(BTreeMap<String, String>),
-    AllMatchingUnavailable,
+    /// Every matching node is offline, draining or blocked: why, per node.
+    AllMatchingUnavailable(Vec<String>),
     NoFreeSlot,
 }
 
@@ -137,10 +138,9 @@ impl fmt::Display for Pending {
                 let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 write!(f, "no node has the labels {}", wanted.join(","))
             }
-            Pending::AllMatchingUnavailable => write!(
-                f,
-                "no matching node is ready (offline, draining or blocked)"
-            ),
+            Pending::AllMatchingUnavailable(why) => {
+                write!(f, "no matching node can take jobs: {}", why.join("; "))
+            }
             Pending::NoFreeSlot => write!(f, "no node with a free slot"),
         }
     }
@@ -171,12 +171,21 @@ pub fn place(job: &QueuedJob, nodes: &[NodeSlots]) -> Result<usize, Pending> {
     }
     let mut any_matching = false;
     let mut any_available = false;
+    let mut unavailable = Vec::new();
     let mut best: Option<usize> = None;
     for (index, node) in nodes.iter().enumerate() {
         if !node.matches(&job.labels) {
             continue;
         }
         any_matching = true;
+        match (&node.state, &node.blocked) {
+            (NodeState::Offline, _) => unavailable.push(format!("{} is offline", node.id)),
+            (NodeState::Draining, _) => unavailable.push(format!("{} is draining", node.id)),
+            (NodeState::Ready, Some(why)) => {
+                unavailable.push(format!("{} cannot start jobs ({why})", node.id))
+            }
+            (NodeState::Ready, None) => {}
+        }
         if node.state != NodeState::Ready || node.blocked.is_some() {
             continue;
         }
@@ -198,7 +207,7 @@ pub fn place(job: &QueuedJob, nodes: &[NodeSlots]) -> Result<usize, Pending> {
     match best {
         Some(index) => Ok(index),
         None if !any_matching => Err(Pending::NoMatchingLabels(job.labels.clone())),
-        None if !any_available => Err(Pending::AllMatchingUnavailable),
+        None if !any_available => Err(Pending::AllMatchingUnavailable(unavailable)),
         None => Err(Pending::NoFreeSlot),
     }
 }
@@ -332,7 +341,16 @@ mod tests {
         nodes[0].state = NodeState::Draining;
         nodes[1].state = NodeState::Offline;
         nodes[2].blocked = Some("docker engine down".into());
-        assert_eq!(place(&j, &nodes), Err(Pending::AllMatchingUnavailable));
+        let why = Pending::AllMatchingUnavailable(vec![
+            "a is draining".into(),
+            "b is offline".into(),
+            "c cannot start jobs (docker engine down)".into(),
+        ]);
+        assert_eq!(place(&j, &nodes), Err(why.clone()));
+        assert_eq!(
+            why.to_string(),
+            "no matching node can take jobs: a is draining; b is offline; c cannot start jobs (docker engine down)"
+        );
         assert_eq!(place(&j, &[]), Err(Pending::NoNodes));
         let mut queue = Queue::default();
         queue.insert(j);

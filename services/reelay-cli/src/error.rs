@@ -90,10 +90,6 @@ pub(crate) fn describe(err: &anyhow::Error, server: &str) -> Report {
         let hint = if cause.contains("certificate") || cause.contains("CertificateRequired") {
             "the coordinator's TLS certificate is not trusted: pass the CA that signed it with \
              --tls-ca (REELAY_TLS_CA)"
-        } else if server.starts_with("http://")
-            && (cause.contains("connection reset") || cause.contains("frame with invalid size"))
-        {
-            "if the coordinator serves TLS, use --server https://…"
         } else {
             "is it running? Start one with `reelay dev`, or point --server (REELAY_SERVER) at it"
         };
@@ -142,9 +138,14 @@ fn hint(status: &Status, server: &str) -> Option<String> {
             ));
         }
         Code::Unknown | Code::Internal if status.source().is_some() => {
+            if let Some(rest) = server.strip_prefix("http://") {
+                return Some(format!(
+                    "the connection to {server} failed: is --server a Reelay coordinator? If it \
+                     serves TLS, use https://{rest} (with --tls-ca when its CA is private)"
+                ));
+            }
             return Some(format!(
-                "the connection to {server} failed: is --server a Reelay coordinator (gRPC, \
-                 http://)?"
+                "the connection to {server} failed: is --server a Reelay coordinator (gRPC)?"
             ));
         }
         _ => return None,

@@ -497,6 +497,10 @@ fn describe(status: &Status) -> String {
                 status.message()
             )
         }
+        _ if status.message().contains("certificate") => format!(
+            "{} (the coordinator verifies nodes with --tls-ca, or the system's roots without it)",
+            status.message()
+        ),
         _ => status.message().to_owned(),
     }
 }

@@ -69,11 +69,16 @@ impl ServerTls {
             .identity(self.identity.clone())
             .timeout(HANDSHAKE_TIMEOUT);
         server.tls_config(config).map_err(|err| {
+            let reason = error_chain(&err);
+            let reason = if reason.contains("KeyMismatch") {
+                "the key does not belong to the certificate".to_owned()
+            } else {
+                reason
+            };
             format!(
-                "cannot use the TLS certificate {} with the key {}: {}",
+                "cannot use the TLS certificate {} with the key {}: {reason}",
                 self.cert_path.display(),
                 self.key_path.display(),
-                error_chain(&err)
             )
         })
     }

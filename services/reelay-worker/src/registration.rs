@@ -84,11 +84,25 @@ pub async fn keep_registered(
     }
 }
 
-/// A status with the cause of a transport error (a refused TLS certificate says why).
+/// A status with the cause of a transport error (a refused TLS certificate says why, and what to
+/// check).
 fn describe(status: &tonic::Status) -> String {
     use std::error::Error as _;
-    match status.source() {
-        Some(source) => format!("{}: {}", status.message(), error_chain(source)),
-        None => status.message().to_owned(),
+    let mut text = status.message().to_owned();
+    if let Some(source) = status.source() {
+        let cause = error_chain(source);
+        if !text.contains(&cause) {
+            text = if text.is_empty() {
+                cause
+            } else {
+                format!("{text}: {cause}")
+            };
+        }
     }
+    if text.contains("certificate") {
+        text.push_str(
+            " (this worker verifies the coordinator with --tls-ca, or the system's roots without it)",
+        );
+    }
+    text
 }

@@ -55,7 +55,7 @@ pub fn call(
     let mut body = Vec::with_capacity(payload.len() + 5);
     body.push(0);
     body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    body.extend_from_slice(&payload);
+    body.extend_from_slice(payload);
     let bearer = token.map(|token| format!("Bearer {token}"));
     let mut headers = vec![
         ("Content-Type", "application/grpc-web+proto"),

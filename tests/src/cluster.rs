@@ -35,6 +35,8 @@ pub struct WorkerSpec {
     pub extra_args: Vec<String>,
     /// This worker's TLS files instead of the cluster's (a wrong CA, another certificate).
     pub tls: Option<TlsFiles>,
+    /// The URL the worker registers at instead of the coordinator's (a fault proxy).
+    pub coordinator: Option<String>,
 }
 
 impl Default for WorkerSpec {
@@ -45,6 +47,7 @@ impl Default for WorkerSpec {
             executor: "process".into(),
             extra_args: Vec::new(),
             tls: None,
+            coordinator: None,
         }
     }
 }
@@ -254,7 +257,7 @@ impl TestCluster {
             "--config".into(),
             self.config.display().to_string(),
             "--coordinator".into(),
-            self.url(),
+            spec.coordinator.clone().unwrap_or_else(|| self.url()),
             "--node-id".into(),
             node_id.clone(),
             "--slots".into(),

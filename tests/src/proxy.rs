@@ -11,6 +11,8 @@
 //! - [`FaultProxy::restore`]: back to pass. Black-holed connections resume with their buffered
 //!   bytes, in order; connections accepted during the black hole are forwarded now.
 //! - [`FaultProxy::cut`]: close every open connection but keep accepting (a connection reset).
+//! - [`FaultProxy::tear`]: cut in the middle of a message: of the next bytes the target sends,
+//!   only the first half is delivered, then every connection closes (a stream broken mid-event).
 //!
 //! Workers advertise the proxy's URL (`--advertise`) so that the coordinator's link to them goes
 //! through it: [`add_proxied_worker`].
@@ -21,8 +23,9 @@
 //! bumps an epoch: every connection of an older epoch closes both its sockets.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -60,15 +63,36 @@ pub struct ProxyStats {
     pub open: AtomicU64,
     /// Bytes written to either side.
     pub bytes: AtomicU64,
+    /// Tears done (see [`FaultProxy::tear`]).
+    pub torn: AtomicU64,
+}
+
+/// What the proxy's tasks share.
+#[derive(Debug)]
+struct Shared {
+    state: watch::Sender<State>,
+    target: Mutex<Option<SocketAddr>>,
+    stats: ProxyStats,
+    /// The next chunk from the target is torn.
+    tear: AtomicBool,
+}
+
+impl Shared {
+    fn cut(&self) {
+        self.state.send_modify(|state| {
+            state.epoch += 1;
+            if state.mode == ProxyMode::Drop {
+                state.mode = ProxyMode::Pass;
+            }
+        });
+    }
 }
 
 /// A running proxy; stops (closing every connection) when dropped.
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
-    state: Arc<watch::Sender<State>>,
-    target: Arc<Mutex<Option<SocketAddr>>>,
-    stats: Arc<ProxyStats>,
+    shared: Arc<Shared>,
     accept: JoinHandle<()>,
 }
 
@@ -91,27 +115,27 @@ impl FaultProxy {
             mode: ProxyMode::Pass,
             epoch: 0,
         });
-        let state = Arc::new(state);
-        let target = Arc::new(Mutex::new(None));
-        let stats = Arc::new(ProxyStats::default());
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&state),
-            Arc::clone(&target),
-            Arc::clone(&stats),
-        ));
+        let shared = Arc::new(Shared {
+            state,
+            target: Mutex::new(None),
+            stats: ProxyStats::default(),
+            tear: AtomicBool::new(false),
+        });
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         FaultProxy {
             addr,
-            state,
-            target,
-            stats,
+            shared,
             accept,
         }
     }
 
     /// Where new connections are forwarded.
     pub fn set_target(&self, target: SocketAddr) {
-        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = Some(target);
+        *self
+            .shared
+            .target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(target);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -128,26 +152,28 @@ impl FaultProxy {
     }
 
     pub fn mode(&self) -> ProxyMode {
-        self.state.borrow().mode
+        self.shared.state.borrow().mode
     }
 
     pub fn stats(&self) -> &ProxyStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Bytes written to either side so far.
     pub fn bytes(&self) -> u64 {
-        self.stats.bytes.load(Ordering::SeqCst)
+        self.shared.stats.bytes.load(Ordering::SeqCst)
     }
 
     /// Connections open now.
     pub fn open_connections(&self) -> u64 {
-        self.stats.open.load(Ordering::SeqCst)
+        self.shared.stats.open.load(Ordering::SeqCst)
     }
 
     /// Forwards again; black-holed connections resume.
     pub fn restore(&self) {
-        self.state.send_modify(|state| state.mode = ProxyMode::Pass);
+        self.shared
+            .state
+            .send_modify(|state| state.mode = ProxyMode::Pass);
     }
 
     /// Alias of [`FaultProxy::restore`].
@@ -157,7 +183,7 @@ impl FaultProxy {
 
     /// Closes every open connection and refuses new ones until restored.
     pub fn drop_all(&self) {
-        self.state.send_modify(|state| {
+        self.shared.state.send_modify(|state| {
             state.mode = ProxyMode::Drop;
             state.epoch += 1;
         });
@@ -165,57 +191,67 @@ impl FaultProxy {
 
     /// Stops moving bytes; connections stay open; new ones are held.
     pub fn black_hole(&self) {
-        self.state
+        self.shared
+            .state
             .send_modify(|state| state.mode = ProxyMode::BlackHole);
     }
 
     /// Closes every open connection; new ones are forwarded (the mode is left as it was, unless it
     /// was drop).
     pub fn cut(&self) {
-        self.state.send_modify(|state| {
-            state.epoch += 1;
-            if state.mode == ProxyMode::Drop {
-                state.mode = ProxyMode::Pass;
+        self.shared.cut();
+    }
+
+    /// Tears the next bytes the target sends (on any connection, within `within`): the first half
+    /// of the chunk read is delivered, then every connection closes, as [`FaultProxy::cut`]. On a
+    /// gRPC stream that is a message broken in the middle. Returns false when no byte came from
+    /// the target within `within` (nothing is torn then).
+    pub async fn tear(&self, within: Duration) -> bool {
+        let before = self.shared.stats.torn.load(Ordering::SeqCst);
+        self.shared.tear.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.shared.stats.torn.load(Ordering::SeqCst) > before {
+                return true;
             }
-        });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Too late: whichever wins, the flag is cleared.
+        let cleared = self.shared.tear.swap(false, Ordering::SeqCst);
+        !cleared || self.shared.stats.torn.load(Ordering::SeqCst) > before
     }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
-        // Every connection closes: their receivers see the drop (and then the sender go away).
-        self.state.send_modify(|state| {
+        // Every connection closes: their receivers see the drop.
+        self.shared.state.send_modify(|state| {
             state.mode = ProxyMode::Drop;
             state.epoch += 1;
         });
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<watch::Sender<State>>,
-    target: Arc<Mutex<Option<SocketAddr>>>,
-    stats: Arc<ProxyStats>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        let stats = &shared.stats;
         stats.accepted.fetch_add(1, Ordering::SeqCst);
-        let now = *state.borrow();
+        let now = *shared.state.borrow();
         if now.mode == ProxyMode::Drop {
             stats.refused.fetch_add(1, Ordering::SeqCst);
             drop(client);
             continue;
         }
-        let rx = state.subscribe();
-        let target = Arc::clone(&target);
-        let stats = Arc::clone(&stats);
+        let rx = shared.state.subscribe();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            stats.open.fetch_add(1, Ordering::SeqCst);
-            connection(client, rx, now.epoch, target, &stats).await;
-            stats.open.fetch_sub(1, Ordering::SeqCst);
+            shared.stats.open.fetch_add(1, Ordering::SeqCst);
+            connection(client, rx, now.epoch, &shared).await;
+            shared.stats.open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -254,14 +290,13 @@ async fn connection(
     client: TcpStream,
     mut rx: watch::Receiver<State>,
     epoch: u64,
-    target: Arc<Mutex<Option<SocketAddr>>>,
-    stats: &ProxyStats,
+    shared: &Shared,
 ) {
     // A black-holed proxy holds new connections here: accepted, never forwarded until restored.
     if !wait_pass(&mut rx, epoch).await {
         return;
     }
-    let Some(target) = *target.lock().unwrap_or_else(PoisonError::into_inner) else {
+    let Some(target) = *shared.target.lock().unwrap_or_else(PoisonError::into_inner) else {
         return;
     };
     let server = tokio::select! {
@@ -271,13 +306,13 @@ async fn connection(
         },
         () = closing(&mut rx, epoch) => return,
     };
-    stats.forwarded.fetch_add(1, Ordering::SeqCst);
+    shared.stats.forwarded.fetch_add(1, Ordering::SeqCst);
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, rx.clone(), epoch, stats);
-    let down = pump(server_read, client_write, rx.clone(), epoch, stats);
+    let up = pump(client_read, server_write, rx.clone(), epoch, shared, false);
+    let down = pump(server_read, client_write, rx.clone(), epoch, shared, true);
     // A direction that ends with an end of file half-closes and lets the other go on; an error or
     // a drop ends both.
     tokio::pin!(up, down);
@@ -302,14 +337,17 @@ async fn connection(
 struct Closed;
 
 /// Moves bytes from `from` to `to` while the mode is pass. `Ok` after an end of file (passed on
-/// as a half-close); `Err` when the connection must close (error, drop, cut).
+/// as a half-close); `Err` when the connection must close (error, drop, cut). `from_target`: the
+/// direction a tear applies to.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut rx: watch::Receiver<State>,
     epoch: u64,
-    stats: &ProxyStats,
+    shared: &Shared,
+    from_target: bool,
 ) -> Result<(), Closed> {
+    let stats = &shared.stats;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         if !wait_pass(&mut rx, epoch).await {
@@ -327,6 +365,12 @@ async fn pump(
             let _ = to.shutdown().await;
             return Ok(());
         }
+        let mut read = read;
+        let mut tearing = false;
+        if from_target && read > 1 && shared.tear.swap(false, Ordering::SeqCst) {
+            read /= 2;
+            tearing = true;
+        }
         let mut written = 0;
         while written < read {
             if !wait_pass(&mut rx, epoch).await {
@@ -343,6 +387,12 @@ async fn pump(
                     if changed.is_err() { return Err(Closed); }
                 }
             }
+        }
+        if tearing {
+            let _ = to.flush().await;
+            stats.torn.fetch_add(1, Ordering::SeqCst);
+            shared.cut();
+            return Err(Closed);
         }
     }
 }
@@ -365,8 +415,6 @@ pub async fn add_proxied_worker(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// An echo server; counts the connections it accepted.
@@ -561,6 +609,37 @@ mod tests {
         let mut next = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(round_trip(&mut next, b"b").await, b"b");
         assert_eq!(proxy.mode(), ProxyMode::Pass);
+    }
+
+    #[tokio::test]
+    async fn tear_delivers_half_of_a_chunk_then_closes() {
+        let (target, _) = echo_server().await;
+        let proxy = FaultProxy::start(target).await;
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut open, b"a").await, b"a");
+        let tear = proxy.tear(Duration::from_secs(5));
+        let message = [7u8; 1000];
+        let write = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            open.write_all(&message).await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut got)).await;
+            got
+        };
+        let (torn, got) = tokio::join!(tear, write);
+        assert!(torn, "the next chunk from the target was torn");
+        assert!(
+            !got.is_empty() && got.len() < message.len(),
+            "part of the message, then the end: {} bytes",
+            got.len()
+        );
+        assert_eq!(proxy.stats().torn.load(Ordering::SeqCst), 1);
+        // New connections pass.
+        let mut next = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut next, b"b").await, b"b");
+        // Nothing flowing: nothing torn.
+        assert!(!proxy.tear(Duration::from_millis(200)).await);
+        assert_eq!(round_trip(&mut next, b"c").await, b"c");
     }
 
     #[tokio::test]

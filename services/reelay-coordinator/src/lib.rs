@@ -96,6 +96,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let opened = std::time::Instant::now();
+    store::refuse_worker_data_dir(&config.data_dir)?;
     let sled = SledStore::open(
         &config.data_dir,
         &store::SCHEMA,

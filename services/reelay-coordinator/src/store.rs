@@ -52,6 +52,25 @@ pub const SCHEMA: Schema = Schema {
     ],
 };
 
+/// Where a worker keeps its database inside its data dir (see reelay-worker's `data_dir`).
+const WORKER_STATE_DIR: &str = "state";
+
+/// Refuses a worker's data dir given to the coordinator: sled would make a new, empty database
+/// next to the worker's files instead of saying so.
+pub fn refuse_worker_data_dir(data_dir: &std::path::Path) -> Result<()> {
+    let state = data_dir.join(WORKER_STATE_DIR);
+    match reelay_store::sled_store::database_in(&state) {
+        Some(tag) => Err(reelay_store::StoreError::Unusable(format!(
+            "{} is a worker's data directory ({} holds a {tag} database): give the coordinator \
+             its own --data-dir",
+            data_dir.display(),
+            state.display()
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Where the coordinator is in a worker's event log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cursor {

@@ -9,6 +9,11 @@
 //! At open, a `meta` entry records which kind of database this is and its schema version. A
 //! database that was there before but lacks it, or belongs to another kind, is refused with a
 //! message, never silently treated as empty.
+//!
+//! sled itself takes a data file that was deleted, truncated or overwritten for a new, empty
+//! database (its `conf` alone says nothing about the data). So a database also leaves a marker
+//! file, [`MARKER_FILE`], next to sled's files once its schema record is durable: a directory with
+//! the marker whose data file is gone, empty, or holds no schema record was damaged, and is refused.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,6 +28,10 @@ use crate::{Bytes, Direction, Entry, Result, Store, StoreError, WriteBatch};
 /// Name of the tree that holds the schema record (every schema has it).
 pub const META_TREE: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema";
+/// The file that says a directory holds a Reelay database (its schema tag, `reelay-<kind>:<version>`).
+pub const MARKER_FILE: &str = "reelay.store";
+/// sled's data file in its directory.
+const DATA_FILE: &str = "db";
 
 /// What a database holds: its kind, schema version and trees.
 #[derive(Debug, Clone, Copy)]
@@ -65,21 +74,120 @@ fn engine(err: sled::Error) -> StoreError {
     StoreError::Engine(err.to_string())
 }
 
+/// Checks `path` before sled touches it: a directory (or nothing yet), of this schema, and, when a
+/// database was made here before, with its data file. Returns the marker's tag when there is one.
+fn check_files(path: &Path, schema: &Schema) -> Result<Option<String>> {
+    if path.exists() && !path.is_dir() {
+        return Err(StoreError::Unusable(format!(
+            "{} is not a directory: the data directory must be a directory (it is created when missing); \
+             move the file away or give another --data-dir",
+            path.display()
+        )));
+    }
+    let marker_path = path.join(MARKER_FILE);
+    let tag = match std::fs::read(&marker_path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(StoreError::Unusable(format!(
+                "cannot read {}: {err}",
+                marker_path.display()
+            )));
+        }
+    };
+    let expected = schema.tag();
+    if tag != expected {
+        return Err(StoreError::Unusable(format!(
+            "{} holds a {tag} database, not {expected}: give each coordinator and worker its own --data-dir",
+            path.display()
+        )));
+    }
+    let data_file = path.join(DATA_FILE);
+    let size = std::fs::metadata(&data_file).map(|meta| meta.len());
+    let problem = match size {
+        Ok(0) => "is empty",
+        Ok(_) => return Ok(Some(tag)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "is missing",
+        Err(_) => "cannot be read",
+    };
+    Err(StoreError::Unusable(format!(
+        "{} held a {tag} database, but its data file {} {problem}; {RESTORE_HINT}",
+        path.display(),
+        data_file.display()
+    )))
+}
+
+/// Says why sled could not open the database in `path`.
+fn open_error(path: &Path, err: &sled::Error) -> StoreError {
+    let why = match err {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            "another process holds its lock: is another reelay process using this --data-dir?"
+                .to_owned()
+        }
+        sled::Error::Io(io) => format!("{io}; check the directory's permissions and free space"),
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            format!("its files are damaged ({err}); {RESTORE_HINT}")
+        }
+        other => format!("{other}; {RESTORE_HINT}"),
+    };
+    StoreError::Unusable(format!(
+        "cannot open the database in {}: {why}",
+        path.display()
+    ))
+}
+
+/// Writes the marker file (write, fsync, rename), once the schema record is durable.
+fn write_marker(path: &Path, tag: &str) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let temp = path.join(format!("{MARKER_FILE}.tmp"));
+        let mut file = File::create(&temp)?;
+        std::io::Write::write_all(&mut file, format!("{tag}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path.join(MARKER_FILE))?;
+        File::open(path)?.sync_all()
+    };
+    write().map_err(|err| {
+        StoreError::Unusable(format!(
+            "cannot write {}: {err}",
+            path.join(MARKER_FILE).display()
+        ))
+    })
+}
+
+impl Schema {
+    /// The tag stored in the schema record and the marker file: `reelay-<kind>:<version>`.
+    pub fn tag(&self) -> String {
+        format!("reelay-{}:{}", self.kind, self.version)
+    }
+}
+
+/// What to do with a damaged database, for messages.
+const RESTORE_HINT: &str =
+    "restore the directory from a backup, or move it away to start with an empty database";
+
+/// The schema tag of the Reelay database in `path`, if `path` holds one: the tag its marker file
+/// names, or `sled database` for sled files without a marker. For servers that must not take
+/// another server's directory for their own.
+pub fn database_in(path: &Path) -> Option<String> {
+    match std::fs::read_to_string(path.join(MARKER_FILE)) {
+        Ok(tag) => Some(tag.trim().to_owned()),
+        Err(_) if path.join(DATA_FILE).is_file() && path.join("conf").is_file() => {
+            Some("sled database".to_owned())
+        }
+        Err(_) => None,
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `path` and checks its schema.
     pub fn open(path: &Path, schema: &Schema, options: SledOptions) -> Result<Self> {
+        let marker = check_files(path, schema)?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
             .flush_every_ms(Some(500))
             .open()
-            .map_err(|err| {
-                StoreError::Unusable(format!(
-                    "cannot open the database in {}: {err}. Is another reelay process using this --data-dir? \
-                     If the files are damaged, restore them from a backup or move the directory away to start empty",
-                    path.display()
-                ))
-            })?;
+            .map_err(|err| open_error(path, &err))?;
         let mut names: Vec<&'static str> = schema.trees.to_vec();
         if !names.contains(&META_TREE) {
             names.push(META_TREE);
@@ -90,7 +198,7 @@ impl SledStore {
             index_of.insert(name, trees.len());
             trees.push(db.open_tree(name).map_err(engine)?);
         }
-        let data_file = File::open(path.join("db")).ok();
+        let data_file = File::open(path.join(DATA_FILE)).ok();
         let store = SledStore {
             db,
             trees,
@@ -98,12 +206,16 @@ impl SledStore {
             data_file,
             path: path.to_owned(),
         };
-        store.check_schema(schema)?;
+        store.check_schema(schema, marker.is_some())?;
+        if marker.is_none() {
+            write_marker(path, &schema.tag())?;
+        }
         Ok(store)
     }
 
-    fn check_schema(&self, schema: &Schema) -> Result<()> {
-        let expected = format!("reelay-{}:{}", schema.kind, schema.version);
+    /// Checks the schema record; `marked`: the directory's marker says a database was made here.
+    fn check_schema(&self, schema: &Schema, marked: bool) -> Result<()> {
+        let expected = schema.tag();
         let meta = self.tree(META_TREE)?;
         match meta.get(SCHEMA_KEY).map_err(engine)? {
             Some(found) if found.as_ref() == expected.as_bytes() => Ok(()),
@@ -114,6 +226,11 @@ impl SledStore {
                     self.path.display()
                 )))
             }
+            None if marked => Err(StoreError::Unusable(format!(
+                "{} held a {expected} database, but its data file has no schema record: the data file \
+                 was overwritten, truncated or replaced; {RESTORE_HINT}",
+                self.path.display()
+            ))),
             None if self.db.was_recovered() && self.has_data()? => {
                 Err(StoreError::Unusable(format!(
                     "{} holds data but no Reelay schema record: it is damaged or not a Reelay database; \
@@ -317,6 +434,153 @@ mod tests {
         };
         let err = SledStore::open(dir.path(), &other, SledOptions::default()).unwrap_err();
         assert!(err.to_string().contains("reelay-test:1"), "{err}");
+    }
+
+    /// A database with data in it, closed.
+    fn used(dir: &Path) {
+        let store = open(dir);
+        let mut batch = WriteBatch::default();
+        for i in 0..500u32 {
+            batch.put("a", i.to_be_bytes().to_vec(), vec![7; 100]);
+        }
+        store.commit(&batch).unwrap();
+        store.flush().unwrap();
+    }
+
+    fn open_error(dir: &Path) -> String {
+        let err = SledStore::open(dir, &SCHEMA, SledOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Unusable(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.display().to_string()),
+            "names the directory: {message}"
+        );
+        message
+    }
+
+    #[test]
+    fn a_new_database_leaves_a_marker_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        used(dir.path());
+        assert_eq!(database_in(dir.path()).as_deref(), Some("reelay-test:1"));
+        assert_eq!(database_in(&dir.path().join("nothing")), None);
+        let store = open(dir.path());
+        assert_eq!(
+            store.get("a", &0u32.to_be_bytes()).unwrap(),
+            Some(vec![7; 100])
+        );
+    }
+
+    #[test]
+    fn refuses_a_damaged_or_missing_data_file() {
+        type Damage = fn(&Path);
+        let damages: [(&str, Damage, &str); 5] = [
+            (
+                "truncated",
+                |dir| {
+                    File::options()
+                        .write(true)
+                        .open(dir.join("db"))
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                },
+                "is empty",
+            ),
+            (
+                "deleted",
+                |dir| std::fs::remove_file(dir.join("db")).unwrap(),
+                "is missing",
+            ),
+            (
+                "cut short",
+                |dir| {
+                    File::options()
+                        .write(true)
+                        .open(dir.join("db"))
+                        .unwrap()
+                        .set_len(100)
+                        .unwrap();
+                },
+                "no schema record",
+            ),
+            (
+                "overwritten",
+                |dir| {
+                    let len = std::fs::metadata(dir.join("db")).unwrap().len() as usize;
+                    std::fs::write(dir.join("db"), vec![0xa5; len]).unwrap();
+                },
+                "no schema record",
+            ),
+            (
+                "zeroed",
+                |dir| {
+                    let len = std::fs::metadata(dir.join("db")).unwrap().len() as usize;
+                    std::fs::write(dir.join("db"), vec![0; len]).unwrap();
+                },
+                "no schema record",
+            ),
+        ];
+        for (what, damage, expected) in damages {
+            let dir = tempfile::tempdir().unwrap();
+            used(dir.path());
+            damage(dir.path());
+            let message = open_error(dir.path());
+            assert!(message.contains(expected), "{what}: {message}");
+            assert!(
+                message.contains("restore"),
+                "{what}: says what to do: {message}"
+            );
+            // Refused again: the failed open did not leave an empty database behind that passes.
+            assert!(open_error(dir.path()).contains("reelay-test:1"), "{what}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_damaged_conf_and_keeps_data_when_sled_can_rebuild_it() {
+        let dir = tempfile::tempdir().unwrap();
+        used(dir.path());
+        std::fs::write(dir.path().join("conf"), vec![0xa5; 64]).unwrap();
+        let message = open_error(dir.path());
+        assert!(message.contains("damaged"), "{message}");
+
+        // An empty or missing conf is rewritten by sled from the settings; the data is intact.
+        for damage in ["empty", "missing"] {
+            let dir = tempfile::tempdir().unwrap();
+            used(dir.path());
+            if damage == "empty" {
+                std::fs::write(dir.path().join("conf"), b"").unwrap();
+            } else {
+                std::fs::remove_file(dir.path().join("conf")).unwrap();
+            }
+            let store = open(dir.path());
+            assert_eq!(
+                store
+                    .scan("a", Bound::Unbounded, Bound::Unbounded, Direction::Forward)
+                    .unwrap()
+                    .count(),
+                500,
+                "{damage}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_file_and_a_foreign_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(open_error(&file).contains("not a directory"));
+
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join(MARKER_FILE), "reelay-worker:1\n").unwrap();
+        let message = open_error(&other);
+        assert!(
+            message.contains("reelay-worker:1 database, not reelay-test:1"),
+            "{message}"
+        );
+        assert!(!other.join("db").exists(), "refused before sled made files");
     }
 
     #[test]

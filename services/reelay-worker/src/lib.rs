@@ -7,12 +7,14 @@
 //! - [`runner`]: one attempt from accepted to finished (checks, progress, timeout, outputs).
 //! - [`supervisor`]: the node's attempts — idempotent start, slots, cancel, recovery, shutdown.
 //! - [`event_log`]: attempt records and the event log in sled, `seq` never reused.
+//! - [`data_dir`]: the data directory's layout and its checks at start.
 //! - [`outputs`]: a job's output files, listed with SHA-256 and opened safely.
 //! - [`service`]: WorkerService over gRPC (thin).
 //! - [`registration`]: registering with the coordinator, again after its stream ends.
 //!
 //! [`run`] wires them on a listener until a shutdown token fires.
 
+pub mod data_dir;
 pub mod error;
 pub mod event_log;
 pub mod executor;
@@ -36,7 +38,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WorkerError;
-use event_log::EventLog;
 use executor::Executor;
 use service::WorkerApi;
 pub use supervisor::{NodeSettings, Supervisor};
@@ -87,8 +88,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let data_dir = &config.node.data_dir;
-    std::fs::create_dir_all(data_dir.join("outputs"))?;
-    let log = Arc::new(EventLog::open_dir(&data_dir.join("state"))?);
+    let log = Arc::new(data_dir::open(data_dir)?);
     let supervisor = Supervisor::new(
         config.node.clone(),
         config.pipelines.clone(),

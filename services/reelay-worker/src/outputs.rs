@@ -17,7 +17,7 @@ use crate::error::WorkerError;
 
 /// The output directory of a job under the worker's data dir.
 pub fn output_dir(data_dir: &Path, job_id: &str) -> PathBuf {
-    data_dir.join("outputs").join(job_id)
+    data_dir.join(crate::data_dir::OUTPUTS_DIR).join(job_id)
 }
 
 /// Lists the regular files of `dir` with their size and SHA-256, sorted by name. Blocking.

@@ -377,7 +377,8 @@ async fn a_damaged_worker_data_dir_is_refused() {
     let logs = used.dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     type Damage = fn(&Copy);
-    let refused: [(&str, Damage, fn(&Copy) -> PathBuf, &[&str]); 6] = [
+    type Named = fn(&Copy) -> PathBuf;
+    let refused: [(&str, Damage, Named, &[&str]); 6] = [
         (
             "state/db truncated",
             |copy| truncate(&copy.worker_state().join("db")),

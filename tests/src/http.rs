@@ -50,11 +50,13 @@ pub fn connect(address: &str, ca: Option<&Path>) -> std::io::Result<Box<dyn Stre
             .map_err(std::io::Error::other)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Offers HTTP/1.1 only, as `curl --http1.1` and many download clients do.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     let name = ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
     let connection =

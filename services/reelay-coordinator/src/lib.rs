@@ -150,10 +150,6 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let routes = http::routes(state, metrics)?;
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        server = tls.apply(server).map_err(CoordinatorError::Internal)?;
-    }
     tracing::info!(
         address = %listener.local_addr()?,
         tls = config.tls.is_some(),
@@ -165,16 +161,28 @@ pub async fn run(
         ready_ms = opened.elapsed().as_millis() as u64,
         "coordinator serving"
     );
-    let served = server
+    let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .initial_connection_window_size(16 * 1024 * 1024)
         .initial_stream_window_size(1024 * 1024)
         .layer(http::cors())
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await;
+        .add_routes(routes);
+    let stop = shutdown.cancelled_owned();
+    // With a certificate the port serves TLS only: gRPC, grpc-web, the UI, downloads, metrics.
+    let served = match &config.tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener), stop)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await
+        }
+    };
     tracing::info!("coordinator stops: finishing the engine and flushing storage");
     background.cancel();
     match engine_task.await {

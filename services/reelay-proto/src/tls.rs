@@ -10,22 +10,32 @@
 //! people) authenticate with bearer tokens ([`crate::auth`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+pub use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// A TLS handshake that takes longer than this is dropped (a client that connects and says
 /// nothing must not hold a server task).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections through their handshake that may wait for the server to take them.
+const ACCEPTED_QUEUE: usize = 64;
 
 /// A server's certificate chain and key, checked when loaded.
 #[derive(Clone)]
 pub struct ServerTls {
     cert_path: PathBuf,
     key_path: PathBuf,
-    identity: Identity,
+    /// rustls' server side, built once at load (so every problem shows at start).
+    config: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -40,51 +50,86 @@ impl std::fmt::Debug for ServerTls {
 
 impl ServerTls {
     /// Reads `cert` (PEM, the server's certificate first, then intermediates) and `key` (PEM,
-    /// PKCS#8, PKCS#1 or SEC1).
+    /// PKCS#8, PKCS#1 or SEC1) and checks that they belong together.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
-        let cert_pem = read(cert, "certificate")?;
-        certificates(&cert_pem, cert)?;
+        let chain = certificates(&read(cert, "certificate")?, cert)?;
         let key_pem = read(key, "private key")?;
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
+        let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
             format!(
                 "the TLS private key {} holds no usable key ({err}): expected a PEM block such as \
                  -----BEGIN PRIVATE KEY-----",
                 key.display()
             )
         })?;
-        let tls = ServerTls {
-            cert_path: cert.to_owned(),
-            key_path: key.to_owned(),
-            identity: Identity::from_pem(cert_pem, key_pem),
-        };
-        // Builds the rustls config once now: a key that does not belong to the certificate, or a
-        // certificate rustls cannot use, is reported at start.
-        tls.apply(Server::builder())?;
-        Ok(tls)
-    }
-
-    /// `server` serving TLS only, with this certificate.
-    pub fn apply<L>(&self, server: Server<L>) -> Result<Server<L>, String> {
-        let config = ServerTlsConfig::new()
-            .identity(self.identity.clone())
-            .timeout(HANDSHAKE_TIMEOUT);
-        server.tls_config(config).map_err(|err| {
-            let reason = error_chain(&err);
-            let reason = if reason.contains("KeyMismatch") {
-                "the key does not belong to the certificate".to_owned()
-            } else {
-                reason
-            };
+        let unusable = |reason: String| {
             format!(
                 "cannot use the TLS certificate {} with the key {}: {reason}",
-                self.cert_path.display(),
-                self.key_path.display(),
+                cert.display(),
+                key.display()
             )
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| unusable(err.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, private_key)
+            .map_err(|err| match err {
+                rustls::Error::InconsistentKeys(_) => {
+                    unusable("the key does not belong to the certificate".to_owned())
+                }
+                other => unusable(other.to_string()),
+            })?;
+        // HTTP/2 for gRPC and browsers; HTTP/1.1 for clients that offer only it (curl --http1.1,
+        // some grpc-web and download clients).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(ServerTls {
+            cert_path: cert.to_owned(),
+            key_path: key.to_owned(),
+            config: Arc::new(config),
         })
     }
 
-    pub fn cert_path(&self) -> &Path {
-        &self.cert_path
+    /// The TLS connections accepted on `listener`, for `serve_with_incoming`. Each handshake runs
+    /// on its own task, so a slow or silent client holds up no one, and is dropped after 10 s; a
+    /// failed one (a plain-text client, an untrusting peer) is logged at debug level and skipped.
+    /// Accepting stops when the stream is dropped.
+    pub fn incoming(
+        &self,
+        listener: TcpListener,
+    ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+        let acceptor = TlsAcceptor::from(Arc::clone(&self.config));
+        let (accepted, stream) = mpsc::channel(ACCEPTED_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    connection = listener.accept() => match connection {
+                        Ok(connection) => connection,
+                        Err(err) => {
+                            // Out of file descriptors, usually: wait rather than spin.
+                            tracing::warn!(error = %err, "cannot accept a connection");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    () = accepted.closed() => return,
+                };
+                let acceptor = acceptor.clone();
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = accepted.send(Ok(stream)).await;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        ReceiverStream::new(stream)
     }
 }
 

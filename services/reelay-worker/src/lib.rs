@@ -141,11 +141,7 @@ pub async fn run(
         reelay_proto::reflection::v1alpha(reelay_proto::reflection::WORKER_SERVICES)
             .map_err(|err| WorkerError::Internal(err.to_string()))?;
 
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        server = tls.apply(server).map_err(WorkerError::Internal)?;
-    }
-    let server = server
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_connection_window_size(16 * 1024 * 1024)
@@ -155,12 +151,20 @@ pub async fn run(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             worker_service,
             RequireToken(token_check),
-        ))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let served = server.await;
+        ));
+    let stop = shutdown.clone().cancelled_owned();
+    let served = match &config.tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener), stop)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await
+        }
+    };
     tracing::info!("worker stops: stopping or detaching attempts");
     supervisor.shutdown(config.shutdown_grace).await;
     served.map_err(|err| WorkerError::Internal(format!("server: {err}")))

@@ -588,6 +588,34 @@ async fn reattach_finds_the_container_by_its_labels() {
 }
 
 #[tokio::test]
+async fn reattach_to_an_attempt_whose_container_was_never_made_runs_it() {
+    // The worker recorded the attempt as running, then died before it made the container: no
+    // run_ref, no container with its labels. The attempt runs now; it is not lost.
+    let executor = executor().await;
+    let node = TestNode::new();
+    let spec = node.spec(
+        r#"["sh", "-c", "echo ran > /output/ran.txt; echo started"]"#,
+        "",
+    );
+    assert!(node.container_ids().is_empty());
+    let (tx, rx) = mpsc::channel(64);
+    let from_start = ResumePoint::default();
+    let (result, events) = tokio::join!(
+        executor.reattach(&spec, "", &from_start, tx, CancellationToken::new()),
+        collect(rx)
+    );
+    assert_eq!(result, Ok(exited(0)));
+    let id = run_ref(&events);
+    assert!(!id.is_empty(), "the container made is reported");
+    assert_eq!(texts(&events, Stream::Stdout), ["started"]);
+    assert_eq!(
+        std::fs::read_to_string(spec.output_dir.join("ran.txt")).expect("ran.txt"),
+        "ran\n"
+    );
+    executor.cleanup(&id).await;
+}
+
+#[tokio::test]
 async fn reattach_to_a_removed_container_is_lost() {
     let executor = executor().await;
     let node = TestNode::new();

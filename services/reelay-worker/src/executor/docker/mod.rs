@@ -38,7 +38,9 @@
 //!   with docker-init's reason on stderr (the engine cannot refuse the start).
 //! - **Re-attach** finds the container by `run_ref`, else by its job-id and attempt labels (then
 //!   it reports [`ExecEvent::Started`] with the id it found). One that exited meanwhile gives its
-//!   remaining lines and real exit code; one created but never started is started.
+//!   remaining lines and real exit code; one created but never started is started; with no
+//!   `run_ref` and none found, it was never made (the worker stopped just before) and the run
+//!   starts now.
 //! - **Engine down**: [`Executor::check_ready`] reports it (a node condition) and a run does not
 //!   start ([`ExecError::Unavailable`]). A run or re-attach that is under way waits for the engine
 //!   to answer again and follows the container from where it was; only a container that is gone
@@ -327,6 +329,13 @@ impl Executor for DockerExecutor {
             }
         };
         let Some((id, state)) = found else {
+            if run_ref.is_empty() {
+                // The worker stopped after recording the attempt as running but before its
+                // container existed (no run_ref, nothing with its labels): nothing ran, so the
+                // attempt starts now instead of failing as lost.
+                tracing::info!(job_id = %spec.job_id, attempt = spec.attempt, "the attempt's container was never made; starting it");
+                return self.run(spec, events, stop).await;
+            }
             return Err(ExecError::Lost("container lost".to_owned()));
         };
         if id != run_ref {

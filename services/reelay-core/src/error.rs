@@ -16,6 +16,28 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Characters of a client's value that an error message quotes at most.
+const QUOTE_MAX: usize = 64;
+
+/// A client's value as error messages quote it: escaped like `{:?}`, cut after 64 characters with
+/// its length. Messages travel in a gRPC header (`grpc-message`): quoting a 100 KB value whole
+/// would make a header the client refuses, and the client would lose its connection.
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// A client's name inside a field path (`spec.params.<name>`): itself, or cut after 64 characters
+/// with `…`.
+pub fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_MAX) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+    }
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
@@ -33,5 +55,21 @@ impl Error {
 
     pub fn precondition(reason: impl Into<String>) -> Self {
         Self::FailedPrecondition(reason.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(quote("a\0b"), "\"a\\0b\"");
+        let long = "é".repeat(100_000);
+        let quoted = quote(&long);
+        assert!(quoted.len() < 200, "{quoted}");
+        assert!(quoted.ends_with("… (200000 bytes)"), "{quoted}");
+        assert_eq!(excerpt("height"), "height");
+        assert_eq!(excerpt(&"x".repeat(1000)).len(), 64 + "…".len());
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// The one id of a job: a UUIDv7 made by the coordinator, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,7 +43,10 @@ impl JobId {
         uuid::Uuid::parse_str(text).map(Self).map_err(|_| {
             Error::invalid(
                 field,
-                format!("{text:?} is not a job id (a UUID such as 0193a1b2-...)"),
+                format!(
+                    "{} is not a job id (a UUID such as 0193a1b2-...)",
+                    quote(text)
+                ),
             )
         })
     }

@@ -1,6 +1,9 @@
-//! Validation of names that reach the file system or storage keys: output file names and node ids.
+//! Validation of names that reach the file system or storage keys: output file names, node ids
+//! and labels.
 
-use crate::error::Error;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, quote};
 
 /// Longest output file name accepted (the common file-system limit).
 pub const MAX_NAME_LEN: usize = 255;
@@ -23,7 +26,10 @@ pub fn validate_output_name(name: &str, field: &str) -> Result<(), Error> {
     } else {
         return Ok(());
     };
-    Err(Error::invalid(field, format!("{reason} (got {name:?})")))
+    Err(Error::invalid(
+        field,
+        format!("{reason} (got {})", quote(name)),
+    ))
 }
 
 /// Checks a node id: 1–64 characters of `[A-Za-z0-9._-]`.
@@ -34,8 +40,37 @@ pub fn validate_node_id(id: &str, field: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > 64 || !valid_chars {
         return Err(Error::invalid(
             field,
-            format!("{id:?} is not a node id: use 1-64 letters, digits, '.', '_' or '-'"),
+            format!(
+                "{} is not a node id: use 1-64 letters, digits, '.', '_' or '-'",
+                quote(id)
+            ),
         ));
+    }
+    Ok(())
+}
+
+/// Most labels a job or a node may have.
+pub const MAX_LABELS: usize = 64;
+
+/// Checks job or node labels: at most 64, keys of 1-128 bytes, values of at most 256.
+pub fn validate_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), Error> {
+    if labels.len() > MAX_LABELS {
+        return Err(Error::invalid(
+            field,
+            format!("{} labels; at most {MAX_LABELS}", labels.len()),
+        ));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > 128 || value.len() > 256 {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "label {}={}: keys are 1-128 bytes, values at most 256",
+                    quote(key),
+                    quote(value)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -73,6 +108,21 @@ mod tests {
         ] {
             let err = validate_output_name(name, "name").unwrap_err();
             assert!(err.to_string().starts_with("name: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn labels() {
+        let ok: BTreeMap<String, String> = (0..64).map(|i| (format!("k{i}"), "v".into())).collect();
+        validate_labels(&ok, "labels").unwrap();
+        let many: BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), "v".into())).collect();
+        let long_key = BTreeMap::from([("k".repeat(129), String::new())]);
+        let long_value = BTreeMap::from([("k".to_owned(), "v".repeat(100_000))]);
+        let empty_key = BTreeMap::from([(String::new(), "v".to_owned())]);
+        for labels in [many, long_key, long_value, empty_key] {
+            let err = validate_labels(&labels, "labels").unwrap_err().to_string();
+            assert!(err.starts_with("labels: ") && err.len() < 300, "{err}");
         }
     }
 

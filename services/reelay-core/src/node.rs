@@ -71,6 +71,8 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
         }
         labels.insert(key.to_owned(), value.trim().to_owned());
     }
+    // The coordinator refuses a registration with more or longer labels: say so at start.
+    crate::names::validate_labels(&labels, "labels").map_err(|err| err.to_string())?;
     Ok(labels)
 }
 

@@ -24,9 +24,9 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::Error;
+use crate::error::{Error, excerpt, quote};
 use crate::job::JobSpec;
-use crate::names::validate_node_id;
+use crate::names::{validate_labels, validate_node_id};
 
 /// Longest parameter value and input path accepted.
 const MAX_VALUE_LEN: usize = 4096;
@@ -237,8 +237,8 @@ impl Pipelines {
             return Err(Error::invalid(
                 "spec.pipeline",
                 format!(
-                    "unknown pipeline {:?}; known: {}",
-                    spec.pipeline,
+                    "unknown pipeline {}; known: {}",
+                    quote(&spec.pipeline),
                     self.names()
                 ),
             ));
@@ -268,14 +268,7 @@ impl Pipelines {
                 ),
             ));
         }
-        for (key, value) in &spec.labels {
-            if key.is_empty() || key.len() > 128 || value.len() > 256 {
-                return Err(Error::invalid(
-                    "spec.labels",
-                    format!("label {key:?}={value:?}: keys are 1-128 bytes, values at most 256"),
-                ));
-            }
-        }
+        validate_labels(&spec.labels, "spec.labels")?;
         Ok(valid)
     }
 }
@@ -308,10 +301,11 @@ impl Pipeline {
                     known.join(", ")
                 };
                 return Err(Error::invalid(
-                    format!("spec.params.{name}"),
+                    format!("spec.params.{}", excerpt(name)),
                     format!(
-                        "pipeline {:?} has no parameter {name:?}; its parameters: {known}",
-                        self.name
+                        "pipeline {:?} has no parameter {}; its parameters: {known}",
+                        self.name,
+                        quote(name)
                     ),
                 ));
             }
@@ -340,7 +334,11 @@ impl Pipeline {
             {
                 return Err(Error::invalid(
                     field,
-                    format!("{value:?} does not match the pattern {}", pattern.as_str()),
+                    format!(
+                        "{} does not match the pattern {}",
+                        quote(value),
+                        pattern.as_str()
+                    ),
                 ));
             }
             params.insert(param.name.clone(), value.clone());
@@ -363,7 +361,10 @@ fn validate_input_path(path: &str, pipeline: &Pipeline) -> Result<(), Error> {
     if !path.starts_with('/') {
         return Err(Error::invalid(
             FIELD,
-            format!("{path:?} is relative; give an absolute path on the worker"),
+            format!(
+                "{} is relative; give an absolute path on the worker",
+                quote(path)
+            ),
         ));
     }
     if path.len() > MAX_VALUE_LEN || path.contains('\0') {

@@ -200,7 +200,13 @@ impl JobService for JobApi {
         self.0.read(&request)?;
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        self.0.store.require_job(id)?;
+        let job = self.0.store.require_job(id)?;
+        if request.after_version > job.version {
+            return Err(Status::out_of_range(format!(
+                "after_version: {} is ahead of job {id}, which is at version {}",
+                request.after_version, job.version
+            )));
+        }
         let events = self
             .0
             .store

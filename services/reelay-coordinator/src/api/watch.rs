@@ -226,12 +226,12 @@ pub(crate) fn logs(
     follow: bool,
 ) -> Result<ServerStream<v1::LogLine>, Status> {
     let feeds = (state.hub.subscribe_logs(id), state.hub.subscribe_job(id));
-    let job = match state.store.require_job(id) {
+    let job = match check_log_cursor(&state, id, after_line) {
         Ok(job) => job,
-        Err(err) => {
+        Err(status) => {
             drop(feeds);
             state.hub.release(id);
-            return Err(err.into());
+            return Err(status);
         }
     };
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
@@ -241,6 +241,24 @@ pub(crate) fn logs(
         hub.release(id);
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// The job, if `after_line` is a line of its log (or 0). A line a client was sent is stored
+/// first, so a cursor past the last line is no cursor of this log: following it would skip every
+/// line to come.
+fn check_log_cursor(
+    state: &ApiState,
+    id: JobId,
+    after_line: u64,
+) -> Result<reelay_core::Job, Status> {
+    let job = state.store.require_job(id)?;
+    let lines = state.store.log_mark(id)?.total;
+    if after_line > lines {
+        return Err(Status::out_of_range(format!(
+            "after_line: {after_line} is past the end of the log of job {id}, which has {lines} lines"
+        )));
+    }
+    Ok(job)
 }
 
 /// A job's log lines and its changes, subscribed to before storage is read.

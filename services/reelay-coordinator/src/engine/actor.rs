@@ -4,8 +4,9 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use prost::Message;
+use reelay_core::error::quote;
 use reelay_core::machine::{Action, AttemptReport, Input, Outcome, apply};
-use reelay_core::names::validate_node_id;
+use reelay_core::names::{validate_labels, validate_node_id};
 use reelay_core::scheduler::plan;
 use reelay_core::{Error, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState};
 use reelay_proto::v1;
@@ -33,6 +34,9 @@ const EXPIRE_BATCH: usize = 500;
 const MAX_REQUEST_ID: usize = 256;
 /// Most slots a node may declare.
 const MAX_SLOTS: u32 = 4096;
+/// Longest node address, version and executor name accepted at registration.
+const MAX_ADDRESS: usize = 1024;
+const MAX_NODE_WORD: usize = 64;
 
 pub(super) struct Actor {
     store: JobStore,
@@ -787,8 +791,9 @@ impl Actor {
         now: SystemTime,
     ) -> Result<Node> {
         validate_node_id(&registration.id, "id")?;
-        let address_ok = (registration.address.starts_with("http://")
-            || registration.address.starts_with("https://"))
+        let address_ok = registration.address.len() <= MAX_ADDRESS
+            && (registration.address.starts_with("http://")
+                || registration.address.starts_with("https://"))
             && registration
                 .address
                 .parse::<http::Uri>()
@@ -797,8 +802,8 @@ impl Actor {
             return Err(Error::invalid(
                 "address",
                 format!(
-                    "{:?} is not a URL like http://10.0.0.5:7071 (set the worker's --advertise)",
-                    registration.address
+                    "{} is not a URL like http://10.0.0.5:7071 (set the worker's --advertise)",
+                    quote(&registration.address)
                 ),
             )
             .into());
@@ -809,6 +814,19 @@ impl Actor {
                 format!("{} is not between 1 and {MAX_SLOTS}", registration.slots),
             )
             .into());
+        }
+        validate_labels(&registration.labels, "labels")?;
+        for (field, value) in [
+            ("version", &registration.version),
+            ("executor", &registration.executor),
+        ] {
+            if value.len() > MAX_NODE_WORD {
+                return Err(Error::invalid(
+                    field,
+                    format!("{} is longer than {MAX_NODE_WORD} bytes", quote(value)),
+                )
+                .into());
+            }
         }
         let node = {
             let mut cluster = self.cluster();

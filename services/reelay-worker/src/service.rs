@@ -24,6 +24,13 @@ const CHUNK: usize = 64 * 1024;
 
 type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Checks that `text` is a job id: ids become file names (`outputs/<job id>/`) and storage keys.
+fn job_id(text: &str, field: &str) -> Result<(), Status> {
+    reelay_core::JobId::parse(text, field)
+        .map(drop)
+        .map_err(|err| WorkerError::from(err).into())
+}
+
 /// The gRPC face of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerApi {
@@ -88,7 +95,7 @@ impl WorkerService for WorkerApi {
         if !request.node_id.is_empty() && &request.node_id != node_id {
             return Err(Status::failed_precondition(format!(
                 "this worker is node {node_id}, not {}; check the node's --advertise address",
-                request.node_id
+                reelay_core::error::quote(&request.node_id)
             )));
         }
         let (tx, rx) = mpsc::channel(STREAM_BATCH);
@@ -114,6 +121,7 @@ impl WorkerService for WorkerApi {
         request: Request<v1::WorkerGetJobRequest>,
     ) -> Result<Response<v1::WorkerJob>, Status> {
         let job_id = request.into_inner().job_id;
+        self::job_id(&job_id, "job_id")?;
         let job = self
             .supervisor
             .log()
@@ -141,6 +149,7 @@ impl WorkerService for WorkerApi {
         request: Request<v1::ListOutputsRequest>,
     ) -> Result<Response<v1::ListOutputsResponse>, Status> {
         let job_id = request.into_inner().id;
+        self::job_id(&job_id, "id")?;
         let job = self.supervisor.log().get_job(&job_id)?;
         let job =
             job.ok_or_else(|| Status::not_found(format!("job not found on this node: {job_id}")))?;
@@ -194,6 +203,12 @@ impl WorkerService for WorkerApi {
         request: Request<v1::TrimEventsRequest>,
     ) -> Result<Response<v1::TrimEventsResponse>, Status> {
         let through = request.into_inner().through_seq;
+        let last = self.supervisor.log().last_seq();
+        if through > last {
+            return Err(Status::out_of_range(format!(
+                "through_seq: {through} is past the last event of this worker's log ({last})"
+            )));
+        }
         let log = Arc::clone(self.supervisor.log());
         let removed = tokio::task::spawn_blocking(move || log.trim_through(through))
             .await

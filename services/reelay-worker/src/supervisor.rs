@@ -163,6 +163,7 @@ impl Supervisor {
                 .into());
             }
         }
+        self.check_runnable(&spec)?;
         let busy = runs
             .iter()
             .filter(|(id, run)| id.as_str() != job_id && run.holds_slot())
@@ -242,6 +243,25 @@ impl Supervisor {
         }
     }
 
+    /// Refuses a spec this node cannot run: a pipeline or parameters its config does not have
+    /// (a config that differs from the coordinator's).
+    fn check_runnable(&self, spec: &v1::JobSpec) -> Result<(), WorkerError> {
+        let node = &self.node.node_id;
+        let Some(pipeline) = self.pipelines.get(&spec.pipeline) else {
+            return Err(reelay_core::Error::precondition(format!(
+                "spec.pipeline: pipeline {} is not configured on node {node} (its --config differs \
+                 from the coordinator's)",
+                reelay_core::error::quote(&spec.pipeline)
+            ))
+            .into());
+        };
+        let params = spec.params.clone().into_iter().collect();
+        pipeline.validate_params(&params).map_err(|err| {
+            reelay_core::Error::precondition(format!("node {node} refuses the parameters: {err}"))
+        })?;
+        Ok(())
+    }
+
     /// Stops an attempt (`attempt` 0: whichever runs). Returns the attempt's record.
     pub async fn cancel(
         &self,
@@ -249,6 +269,7 @@ impl Supervisor {
         attempt: u32,
         reason: &str,
     ) -> Result<v1::WorkerJob, WorkerError> {
+        reelay_core::JobId::parse(job_id, "job_id")?;
         let record = self
             .log
             .get_job(job_id)?
@@ -270,6 +291,8 @@ impl Supervisor {
 
     /// Forgets a finished attempt and removes its outputs.
     pub async fn delete(&self, job_id: &str) -> Result<(), WorkerError> {
+        // The id names the directory removed below: `..` or an empty id would remove far more.
+        reelay_core::JobId::parse(job_id, "job_id")?;
         let runs = self.runs.lock().await;
         if runs.contains_key(job_id) {
             return Err(reelay_core::Error::precondition(format!(

@@ -850,6 +850,31 @@ async fn no_token_beyond_loopback_unless_insecure() {
         assert!(log.contains(flag) && log.contains("--insecure"), "{log}");
     }
 
+    // `dev` has no tokens: its built-in worker's port stays on loopback too.
+    let mut dev = ReelayProcess::start(
+        "dev-worker-port",
+        vec![
+            "dev".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--worker-listen".into(),
+            "0.0.0.0:0".into(),
+            "--data-dir".into(),
+            dir.path().join("dev-worker-port").display().to_string(),
+        ],
+        Vec::new(),
+        dir.path().join("dev-worker-port.log"),
+    );
+    let status = dev
+        .wait_exit(Duration::from_secs(30))
+        .expect("dev with its worker on 0.0.0.0 kept running");
+    assert!(!status.success());
+    assert!(
+        dev.log_text().contains("refusing to listen on 0.0.0.0:0"),
+        "{}",
+        dev.log_text()
+    );
+
     // Allowed with a token, or when told --insecure.
     for args in [
         &["coordinator", "--insecure"][..],

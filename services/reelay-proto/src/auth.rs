@@ -54,7 +54,10 @@ impl TokenCheck {
                 "this server needs a token: send `authorization: Bearer <token>`",
             ));
         };
-        let Some(token) = header.strip_prefix(b"Bearer ") else {
+        // The scheme is case-insensitive (RFC 9110); the token is compared exactly.
+        let token = (header.len() > 7 && header[..7].eq_ignore_ascii_case(b"Bearer "))
+            .then(|| &header[7..]);
+        let Some(token) = token else {
             return Err(Status::unauthenticated(
                 "the authorization header must be `Bearer <token>`",
             ));
@@ -172,6 +175,11 @@ mod tests {
         assert_eq!(check.access(Some(b"Bearer r")).unwrap(), Access::Read);
         assert_eq!(
             check.access(Some(b"Bearer x")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(check.access(Some(b"bearer w")).unwrap(), Access::Write);
+        assert_eq!(
+            check.access(Some(b"Bearer W")).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
         assert_eq!(

@@ -62,12 +62,15 @@ pub(crate) struct DevArgs {
 
 pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.common.log_format);
-    servers::check_exposure(
-        args.listen,
-        false,
-        args.common.insecure,
-        "--api-token (use `reelay coordinator`)",
-    )?;
+    // `dev` has no tokens: both of its ports stay on loopback unless told --insecure.
+    for address in [args.listen, args.worker_listen] {
+        servers::check_exposure(
+            address,
+            false,
+            args.common.insecure,
+            "--api-token (use `reelay coordinator`)",
+        )?;
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

@@ -38,7 +38,13 @@ impl JobService for JobApi {
             .ok_or_else(|| Status::invalid_argument("spec: a job spec is required"))?
             .into();
         let job = self.0.engine.create(spec, request.request_id).await?;
-        Ok(Response::new(self.0.view(&job)))
+        // A new job is at the back of its priority: its position costs a walk of the queue; GetJob has it.
+        Ok(Response::new(
+            self.0
+                .views(std::slice::from_ref(&job), 0)
+                .pop()
+                .unwrap_or_default(),
+        ))
     }
 
     async fn get_job(
@@ -85,7 +91,7 @@ impl JobService for JobApi {
         } else {
             String::new()
         };
-        let jobs = self.0.views(&jobs);
+        let jobs = self.0.views(&jobs, super::LIST_POSITION_CAP);
         Ok(Response::new(v1::ListJobsResponse {
             jobs,
             next_page_token,

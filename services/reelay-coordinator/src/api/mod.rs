@@ -24,8 +24,11 @@ use crate::hub::Hub;
 use crate::links::Links;
 use crate::store::JobStore;
 
-/// Queue positions are counted up to this many jobs ahead.
-const POSITION_CAP: usize = 10_000;
+/// Queue positions of one job are counted up to this many jobs ahead (GetJob, WatchJob).
+pub(crate) const POSITION_CAP: usize = 10_000;
+/// Queue positions of pages of jobs are counted up to this many jobs ahead (ListJobs, WatchJobs):
+/// one pass over the queue per page, kept short.
+pub(crate) const LIST_POSITION_CAP: usize = 1_000;
 
 pub(crate) type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -55,13 +58,14 @@ impl ApiState {
 
     /// A job as clients see it: with why it waits and where it is in the queue.
     pub(crate) fn view(&self, job: &Job) -> v1::Job {
-        self.views(std::slice::from_ref(job))
+        self.views(std::slice::from_ref(job), POSITION_CAP)
             .pop()
             .unwrap_or_default()
     }
 
-    /// Jobs as clients see them; queue positions come from one pass over the queue.
-    pub(crate) fn views(&self, jobs: &[Job]) -> Vec<v1::Job> {
+    /// Jobs as clients see them; queue positions come from one pass over the queue, counting at
+    /// most `position_cap` jobs (0: no positions; a job further back gets 0, "unknown").
+    pub(crate) fn views(&self, jobs: &[Job], position_cap: usize) -> Vec<v1::Job> {
         let queued: Vec<JobId> = jobs
             .iter()
             .filter(|job| job.state == reelay_core::JobState::Queued)
@@ -69,7 +73,7 @@ impl ApiState {
             .collect();
         let positions = self
             .store
-            .queue_positions(&queued, POSITION_CAP)
+            .queue_positions(&queued, position_cap)
             .unwrap_or_default();
         let cluster = self.engine.cluster();
         jobs.iter()

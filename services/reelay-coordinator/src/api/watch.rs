@@ -14,10 +14,11 @@ use reelay_proto::v1;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{ApiState, ServerStream};
+use super::{ApiState, LIST_POSITION_CAP, ServerStream};
 
 /// Messages buffered per stream towards its client.
 const CLIENT_BUFFER: usize = 64;
@@ -26,7 +27,22 @@ const SNAPSHOT_LIMIT: usize = 1000;
 /// Log lines read from storage per round.
 const LOG_CHUNK: usize = 1000;
 
-type Tx<T> = mpsc::Sender<Result<T, Status>>;
+/// The sending side of a stream towards a client. Items are boxed: a channel allocates its slots
+/// in blocks, and an idle watcher should hold a block of pointers, not of whole events.
+struct Tx<T>(mpsc::Sender<Box<Result<T, Status>>>);
+
+impl<T> Tx<T> {
+    /// Sends an item; `Err` when the client has gone.
+    async fn send(&self, item: Result<T, Status>) -> Result<(), ()> {
+        self.0.send(Box::new(item)).await.map_err(drop)
+    }
+}
+
+/// A bounded channel to a client and the response stream reading it.
+fn client_channel<T: Send + 'static>() -> (Tx<T>, ServerStream<T>) {
+    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    (Tx(tx), Box::pin(ReceiverStream::new(rx).map(|item| *item)))
+}
 
 fn is_terminal(event: &v1::JobEvent) -> bool {
     event
@@ -35,11 +51,12 @@ fn is_terminal(event: &v1::JobEvent) -> bool {
         .is_some_and(|job| job_state(job.state, "state").is_ok_and(JobState::is_terminal))
 }
 
-fn snapshot(state: &ApiState, job: &reelay_core::Job) -> v1::JobEvent {
+/// A snapshot event of a job as clients see it.
+fn snapshot(job: v1::Job) -> v1::JobEvent {
     v1::JobEvent {
-        job_id: job.id.to_string(),
+        job_id: job.id.clone(),
         version: job.version,
-        job: Some(state.view(job)),
+        job: Some(job),
         change: v1::JobChange::Snapshot as i32,
         previous_state: 0,
         time: Some(timestamp(std::time::SystemTime::now())),
@@ -68,13 +85,13 @@ pub(crate) fn job(
             job.version
         )));
     }
-    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    let (tx, stream) = client_channel();
     tokio::spawn(async move {
         let hub = std::sync::Arc::clone(&state.hub);
         follow_job(state, id, job, after_version, live, tx).await;
         hub.release(id);
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
 }
 
 async fn follow_job(
@@ -87,7 +104,7 @@ async fn follow_job(
 ) {
     let mut last = after_version;
     let first: Vec<v1::JobEvent> = if after_version == 0 {
-        vec![snapshot(&state, &job)]
+        vec![snapshot(state.view(&job))]
     } else {
         match state.store.events_after(id, after_version, usize::MAX) {
             Ok(events) => events,
@@ -115,7 +132,7 @@ async fn follow_job(
         let event = match received {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => match state.store.job(id) {
-                Ok(Some(job)) => Arc::new(snapshot(&state, &job)),
+                Ok(Some(job)) => Arc::new(snapshot(state.view(&job))),
                 _ => return,
             },
             Err(RecvError::Closed) => return,
@@ -139,7 +156,7 @@ pub(crate) fn jobs(
     snapshots: bool,
 ) -> ServerStream<v1::JobEvent> {
     let mut live = state.hub.subscribe_all();
-    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    let (tx, stream) = client_channel();
     tokio::spawn(async move {
         let mut seen = HashMap::new();
         if snapshots && send_active(&state, &states, &tx, &mut seen).await.is_err() {
@@ -183,7 +200,7 @@ pub(crate) fn jobs(
             }
         }
     });
-    Box::pin(ReceiverStream::new(rx))
+    stream
 }
 
 /// Sends snapshots of active jobs in `states`; records the versions sent in `seen`.
@@ -202,12 +219,15 @@ async fn send_active(
             Ok(ids) => ids,
             Err(err) => return tx.send(Err(err.into())).await.map_err(drop),
         };
-        for id in ids {
-            let Ok(Some(job)) = state.store.job(id) else {
-                continue;
-            };
-            seen.insert(id, job.version);
-            tx.send(Ok(snapshot(state, &job))).await.map_err(drop)?;
+        let jobs: Vec<reelay_core::Job> = ids
+            .into_iter()
+            .filter_map(|id| state.store.job(id).ok().flatten())
+            .collect();
+        for job in state.views(&jobs, LIST_POSITION_CAP) {
+            if let Ok(id) = JobId::parse(&job.id, "id") {
+                seen.insert(id, job.version);
+            }
+            tx.send(Ok(snapshot(job))).await?;
             remaining -= 1;
         }
         if remaining == 0 {
@@ -234,13 +254,13 @@ pub(crate) fn logs(
             return Err(status);
         }
     };
-    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    let (tx, stream) = client_channel();
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
         follow_logs(state, id, job, (after_line, follow), feeds, tx).await;
         hub.release(id);
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
 }
 
 /// The job, if `after_line` is a line of its log (or 0). A line a client was sent is stored

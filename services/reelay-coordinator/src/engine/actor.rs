@@ -687,8 +687,14 @@ impl Actor {
                 return Ok(());
             }
         };
-        if let Some(entry) = self.cluster().nodes.get_mut(node) {
-            entry.full = false;
+        let was_full = self
+            .cluster()
+            .nodes
+            .get_mut(node)
+            .is_some_and(|entry| std::mem::replace(&mut entry.full, false));
+        if was_full {
+            // The node said it had no free slot; its news may mean it has one now.
+            self.schedule_needed = true;
         }
         match txn.job(&self.store, id)? {
             Some(job) => {
@@ -709,7 +715,6 @@ impl Actor {
             }
             None => {}
         }
-        self.schedule_needed = true;
         Ok(())
     }
 

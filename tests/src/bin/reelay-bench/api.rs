@@ -9,11 +9,19 @@ use tokio::sync::Notify;
 
 use crate::stats::{quantile, rss_mib};
 
-/// A pipeline that prints a progress line with the time it printed it, every 20 ms.
+/// A pipeline that prints a progress line with the time it printed it (taken just before the
+/// write), every 20 ms.
 pub const TICK_PIPELINE: &str = r#"
 [[pipeline]]
 name = "tick"
-command = ["sh", "-c", "i=0; while [ $i -lt $REELAY_PARAM_TICKS ]; do i=$((i+1)); echo \"::progress $((i * 100 / REELAY_PARAM_TICKS)) tick t=$(date +%s%N)\"; sleep 0.02; done"]
+command = ["python3", "-u", "-c", """
+import os, sys, time
+ticks = int(os.environ["REELAY_PARAM_TICKS"])
+for i in range(1, ticks + 1):
+    sys.stdout.write(f"::progress {i * 100 // ticks} tick t={time.time_ns()}\\n")
+    sys.stdout.flush()
+    time.sleep(0.02)
+"""]
 input_required = false
 params = [ { name = "ticks", default = "200", pattern = "[0-9]{1,5}" } ]
 

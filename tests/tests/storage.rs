@@ -2,7 +2,8 @@
 //! names the directory and says what to do; it is never taken for an empty database.
 //!
 //! Each test makes real data once (a coordinator and a worker that ran jobs, stopped gracefully),
-//! then for every case copies it, damages the copy, and starts a server on it.
+//! then for every case copies it, damages the copy, and starts a server on it. sled alone opens
+//! most of these damages as an empty or shorter database; the checks are reelay-store's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,6 +119,17 @@ fn truncate(file: &Path) {
         .unwrap()
         .set_len(0)
         .unwrap();
+}
+
+/// Cuts the data file of the sled database in `dir` to half its length (sled alone would recover
+/// the first half as if after a crash).
+fn cut_in_half(dir: &Path) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("db"))
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len / 2).unwrap();
 }
 
 /// Overwrites the whole file with garbage of the same length.
@@ -301,7 +313,7 @@ async fn a_damaged_coordinator_data_dir_is_refused() {
     let logs = used.dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     type Damage = fn(&Path);
-    let refused: [(&str, Damage, &[&str]); 7] = [
+    let refused: [(&str, Damage, &[&str]); 8] = [
         (
             "db truncated",
             |dir| truncate(&dir.join("db")),
@@ -317,8 +329,9 @@ async fn a_damaged_coordinator_data_dir_is_refused() {
                     .set_len(100)
                     .unwrap();
             },
-            &["no schema record", "restore"],
+            &["it was cut", "restore"],
         ),
+        ("db cut in half", cut_in_half, &["it was cut", "restore"]),
         (
             "db overwritten",
             |dir| garble(&dir.join("db")),
@@ -378,12 +391,18 @@ async fn a_damaged_worker_data_dir_is_refused() {
     std::fs::create_dir_all(&logs).unwrap();
     type Damage = fn(&Copy);
     type Named = fn(&Copy) -> PathBuf;
-    let refused: [(&str, Damage, Named, &[&str]); 6] = [
+    let refused: [(&str, Damage, Named, &[&str]); 7] = [
         (
             "state/db truncated",
             |copy| truncate(&copy.worker_state().join("db")),
             Copy::worker_state,
             &["db is empty", "restore"],
+        ),
+        (
+            "state/db cut in half",
+            |copy| cut_in_half(&copy.worker_state()),
+            Copy::worker_state,
+            &["it was cut", "restore"],
         ),
         (
             "state/db overwritten",

@@ -14,6 +14,9 @@
 //! database (its `conf` alone says nothing about the data). So a database also leaves a marker
 //! file, [`MARKER_FILE`], next to sled's files once its schema record is durable: a directory with
 //! the marker whose data file is gone, empty, or holds no schema record was damaged, and is refused.
+//! A clean stop also writes the data file's size into the marker (cleared again at the next open,
+//! before anything is written): a data file found shorter was cut, and sled would have recovered
+//! what is left of it as if from a crash.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -68,6 +71,27 @@ pub struct SledStore {
     /// The data file, fsynced after each flush.
     data_file: Option<File>,
     path: PathBuf,
+    /// The schema tag, once the database is open and checked: a clean stop records the data
+    /// file's size under it. `None` while opening, so a refused database is left as it was.
+    tag: Option<String>,
+}
+
+/// What the marker file says: the schema tag and, after a clean stop, the data file's size.
+#[derive(Debug)]
+struct Marker {
+    tag: String,
+    clean_size: Option<u64>,
+}
+
+impl Marker {
+    fn parse(text: &str) -> Marker {
+        let mut lines = text.lines();
+        let tag = lines.next().unwrap_or_default().trim().to_owned();
+        let clean_size = lines
+            .filter_map(|line| line.strip_prefix("clean-size "))
+            .find_map(|size| size.trim().parse().ok());
+        Marker { tag, clean_size }
+    }
 }
 
 fn engine(err: sled::Error) -> StoreError {
@@ -75,8 +99,8 @@ fn engine(err: sled::Error) -> StoreError {
 }
 
 /// Checks `path` before sled touches it: a directory (or nothing yet), of this schema, and, when a
-/// database was made here before, with its data file. Returns the marker's tag when there is one.
-fn check_files(path: &Path, schema: &Schema) -> Result<Option<String>> {
+/// database was made here before, with its data file. Returns the marker when there is one.
+fn check_files(path: &Path, schema: &Schema) -> Result<Option<Marker>> {
     if path.exists() && !path.is_dir() {
         return Err(StoreError::Unusable(format!(
             "{} is not a directory: the data directory must be a directory (it is created when missing); \
@@ -85,8 +109,8 @@ fn check_files(path: &Path, schema: &Schema) -> Result<Option<String>> {
         )));
     }
     let marker_path = path.join(MARKER_FILE);
-    let tag = match std::fs::read(&marker_path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+    let marker = match std::fs::read(&marker_path) {
+        Ok(bytes) => Marker::parse(&String::from_utf8_lossy(&bytes)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => {
             return Err(StoreError::Unusable(format!(
@@ -96,7 +120,8 @@ fn check_files(path: &Path, schema: &Schema) -> Result<Option<String>> {
         }
     };
     let expected = schema.tag();
-    if tag != expected {
+    let tag = &marker.tag;
+    if *tag != expected {
         return Err(StoreError::Unusable(format!(
             "{} holds a {tag} database, not {expected}: give each coordinator and worker its own --data-dir",
             path.display()
@@ -104,11 +129,16 @@ fn check_files(path: &Path, schema: &Schema) -> Result<Option<String>> {
     }
     let data_file = path.join(DATA_FILE);
     let size = std::fs::metadata(&data_file).map(|meta| meta.len());
-    let problem = match size {
-        Ok(0) => "is empty",
-        Ok(_) => return Ok(Some(tag)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "is missing",
-        Err(_) => "cannot be read",
+    let problem = match (size, marker.clean_size) {
+        (Ok(0), _) => "is empty".to_owned(),
+        (Ok(size), Some(clean)) if size < clean => {
+            format!(
+                "has {size} bytes, fewer than the {clean} it had when the server last stopped: it was cut"
+            )
+        }
+        (Ok(_), _) => return Ok(Some(marker)),
+        (Err(err), _) if err.kind() == std::io::ErrorKind::NotFound => "is missing".to_owned(),
+        (Err(_), _) => "cannot be read".to_owned(),
     };
     Err(StoreError::Unusable(format!(
         "{} held a {tag} database, but its data file {} {problem}; {RESTORE_HINT}",
@@ -136,12 +166,17 @@ fn open_error(path: &Path, err: &sled::Error) -> StoreError {
     ))
 }
 
-/// Writes the marker file (write, fsync, rename), once the schema record is durable.
-fn write_marker(path: &Path, tag: &str) -> Result<()> {
+/// Writes the marker file (write, fsync, rename), once the schema record is durable; with the data
+/// file's size after a clean stop.
+fn write_marker(path: &Path, tag: &str, clean_size: Option<u64>) -> Result<()> {
+    let mut text = format!("{tag}\n");
+    if let Some(size) = clean_size {
+        text.push_str(&format!("clean-size {size}\n"));
+    }
     let write = || -> std::io::Result<()> {
         let temp = path.join(format!("{MARKER_FILE}.tmp"));
         let mut file = File::create(&temp)?;
-        std::io::Write::write_all(&mut file, format!("{tag}\n").as_bytes())?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, path.join(MARKER_FILE))?;
         File::open(path)?.sync_all()
@@ -170,7 +205,7 @@ const RESTORE_HINT: &str =
 /// another server's directory for their own.
 pub fn database_in(path: &Path) -> Option<String> {
     match std::fs::read_to_string(path.join(MARKER_FILE)) {
-        Ok(tag) => Some(tag.trim().to_owned()),
+        Ok(text) => Some(Marker::parse(&text).tag),
         Err(_) if path.join(DATA_FILE).is_file() && path.join("conf").is_file() => {
             Some("sled database".to_owned())
         }
@@ -205,11 +240,15 @@ impl SledStore {
             index_of,
             data_file,
             path: path.to_owned(),
+            tag: None,
         };
         store.check_schema(schema, marker.is_some())?;
-        if marker.is_none() {
-            write_marker(path, &schema.tag())?;
+        // A new database gets its marker; a clean stop's size is cleared before any write.
+        if marker.is_none_or(|marker| marker.clean_size.is_some()) {
+            write_marker(path, &schema.tag(), None)?;
         }
+        let mut store = store;
+        store.tag = Some(schema.tag());
         Ok(store)
     }
 
@@ -265,6 +304,25 @@ impl SledStore {
     /// Bytes on disk (for metrics).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+impl Drop for SledStore {
+    /// A clean stop: flushes, then records the data file's size in the marker.
+    fn drop(&mut self) {
+        let Some(tag) = self.tag.take() else {
+            return;
+        };
+        if let Err(err) = self.flush() {
+            tracing::warn!(path = %self.path.display(), error = %err, "final flush failed");
+            return;
+        }
+        let Ok(meta) = std::fs::metadata(self.path.join(DATA_FILE)) else {
+            return;
+        };
+        if let Err(err) = write_marker(&self.path, &tag, Some(meta.len())) {
+            tracing::warn!(error = %err, "cannot record the clean stop in the marker");
+        }
     }
 }
 
@@ -502,7 +560,7 @@ mod tests {
                         .set_len(100)
                         .unwrap();
                 },
-                "no schema record",
+                "it was cut",
             ),
             (
                 "overwritten",
@@ -534,6 +592,36 @@ mod tests {
             // Refused again: the failed open did not leave an empty database behind that passes.
             assert!(open_error(dir.path()).contains("reelay-test:1"), "{what}");
         }
+    }
+
+    #[test]
+    fn a_data_file_cut_after_a_clean_stop_is_refused_and_clean_stops_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        // Many clean stops, with writes and deletes between them (sled frees and reuses
+        // segments): each reopens.
+        for round in 0..6u32 {
+            let store = open(dir.path());
+            let mut batch = WriteBatch::default();
+            for i in 0..2000u32 {
+                if round % 2 == 0 {
+                    batch.put("a", i.to_be_bytes().to_vec(), vec![round as u8; 300]);
+                } else {
+                    batch.delete("a", i.to_be_bytes().to_vec());
+                }
+            }
+            store.commit(&batch).unwrap();
+        }
+        let marker = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
+        assert!(marker.contains("clean-size"), "{marker}");
+        drop(open(dir.path()));
+        let file = File::options()
+            .write(true)
+            .open(dir.path().join("db"))
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len / 2).unwrap();
+        let message = open_error(dir.path());
+        assert!(message.contains("it was cut"), "{message}");
     }
 
     #[test]

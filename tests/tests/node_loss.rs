@@ -358,3 +358,76 @@ async fn a_lost_node_that_comes_back_has_its_old_attempt_cancelled_while_it_is_q
     job.max_attempts = 2;
     lost_node_comes_back(job).await;
 }
+
+/// A job cancelled while its node is unreachable is CANCELLED at once; its (quiet) attempt is
+/// stopped on the node when the node is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_is_back() {
+    let (cluster, proxies) =
+        proxied_cluster(TestCluster::builder(), vec![WorkerSpec::default()]).await;
+    let job = cluster.submit("sleep", &[("seconds", "60")]).await;
+    cluster
+        .wait_job(&job.id, Duration::from_secs(30), |job| {
+            is(job, v1::JobState::Running)
+        })
+        .await;
+    let run = worker_job(&cluster, 0, &job.id).await.expect("the attempt");
+    let pgid: i32 = run.run_ref.parse().expect("a process group id");
+
+    proxies[0].black_hole();
+    offline_after(&cluster, "w0", Instant::now()).await;
+    assert_kept_unreachable(&cluster, &job.id, "w0").await;
+    let cancelled = cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        is(&cancelled, v1::JobState::Cancelled),
+        "cancelled at once while the node is unreachable: {cancelled:#?}"
+    );
+    assert!(
+        !process_group(pgid).is_empty(),
+        "the node could not be told yet"
+    );
+
+    proxies[0].restore();
+    cluster
+        .wait_node_state("w0", v1::NodeState::Ready, Duration::from_secs(30))
+        .await;
+    let stopped = poll(Duration::from_secs(20), async || {
+        let record = worker_job(&cluster, 0, &job.id).await?;
+        (record.state == v1::JobState::Cancelled as i32).then_some(record)
+    })
+    .await;
+    let Some(stopped) = stopped else {
+        let record = worker_job(&cluster, 0, &job.id).await;
+        panic!(
+            "the attempt is not stopped on the returning node: {record:#?}\n{}",
+            cluster.logs()
+        );
+    };
+    assert_eq!(stopped.attempt, 1);
+    let left = process_group(pgid);
+    assert!(
+        left.is_empty(),
+        "the attempt's processes are gone: {left:?}"
+    );
+    // The job stays as the user left it: one terminal state, nothing after it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let history = history(&cluster, &job.id).await;
+    assert_contiguous(&history);
+    let last = history.last().and_then(|e| e.job.as_ref()).unwrap();
+    assert!(is(last, v1::JobState::Cancelled), "{history:#?}");
+    assert_eq!(
+        history
+            .iter()
+            .filter_map(|e| e.job.as_ref())
+            .filter(|job| reelay_tests::watch::is_terminal(job.state))
+            .count(),
+        1,
+        "reported terminal once"
+    );
+}

@@ -988,6 +988,19 @@ async fn fault_campaign() {
             problems.push(left);
         }
     }
+    // What the processes say they did: evidence that the faults hit running work.
+    let worker_logs: String = cluster
+        .workers
+        .iter()
+        .map(|worker| worker.process.log_text())
+        .collect();
+    let coordinator_log = cluster.coordinator.log_text();
+    journal.say(format!(
+        "workers re-attached to {} containers and resumed {} attempts; the coordinator resumed event streams {} times",
+        worker_logs.matches("re-attached").count(),
+        worker_logs.matches("resuming attempt").count(),
+        coordinator_log.matches("following the node's events").count()
+    ));
     let proxies_bytes: Vec<u64> = links.iter().map(FaultProxy::bytes).collect();
     journal.say(format!(
         "bytes through the link proxies: {proxies_bytes:?}; registrations: {}",

@@ -11,15 +11,31 @@ use super::PING_TIMEOUT;
 use crate::executor::ExecError;
 
 /// Removes a container (force); a container already gone is fine, other failures are logged.
-pub(super) async fn remove_quietly(docker: &Docker, id: &str) {
+pub(super) async fn remove_quietly(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::new().force(true).build();
     match docker.remove_container(id, Some(options)).await {
-        Ok(()) => {}
-        Err(err) if is_not_found(&err) => {}
+        Ok(()) => true,
+        Err(err) if is_not_found(&err) => true,
         Err(err) => {
-            tracing::warn!(container = id, error = %describe(&err), "cannot remove the container")
+            tracing::warn!(container = id, error = %describe(&err), "cannot remove the container");
+            false
         }
     }
+}
+
+/// Removes a container, retrying in the background while the engine does not answer (a finished
+/// job's container must not be left behind because the engine blinked).
+pub(super) fn remove_eventually(docker: Docker, id: String) {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::default();
+        for _ in 0..30 {
+            if remove_quietly(&docker, &id).await {
+                return;
+            }
+            backoff.sleep().await;
+        }
+        tracing::error!(container = %id, "gave up removing the container; the worker's next start removes it");
+    });
 }
 
 /// Waits until the engine answers a ping, with a bounded backoff.

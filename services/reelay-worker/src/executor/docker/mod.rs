@@ -374,7 +374,11 @@ impl Executor for DockerExecutor {
             return;
         }
         match self.engine().await {
-            Ok(docker) => remove_quietly(docker, run_ref).await,
+            Ok(docker) => {
+                if !remove_quietly(docker, run_ref).await {
+                    engine::remove_eventually(docker.clone(), run_ref.to_owned());
+                }
+            }
             Err(err) => {
                 tracing::warn!(container = run_ref, error = %describe(&err), "cannot remove the container: docker engine does not answer");
             }

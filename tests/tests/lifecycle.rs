@@ -271,15 +271,25 @@ async fn the_contract_matches_the_design() {
     assert!(ok, "check-contract failed:\n{output}");
     assert!(output.contains("contract: 0 mismatches"), "{output}");
     // Each port lists only what it serves (the checker fetched grpcurl into its cache).
-    let grpcurl = std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/reelay-conformance/grpcurl");
+    let grpcurl = std::path::PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/reelay-conformance/grpcurl");
     let list = |address: &str| {
-        let output = std::process::Command::new(&grpcurl).args(["-plaintext", address, "list"]).output().unwrap();
+        let output = std::process::Command::new(&grpcurl)
+            .args(["-plaintext", address, "list"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let coordinator = list(&cluster.address());
-    assert!(coordinator.contains("reelay.v1.JobService") && !coordinator.contains("WorkerService"), "{coordinator}");
+    assert!(
+        coordinator.contains("reelay.v1.JobService") && !coordinator.contains("WorkerService"),
+        "{coordinator}"
+    );
     let worker_list = list(&worker);
-    assert!(worker_list.contains("reelay.v1.WorkerService") && !worker_list.contains("JobService"), "{worker_list}");
+    assert!(
+        worker_list.contains("reelay.v1.WorkerService") && !worker_list.contains("JobService"),
+        "{worker_list}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

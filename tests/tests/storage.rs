@@ -464,7 +464,7 @@ async fn a_data_dir_of_the_other_kind_is_refused() {
         &mut process,
         "a worker's data dir given to a coordinator",
         &copy.worker(),
-        &["worker's data directory", "reelay-worker:1", "--data-dir"],
+        &["worker's data directory", "reelay-worker:2", "--data-dir"],
     );
     let (mut process, _) = worker(
         &used,
@@ -475,7 +475,7 @@ async fn a_data_dir_of_the_other_kind_is_refused() {
         &mut process,
         "a coordinator's data dir given to a worker",
         &copy.coordinator(),
-        &["reelay-coordinator:1 database", "--data-dir"],
+        &["reelay-coordinator:2 database", "--data-dir"],
     );
     // Neither refusal wrote into the other's directory.
     assert!(!copy.coordinator().join("outputs").exists());

@@ -35,7 +35,6 @@ use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_store::SledStore;
 use reelay_store::sled_store::SledOptions;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiState;
@@ -179,7 +178,7 @@ pub async fn run(
         }
         None => {
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .serve_with_incoming_shutdown(reelay_proto::net::incoming(listener), stop)
                 .await
         }
     };

@@ -45,7 +45,7 @@ pub(crate) const CURSORS: &str = "cursors";
 /// The coordinator database's schema.
 pub const SCHEMA: Schema = Schema {
     kind: "coordinator",
-    version: 1,
+    version: 2,
     trees: &[
         JOBS, JOB_EVENTS, BY_STATE, BY_NODE, QUEUE, EXPIRY, REQUESTS, JOB_LOGS, LOG_MARKS, NODES,
         CURSORS, "meta",

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod net;
 pub mod reflection;
 pub mod tls;
 

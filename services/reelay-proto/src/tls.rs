@@ -114,6 +114,7 @@ impl ServerTls {
                     },
                     () = accepted.closed() => return,
                 };
+                crate::net::no_delay(&tcp);
                 let acceptor = acceptor.clone();
                 let accepted = accepted.clone();
                 tokio::spawn(async move {

@@ -28,7 +28,7 @@ pub(crate) const META: &str = "meta";
 /// The worker database's schema.
 pub const SCHEMA: Schema = Schema {
     kind: "worker",
-    version: 1,
+    version: 2,
     trees: &[JOBS, ACTIVE, EVENTS, META],
 };
 

@@ -34,7 +34,6 @@ use reelay_proto::v1;
 use reelay_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WorkerError;
@@ -161,7 +160,7 @@ pub async fn run(
         }
         None => {
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .serve_with_incoming_shutdown(reelay_proto::net::incoming(listener), stop)
                 .await
         }
     };

@@ -5,6 +5,7 @@
 //! cargo build --release -p reelay
 //! cargo run --release -p reelay-tests --bin reelay-bench            # full run (1,000,000 stored jobs)
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --quick # a smaller, faster run
+//! cargo run --release -p reelay-tests --bin reelay-bench -- --only create,watchers
 //! ```
 //!
 //! Throughput figures are medians of several runs (`--runs`, default 3) on a fresh cluster each;
@@ -24,6 +25,14 @@ struct Options {
     creates: usize,
     stored: usize,
     watchers: usize,
+    /// Measures to run (`--only create,watchers`); all when empty.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, measure: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|m| m == measure)
+    }
 }
 
 fn options() -> Options {
@@ -40,6 +49,12 @@ fn options() -> Options {
         creates: value("--creates").unwrap_or(if quick { 5_000 } else { 20_000 }),
         stored: value("--stored").unwrap_or(if quick { 100_000 } else { 1_000_000 }),
         watchers: value("--watchers").unwrap_or(10_000),
+        only: args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(|list| list.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -62,124 +77,140 @@ async fn main() {
         reelay_tests::process::reelay_bin().display()
     );
 
-    let fsync = limits::fsync_p50();
-    let (sled_each, sled_grouped) = limits::sled_writes_per_second();
-    println!("\n## Limits of this machine\n");
-    println!("- fsync of a 4 KiB write: p50 {:.3} ms", ms(fsync));
-    println!(
-        "- sled insert + flush each: {sled_each:.0}/s; 1,000 inserts per flush: {sled_grouped:.0}/s\n"
-    );
+    let mut sled_each = 0.0;
+    if options.wants("limits") {
+        let fsync = limits::fsync_p50();
+        let (each, grouped) = limits::sled_writes_per_second();
+        sled_each = each;
+        println!("\n## Limits of this machine\n");
+        println!("- fsync of a 4 KiB write: p50 {:.3} ms", ms(fsync));
+        println!(
+            "- sled insert + flush each: {each:.0}/s; 1,000 inserts per flush: {grouped:.0}/s\n"
+        );
+    }
 
     println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
-    let mut throughputs = Vec::new();
-    for run in 0..options.runs {
+    if options.wants("create") {
+        let mut throughputs = Vec::new();
+        for run in 0..options.runs {
+            let cluster = TestCluster::builder()
+                .extra_config(api::TICK_PIPELINE)
+                .start()
+                .await;
+            throughputs.push(
+                api::create_throughput(&cluster, options.creates, 64, run * options.creates).await,
+            );
+        }
+        let throughput = median(&mut throughputs);
+        let versus = if sled_each > 0.0 {
+            format!("; {:.1}x sled flush-each", throughput / sled_each)
+        } else {
+            String::new()
+        };
+        row(
+            "durable CreateJob, 64 clients",
+            "≥ 20,000/s",
+            format!("{throughput:.0}/s (median of {}{versus})", options.runs),
+            throughput >= 20_000.0,
+        );
+    }
+
+    if options.wants("latency") {
         let cluster = TestCluster::builder()
             .extra_config(api::TICK_PIPELINE)
             .start()
             .await;
-        throughputs.push(
-            api::create_throughput(&cluster, options.creates, 64, run * options.creates).await,
+        let (p50, p99) = api::create_latency(&cluster, 2000).await;
+        row(
+            "CreateJob, one client",
+            "p50 ≤ 0.5 ms",
+            format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+            p50 <= Duration::from_micros(500),
         );
     }
-    let throughput = median(&mut throughputs);
-    row(
-        "durable CreateJob, 64 clients",
-        "≥ 20,000/s",
-        format!(
-            "{throughput:.0}/s (median of {}; {:.1}x sled flush-each)",
-            options.runs,
-            throughput / sled_each
-        ),
-        throughput >= 20_000.0,
-    );
 
-    let cluster = TestCluster::builder()
-        .extra_config(api::TICK_PIPELINE)
-        .start()
-        .await;
-    let (p50, p99) = api::create_latency(&cluster, 2000).await;
-    row(
-        "CreateJob, one client",
-        "p50 ≤ 0.5 ms",
-        format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
-        p50 <= Duration::from_micros(500),
-    );
-    drop(cluster);
+    if options.wants("progress") || options.wants("start") {
+        let cluster = TestCluster::builder()
+            .worker(WorkerSpec {
+                slots: 4,
+                ..Default::default()
+            })
+            .extra_config(api::TICK_PIPELINE)
+            .start()
+            .await;
+        if options.wants("progress") {
+            let (p50, p99, count) = api::progress_latency(&cluster, 300).await;
+            row(
+                "`::progress` line → WatchJob client",
+                "p50 ≤ 1 ms, p99 ≤ 5 ms",
+                format!(
+                    "p50 {:.3} ms, p99 {:.3} ms ({count} lines)",
+                    ms(p50),
+                    ms(p99)
+                ),
+                p50 <= Duration::from_millis(1) && p99 <= Duration::from_millis(5),
+            );
+        }
+        if options.wants("start") {
+            let (p50, p99) = api::start_latency(&cluster, 200).await;
+            row(
+                "job created → worker asked to start",
+                "p99 ≤ 5 ms",
+                format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+                p99 <= Duration::from_millis(5),
+            );
+        }
+    }
 
-    let cluster = TestCluster::builder()
-        .worker(WorkerSpec {
-            slots: 4,
-            ..Default::default()
-        })
-        .extra_config(api::TICK_PIPELINE)
-        .start()
-        .await;
-    let (p50, p99, count) = api::progress_latency(&cluster, 300).await;
-    row(
-        "`::progress` line → WatchJob client",
-        "p50 ≤ 1 ms, p99 ≤ 5 ms",
-        format!(
-            "p50 {:.3} ms, p99 {:.3} ms ({count} lines)",
-            ms(p50),
-            ms(p99)
-        ),
-        p50 <= Duration::from_millis(1) && p99 <= Duration::from_millis(5),
-    );
-    let (p50, p99) = api::start_latency(&cluster, 200).await;
-    row(
-        "job created → worker asked to start",
-        "p99 ≤ 5 ms",
-        format!("p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
-        p99 <= Duration::from_millis(5),
-    );
-    drop(cluster);
+    if options.wants("watchers") {
+        let cluster = TestCluster::builder()
+            .extra_config(api::TICK_PIPELINE)
+            .start()
+            .await;
+        let (before, after) = api::watchers_memory(&cluster, options.watchers).await;
+        row(
+            &format!("{} concurrent WatchJob streams", options.watchers),
+            "≤ 100 MB",
+            format!(
+                "+{:.1} MiB ({before:.1} → {after:.1} MiB RSS)",
+                after - before
+            ),
+            after - before <= 100.0,
+        );
+    }
 
-    let cluster = TestCluster::builder()
-        .extra_config(api::TICK_PIPELINE)
-        .start()
-        .await;
-    let (before, after) = api::watchers_memory(&cluster, options.watchers).await;
-    row(
-        &format!("{} concurrent WatchJob streams", options.watchers),
-        "≤ 100 MB",
-        format!(
-            "+{:.1} MiB ({before:.1} → {after:.1} MiB RSS)",
-            after - before
-        ),
-        after - before <= 100.0,
-    );
-    drop(cluster);
-
-    let mut cluster = TestCluster::builder()
-        .extra_config(api::TICK_PIPELINE)
-        .start()
-        .await;
-    let stored = api::stored_jobs(&mut cluster, options.stored).await;
-    row(
-        &format!("restart with {} stored jobs", options.stored),
-        "serving ≤ 1 s",
-        format!(
-            "{:.0} ms after SIGTERM, {:.0} ms after SIGKILL (RSS {:.0} MiB)",
-            ms(stored.restart_clean),
-            ms(stored.restart_crash),
-            stored.rss_after_restart
-        ),
-        stored.restart_clean <= Duration::from_secs(1)
-            && stored.restart_crash <= Duration::from_secs(1),
-    );
-    row(
-        &format!("ListJobs page of 50 at {} jobs", options.stored),
-        "≤ 5 ms",
-        format!(
-            "p50 {:.2} ms newest, {:.2} ms by state, {:.2} ms deep",
-            ms(stored.first_page),
-            ms(stored.state_page),
-            ms(stored.deep_page)
-        ),
-        stored
-            .first_page
-            .max(stored.state_page)
-            .max(stored.deep_page)
-            <= Duration::from_millis(5),
-    );
+    if options.wants("stored") {
+        let mut cluster = TestCluster::builder()
+            .extra_config(api::TICK_PIPELINE)
+            .start()
+            .await;
+        let stored = api::stored_jobs(&mut cluster, options.stored).await;
+        row(
+            &format!("restart with {} stored jobs", options.stored),
+            "serving ≤ 1 s",
+            format!(
+                "{:.0} ms after SIGTERM, {:.0} ms after SIGKILL (RSS {:.0} MiB)",
+                ms(stored.restart_clean),
+                ms(stored.restart_crash),
+                stored.rss_after_restart
+            ),
+            stored.restart_clean <= Duration::from_secs(1)
+                && stored.restart_crash <= Duration::from_secs(1),
+        );
+        row(
+            &format!("ListJobs page of 50 at {} jobs", options.stored),
+            "≤ 5 ms",
+            format!(
+                "p50 {:.2} ms newest, {:.2} ms by state, {:.2} ms deep",
+                ms(stored.first_page),
+                ms(stored.state_page),
+                ms(stored.deep_page)
+            ),
+            stored
+                .first_page
+                .max(stored.state_page)
+                .max(stored.deep_page)
+                <= Duration::from_millis(5),
+        );
+    }
 }

@@ -138,7 +138,9 @@ impl EventLog {
         let mut batch = WriteBatch::default();
         let mut last = 0;
         for change in changes {
-            if let Some(job) = &change.job {
+            if let Some(job) = &change.job
+                && !self.newer_attempt_recorded(job)?
+            {
                 batch.put(JOBS, job.job_id.as_bytes().to_vec(), job.encode_to_vec());
                 if is_terminal(job.state) {
                     batch.delete(ACTIVE, job.job_id.as_bytes().to_vec());
@@ -180,6 +182,16 @@ impl EventLog {
             self.last_seq.send_replace(last);
         }
         Ok(last)
+    }
+
+    /// Whether the job's record is of a newer attempt than `job`. An attempt superseded on this node
+    /// goes on reporting while it stops (its last lines, its end) after the newer attempt was
+    /// accepted: its events are logged, but its record must not replace the newer one, which the
+    /// coordinator reconciles with (GetJob) and recovery resumes from (`active`).
+    fn newer_attempt_recorded(&self, job: &v1::WorkerJob) -> Result<bool, WorkerError> {
+        Ok(self
+            .get_job(&job.job_id)?
+            .is_some_and(|stored| stored.attempt > job.attempt))
     }
 
     /// Hands out the next seq, reserving (durably) a new block first when the current one is used up.
@@ -340,6 +352,58 @@ mod tests {
             .unwrap();
         assert!(next > last, "{next} must be greater than {last}");
         assert!(next > SEQ_BLOCK, "a restart starts a new reserved block");
+    }
+
+    #[test]
+    fn an_older_attempt_never_replaces_the_record_of_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open_dir(dir.path()).unwrap();
+        let attempt = |attempt: u32, state: v1::JobState| v1::WorkerJob {
+            attempt,
+            ..job("a", state)
+        };
+        log.append(vec![change(attempt(1, v1::JobState::Running))])
+            .unwrap();
+        // Attempt 2 is accepted while attempt 1 stops: attempt 1 still prints, then ends.
+        log.append(vec![change(attempt(2, v1::JobState::Assigned))])
+            .unwrap();
+        log.append(vec![Change {
+            job: Some(attempt(1, v1::JobState::Running)),
+            job_event: false,
+            log: Some(v1::LogLine {
+                number: 7,
+                text: "stopping".into(),
+                attempt: 1,
+                ..Default::default()
+            }),
+        }])
+        .unwrap();
+        log.append(vec![change(attempt(1, v1::JobState::Cancelled))])
+            .unwrap();
+        let record = log.get_job("a").unwrap().unwrap();
+        assert_eq!(
+            (record.attempt, record.state),
+            (2, v1::JobState::Assigned as i32)
+        );
+        let active: Vec<u32> = log
+            .active_jobs()
+            .unwrap()
+            .iter()
+            .map(|job| job.attempt)
+            .collect();
+        assert_eq!(active, [2], "attempt 2 is resumed after a restart");
+        // Attempt 1's line and end are still in the log (the coordinator ignores them).
+        let events = log.read_after(0, 10).unwrap();
+        let attempts: Vec<u32> = events.iter().map(|event| event.attempt).collect();
+        assert_eq!(attempts, [1, 2, 1, 1]);
+        // The newer attempt goes on as usual.
+        log.append(vec![change(attempt(2, v1::JobState::Succeeded))])
+            .unwrap();
+        assert_eq!(
+            log.get_job("a").unwrap().unwrap().state,
+            v1::JobState::Succeeded as i32
+        );
+        assert!(log.active_jobs().unwrap().is_empty());
     }
 
     #[test]

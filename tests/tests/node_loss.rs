@@ -30,6 +30,17 @@ fn state_name(state: i32) -> String {
         .unwrap_or_else(|_| state.to_string())
 }
 
+/// The process group of the attempt worker `index` runs for job `id` (waits for the node to
+/// record it: a job is RUNNING a moment before its process group is known).
+async fn process_group_of(cluster: &TestCluster, index: usize, id: &str) -> i32 {
+    let found = poll(Duration::from_secs(10), async || {
+        let record = worker_job(cluster, index, id).await?;
+        record.run_ref.parse::<i32>().ok()
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("node {index} does not run job {id}"))
+}
+
 /// Waits until `node` is OFFLINE; how long it took from `since`.
 async fn offline_after(cluster: &TestCluster, node: &str, since: Instant) -> Duration {
     cluster
@@ -213,10 +224,7 @@ async fn lost_node_comes_back(job_spec: v1::JobSpec) {
         cluster.workers[lost].node_id.clone(),
         cluster.workers[other].node_id.clone(),
     );
-    let run = worker_job(&cluster, lost, &job.id)
-        .await
-        .expect("the node knows attempt 1");
-    let pgid: i32 = run.run_ref.parse().expect("a process group id");
+    let pgid = process_group_of(&cluster, lost, &job.id).await;
     assert!(!process_group(pgid).is_empty(), "attempt 1 runs");
 
     let cut = Instant::now();
@@ -371,8 +379,7 @@ async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_
             is(job, v1::JobState::Running)
         })
         .await;
-    let run = worker_job(&cluster, 0, &job.id).await.expect("the attempt");
-    let pgid: i32 = run.run_ref.parse().expect("a process group id");
+    let pgid = process_group_of(&cluster, 0, &job.id).await;
 
     proxies[0].black_hole();
     offline_after(&cluster, "w0", Instant::now()).await;
@@ -429,5 +436,137 @@ async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_
             .count(),
         1,
         "reported terminal once"
+    );
+}
+
+/// Runs `seconds` seconds printing a line every 200 ms; when told to stop, prints for 3 s more
+/// before it exits (a pipeline that takes its time to stop).
+const SLOW_STOP: &str = r#"
+[[pipeline]]
+name = "slowstop"
+description = "prints while it runs; takes 3 s to stop, printing"
+command = ["sh", "-c", """
+trap 'for i in 1 2 3 4 5 6; do echo "stopping $i"; sleep 0.5; done; exit 143' TERM
+i=0
+while [ "$i" -lt $((REELAY_PARAM_SECONDS * 5)) ]; do
+  i=$((i + 1))
+  echo "tick $i"
+  sleep 0.2 & wait $!
+done
+"""]
+input_required = false
+grace_seconds = 10
+params = [ { name = "seconds", default = "20", pattern = "[0-9]{1,4}" } ]
+"#;
+
+/// The only node is lost while attempt 1 runs; when it comes back it gets attempt 2 of the same
+/// job while attempt 1 is still stopping there (3 s, printing), and the link is cut meanwhile, so
+/// the coordinator reconciles with the node in the middle of it. The node's record of the job
+/// never goes back to attempt 1 once it accepted attempt 2, and the job ends once, from attempt 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_node_that_comes_back_runs_the_retry_while_the_old_attempt_stops() {
+    let builder = TestCluster::builder()
+        .extra_config(SLOW_STOP)
+        .coordinator_arg("--node-lost-after")
+        .coordinator_arg("3s");
+    let (cluster, proxies) = proxied_cluster(builder, vec![WorkerSpec::default()]).await;
+    let mut job_spec = spec("slowstop", &[("seconds", "20")]);
+    job_spec.max_attempts = 2;
+    let job = cluster.submit_spec(job_spec).await;
+    let pgid = process_group_of(&cluster, 0, &job.id).await;
+
+    proxies[0].black_hole();
+    let queued = cluster
+        .wait_job(&job.id, Duration::from_secs(40), |job| {
+            is(job, v1::JobState::Queued) && job.attempt == 1
+        })
+        .await;
+    assert!(queued.error.starts_with("node lost: "), "{queued:#?}");
+    proxies[0].restore();
+
+    // The node takes attempt 2 while attempt 1 prints its way out (3 s): its record of the job
+    // must say attempt 2 from then on. Half a second into it the link is cut: the coordinator
+    // reconnects and reconciles with the node (GetJob) while attempt 1 is still stopping.
+    let mut seen: Vec<(u32, String)> = Vec::new();
+    let mut cut_at = None;
+    let mut cut = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if cut_at.is_none() && cluster.get(&job.id).await.attempt == 2 {
+            cut_at = Some(Instant::now() + Duration::from_millis(500));
+        }
+        if !cut && cut_at.is_some_and(|at| Instant::now() >= at) {
+            proxies[0].cut();
+            cut = true;
+        }
+        if let Some(record) = worker_job(&cluster, 0, &job.id).await {
+            let entry = (record.attempt, state_name(record.state));
+            if seen.last() != Some(&entry) {
+                seen.push(entry);
+            }
+            if cut
+                && record.attempt == 2
+                && record.state != v1::JobState::Assigned as i32
+                && process_group(pgid).is_empty()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("the node's record of the job: {seen:?}");
+    assert!(
+        cut,
+        "the coordinator never gave attempt 2: {seen:?}\n{}",
+        cluster.logs()
+    );
+    let accepted = seen
+        .iter()
+        .position(|entry| *entry == (2, state_name(v1::JobState::Assigned as i32)))
+        .unwrap_or_else(|| {
+            panic!(
+                "the node's record never said attempt 2 while attempt 1 stopped: {seen:?}\n{}",
+                cluster.logs()
+            )
+        });
+    assert!(
+        seen[accepted..].iter().all(|(attempt, _)| *attempt == 2),
+        "the node's record went back to attempt 1 after it accepted attempt 2: {seen:?}"
+    );
+    assert!(
+        process_group(pgid).is_empty(),
+        "attempt 1 stopped: {seen:?}"
+    );
+
+    let done = cluster
+        .wait_terminal_within(&job.id, Duration::from_secs(120))
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
+    assert!(
+        is(&done, v1::JobState::Succeeded),
+        "{done:#?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!((done.attempt, done.node_id.as_str()), (2, "w0"));
+    let history = history(&cluster, &job.id).await;
+    assert_contiguous(&history);
+    let jobs: Vec<&v1::Job> = history.iter().filter_map(|e| e.job.as_ref()).collect();
+    let second = jobs.iter().position(|job| job.attempt == 2).unwrap();
+    assert!(jobs[second..].iter().all(|job| job.attempt == 2));
+    assert_eq!(
+        jobs.iter()
+            .filter(|job| reelay_tests::watch::is_terminal(job.state))
+            .count(),
+        1
+    );
+    // No line of attempt 1 (its "stopping" lines) after attempt 2's first.
+    let lines = logs(&cluster, &job.id).await;
+    let attempts: Vec<u32> = lines.iter().map(|line| line.attempt).collect();
+    assert!(
+        attempts.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{attempts:?}"
     );
 }

@@ -2,6 +2,7 @@
 //! gRPC reflection serves, and the conversions between wire and domain (`reelay-core`) types.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod net;
 pub mod reflection;

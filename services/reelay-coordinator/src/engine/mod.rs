@@ -164,7 +164,8 @@ pub struct EngineParts {
 pub struct Engine {
     tx: mpsc::Sender<Command>,
     cluster: Arc<RwLock<Cluster>>,
-    pipelines: Pipelines,
+    /// Shared, not copied: every API handler and stream holds an `Engine`.
+    pipelines: Arc<Pipelines>,
 }
 
 impl Engine {
@@ -179,7 +180,7 @@ impl Engine {
         let engine = Engine {
             tx: tx.clone(),
             cluster: Arc::clone(&cluster),
-            pipelines: settings.pipelines.clone(),
+            pipelines: Arc::new(settings.pipelines.clone()),
         };
         let actor = actor::Actor::load(parts, settings, cluster, tx.downgrade(), engine.clone())?;
         let task = tokio::spawn(actor.run(rx, shutdown));

@@ -316,3 +316,94 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
     // The killed worker's process group outlived it; a restart of the worker stops it.
     cluster.workers[0].process.restart();
 }
+
+/// The next node event on `stream` that `check` accepts (within 50 events and 20 s each).
+async fn node_event(
+    stream: &mut tonic::Streaming<v1::NodeEvent>,
+    what: &str,
+    check: impl Fn(&v1::NodeEvent) -> bool,
+) -> v1::NodeEvent {
+    for _ in 0..50 {
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if check(&event) {
+            return event;
+        }
+    }
+    panic!("no node event: {what}");
+}
+
+fn node_is(event: &v1::NodeEvent, id: &str, check: impl Fn(&v1::Node) -> bool) -> bool {
+    event
+        .node
+        .as_ref()
+        .is_some_and(|node| node.id == id && check(node))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_changes_stream_to_watchers() {
+    let mut cluster = TestCluster::builder()
+        .worker(worker(1, ""))
+        .worker(worker(1, ""))
+        .start()
+        .await;
+    let mut nodes = cluster.nodes().await;
+    let mut stream = nodes
+        .watch_nodes(v1::WatchNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            node_event(&mut stream, "a node", |_| true)
+                .await
+                .node
+                .unwrap()
+                .id,
+        );
+    }
+    ids.sort();
+    assert_eq!(ids, ["w0", "w1"], "every node first");
+
+    // A job on w0 takes its slot: the node's `running` changes, live.
+    let mut pinned = spec("sleep", &[("seconds", "60")]);
+    pinned.node_id = "w0".into();
+    let job = cluster.submit_spec(pinned).await;
+    node_event(&mut stream, "w0 runs a job", |e| {
+        node_is(e, "w0", |n| n.running == 1)
+    })
+    .await;
+    nodes
+        .drain_node(v1::DrainNodeRequest { id: "w1".into() })
+        .await
+        .unwrap();
+    node_event(&mut stream, "w1 draining", |e| {
+        node_is(e, "w1", |n| n.state == v1::NodeState::Draining as i32)
+    })
+    .await;
+    cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest { id: job.id.clone() })
+        .await
+        .unwrap();
+    node_event(&mut stream, "w0 idle", |e| {
+        node_is(e, "w0", |n| n.running == 0)
+    })
+    .await;
+    cluster.workers[1].process.kill9();
+    node_event(&mut stream, "w1 offline", |e| {
+        node_is(e, "w1", |n| n.state == v1::NodeState::Offline as i32)
+    })
+    .await;
+    nodes
+        .remove_node(v1::RemoveNodeRequest { id: "w1".into() })
+        .await
+        .unwrap();
+    let removed = node_event(&mut stream, "w1 removed", |e| e.removed).await;
+    assert_eq!(removed.node.unwrap().id, "w1");
+}

@@ -18,6 +18,8 @@ const ALL_CAPACITY: usize = 8192;
 /// Changes (or log lines) buffered per watched job before a slow watcher lags. Small: every
 /// watched job allocates this many slots, and a watcher that lags resyncs from storage.
 const JOB_CAPACITY: usize = 128;
+/// Node changes buffered for `WatchNodes` watchers before a slow one lags.
+const NODE_CAPACITY: usize = 1024;
 
 /// Fan-out of job changes and log lines.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub struct Hub {
     all: broadcast::Sender<Arc<v1::JobEvent>>,
     jobs: Mutex<HashMap<JobId, broadcast::Sender<Arc<v1::JobEvent>>>>,
     logs: Mutex<HashMap<JobId, broadcast::Sender<Arc<v1::LogLine>>>>,
+    /// Node changes, for `WatchNodes`.
+    nodes: broadcast::Sender<Arc<v1::NodeEvent>>,
 }
 
 impl Default for Hub {
@@ -33,6 +37,7 @@ impl Default for Hub {
             all: broadcast::channel(ALL_CAPACITY).0,
             jobs: Mutex::default(),
             logs: Mutex::default(),
+            nodes: broadcast::channel(NODE_CAPACITY).0,
         }
     }
 }
@@ -54,6 +59,14 @@ impl Hub {
         // No receiver is not an error: nobody watches right now.
         let _ = self.all.send(Arc::clone(&event));
         publish(&self.jobs, id, event);
+    }
+
+    pub fn subscribe_nodes(&self) -> broadcast::Receiver<Arc<v1::NodeEvent>> {
+        self.nodes.subscribe()
+    }
+
+    pub fn publish_node(&self, event: v1::NodeEvent) {
+        let _ = self.nodes.send(Arc::new(event));
     }
 
     pub fn publish_log(&self, id: JobId, line: Arc<v1::LogLine>) {

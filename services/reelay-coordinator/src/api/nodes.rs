@@ -120,6 +120,16 @@ impl NodeService for NodeApi {
         Ok(Response::new((&node).into()))
     }
 
+    type WatchNodesStream = super::ServerStream<v1::NodeEvent>;
+
+    async fn watch_nodes(
+        &self,
+        request: Request<v1::WatchNodesRequest>,
+    ) -> Result<Response<Self::WatchNodesStream>, Status> {
+        self.0.read(&request)?;
+        Ok(Response::new(super::watch::nodes(self.0.clone())))
+    }
+
     async fn remove_node(
         &self,
         request: Request<v1::RemoveNodeRequest>,

@@ -357,3 +357,43 @@ async fn send_stored(
         }
     }
 }
+
+/// WatchNodes: every node as it is now, then each change; a watcher that lags gets every node again.
+pub(crate) fn nodes(state: ApiState) -> ServerStream<v1::NodeEvent> {
+    let mut live = state.hub.subscribe_nodes();
+    let (tx, stream) = client_channel();
+    tokio::spawn(async move {
+        let all = |state: &ApiState| -> Vec<v1::NodeEvent> {
+            let nodes = state.engine.cluster().nodes();
+            nodes
+                .iter()
+                .map(|node| v1::NodeEvent {
+                    node: Some(node.into()),
+                    removed: false,
+                })
+                .collect()
+        };
+        for event in all(&state) {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = state.shutdown.cancelled() => return,
+            };
+            let events = match received {
+                Ok(event) => vec![(*event).clone()],
+                Err(RecvError::Lagged(_)) => all(&state),
+                Err(RecvError::Closed) => return,
+            };
+            for event in events {
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    stream
+}

@@ -236,6 +236,8 @@ impl Drop for FaultProxy {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
+            // Out of descriptors or the like: try again shortly rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let stats = &shared.stats;

@@ -413,10 +413,11 @@ enum Broken {
 
 /// The cluster under attack.
 struct Campaign {
+    /// First, so that a frozen worker is thawed before the cluster stops when a test fails.
+    broken: HashMap<Part, (Broken, Instant)>,
     cluster: TestCluster,
     links: Vec<FaultProxy>,
     registration: FaultProxy,
-    broken: HashMap<Part, (Broken, Instant)>,
     rng: Rng,
     journal: Journal,
     /// Counts of what was done.
@@ -923,10 +924,10 @@ async fn fault_campaign() {
     ));
 
     let mut campaign = Campaign {
+        broken: HashMap::new(),
         cluster,
         links,
         registration,
-        broken: HashMap::new(),
         rng: Rng(seed),
         journal: journal.clone(),
         done: BTreeMap::new(),

@@ -119,6 +119,17 @@ pub async fn worker_job(cluster: &TestCluster, index: usize, id: &str) -> Option
     }
 }
 
+/// The run of job `id` on worker `index` (process group id or container id), once the worker
+/// recorded it: a job is RUNNING a moment before its process or container exists.
+pub async fn run_ref_of(cluster: &TestCluster, index: usize, id: &str) -> String {
+    let found = poll(Duration::from_secs(10), async || {
+        let record = worker_job(cluster, index, id).await?;
+        (!record.run_ref.is_empty()).then_some(record.run_ref)
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("worker {index} records no run of job {id}"))
+}
+
 /// PIDs of the live processes (zombies excluded) whose process group is `pgid`.
 pub fn process_group(pgid: i32) -> Vec<i32> {
     live_processes()

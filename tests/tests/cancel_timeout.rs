@@ -14,15 +14,11 @@ fn pid_alive(pid: i32) -> bool {
 
 /// The process group id the worker recorded for a job's attempt.
 async fn run_ref(cluster: &TestCluster, worker: usize, id: &str) -> i32 {
-    let mut client = cluster.worker_client(worker).await;
-    let job = client
-        .get_job(v1::WorkerGetJobRequest {
-            job_id: id.to_owned(),
-        })
+    // A job is RUNNING a moment before the worker records its process group.
+    reelay_tests::faults::run_ref_of(cluster, worker, id)
         .await
+        .parse()
         .unwrap()
-        .into_inner();
-    job.run_ref.parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reelay_proto::v1;
 use reelay_tests::faults::{
-    Frozen, history, logs, poll, process_group, proxied_cluster, worker_job,
+    Frozen, history, logs, poll, process_group, proxied_cluster, run_ref_of, worker_job,
 };
 use reelay_tests::watch::assert_contiguous;
 use reelay_tests::{TestCluster, WorkerSpec, spec};
@@ -30,15 +30,12 @@ fn state_name(state: i32) -> String {
         .unwrap_or_else(|_| state.to_string())
 }
 
-/// The process group of the attempt worker `index` runs for job `id` (waits for the node to
-/// record it: a job is RUNNING a moment before its process group is known).
+/// The process group of the attempt worker `index` runs for job `id`.
 async fn process_group_of(cluster: &TestCluster, index: usize, id: &str) -> i32 {
-    let found = poll(Duration::from_secs(10), async || {
-        let record = worker_job(cluster, index, id).await?;
-        record.run_ref.parse::<i32>().ok()
-    })
-    .await;
-    found.unwrap_or_else(|| panic!("node {index} does not run job {id}"))
+    run_ref_of(cluster, index, id)
+        .await
+        .parse()
+        .expect("a process group id")
 }
 
 /// Waits until `node` is OFFLINE; how long it took from `since`.

@@ -145,16 +145,11 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
             job.state == v1::JobState::Running as i32
         })
         .await;
-    let worker_job = cluster
-        .worker_client(0)
+    // A job is RUNNING a moment before the worker records its process group.
+    let pid: i32 = reelay_tests::faults::run_ref_of(&cluster, 0, &first.id)
         .await
-        .get_job(v1::WorkerGetJobRequest {
-            job_id: first.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let pid: i32 = worker_job.run_ref.parse().unwrap();
+        .parse()
+        .unwrap();
     assert!(pid_alive(pid));
 
     cluster.workers[0].process.kill9();

@@ -21,7 +21,7 @@ import {
   type JobEvent,
   type LogLine,
 } from "../src/gen/reelay/v1/job_pb.ts";
-import { NodeSchema, NodeService, NodeState, type Node } from "../src/gen/reelay/v1/node_pb.ts";
+import { NodeEventSchema, NodeSchema, NodeService, NodeState, type Node, type NodeEvent } from "../src/gen/reelay/v1/node_pb.ts";
 import { PipelineService } from "../src/gen/reelay/v1/pipeline_pb.ts";
 import { GrpcWebRouter, RpcError, type CallContext } from "./grpcWeb.ts";
 
@@ -83,6 +83,7 @@ export class MockCoordinator {
   private readonly requests = new Map<string, string>();
   private readonly watchers = new Set<(event: JobEvent) => void>();
   private readonly logWatchers = new Set<(jobId: string, line: LogLine | null) => void>();
+  private readonly nodeWatchers = new Set<(node: Node) => void>();
   private readonly node: Node;
   private downUntil = 0;
   private readonly token = process.env.REELAY_MOCK_TOKEN || "";
@@ -107,6 +108,7 @@ export class MockCoordinator {
       getNode: () => this.touchNode(),
       drainNode: () => this.setDrained(true),
       undrainNode: () => this.setDrained(false),
+      watchNodes: (_req: unknown, ctx: CallContext) => this.watchNodes(ctx),
     });
     this.router.add(PipelineService, { listPipelines: () => ({ pipelines }) });
   }
@@ -152,7 +154,36 @@ export class MockCoordinator {
   private setDrained(drained: boolean): Node {
     this.node.drained = drained;
     this.node.state = drained ? NodeState.DRAINING : NodeState.READY;
-    return this.touchNode();
+    const node = this.touchNode();
+    this.publishNode();
+    return node;
+  }
+
+  /** Tells WatchNodes watchers about the node (after a drain, or a job changing state). */
+  private publishNode(): void {
+    const node = create(NodeSchema, { ...this.touchNode() });
+    for (const watcher of this.nodeWatchers) watcher(node);
+  }
+
+  /** The node, then each change of it (like the coordinator: `last_seen` alone is no change). */
+  private async *watchNodes(ctx: CallContext): AsyncGenerator<NodeEvent> {
+    const channel = new Channel<NodeEvent>();
+    const key = (node: Node) => JSON.stringify([node.state, node.running, node.drained, node.condition]);
+    let sent = "";
+    const watcher = (node: Node) => {
+      if (key(node) === sent) return;
+      sent = key(node);
+      channel.push(create(NodeEventSchema, { node, removed: false }));
+    };
+    this.nodeWatchers.add(watcher);
+    try {
+      const node = create(NodeSchema, { ...this.touchNode() });
+      sent = key(node);
+      yield create(NodeEventSchema, { node, removed: false });
+      yield* channel.drain(ctx.signal);
+    } finally {
+      this.nodeWatchers.delete(watcher);
+    }
   }
 
   private get(id: string): Job {
@@ -171,6 +202,7 @@ export class MockCoordinator {
     const event = create(JobEventSchema, { jobId: next.id, version: next.version, job: next, change, previousState: previous, time: timestampNow() });
     this.history.get(next.id)?.push(event);
     for (const watcher of this.watchers) watcher(event);
+    if (change === JobChange.STATE) this.publishNode();
     return next;
   }
 

@@ -1,8 +1,9 @@
 // Real Reelay processes for the browser tests: a `reelay coordinator` and a `reelay worker` (the
 // binary from REELAY_BIN) on free loopback ports with a temporary data dir and a small pipeline
-// config; the coordinator can be killed and started again; everything is stopped by PID at the end.
+// config; the coordinator or the worker can be killed (SIGKILL, by PID) and started again with the
+// same command; the CLI can be run against the coordinator; everything is stopped by PID at the end.
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -44,8 +45,9 @@ export function freePort() {
 }
 
 /**
- * Starts a coordinator (extra flags `coordinatorFlags`) and one worker (`workerFlags`).
- * Returns { url, restartCoordinator(downMs), stop() }.
+ * Starts a coordinator (extra flags `coordinatorFlags`) and one worker (`workerFlags`, node id
+ * `<name>-w0`). Returns { url, workerId, restartCoordinator(downMs), killWorker(), startWorker(),
+ * cli(...args), stop() }.
  */
 export async function startCluster({ name, coordinatorFlags = [], workerFlags = [] }) {
   const bin = process.env.REELAY_BIN;
@@ -65,12 +67,14 @@ export async function startCluster({ name, coordinatorFlags = [], workerFlags = 
     "coordinator", "--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "coordinator"), "--config", config,
     ...coordinatorFlags,
   ];
-  let coordinator = start("coordinator", coordinatorArgs);
-  const worker = start("worker", [
+  const workerId = `${name}-w0`;
+  const workerArgs = [
     "worker", "--listen", `127.0.0.1:${workerPort}`, "--data-dir", join(dir, "worker"), "--config", config,
-    "--coordinator", url, "--node-id", `${name}-w0`, "--executor", "process", "--slots", "2",
+    "--coordinator", url, "--node-id", workerId, "--executor", "process", "--slots", "2",
     ...workerFlags,
-  ]);
+  ];
+  let coordinator = start("coordinator", coordinatorArgs);
+  let worker = start("worker", workerArgs);
   const waitServing = async () => {
     for (let i = 0; i < 200; i++) {
       try {
@@ -84,22 +88,45 @@ export async function startCluster({ name, coordinatorFlags = [], workerFlags = 
     throw new E2eError(`the coordinator at ${url} did not come up (logs in ${logs})`);
   };
   await waitServing();
+  const exited = (child) => child.exitCode !== null || child.signalCode !== null;
   return {
     url,
+    workerId,
     /** SIGKILL of the coordinator, by its PID, then the same command again after `downMs`. */
     async restartCoordinator(downMs) {
-      const exited = new Promise((r) => coordinator.once("exit", r));
+      const gone = new Promise((r) => coordinator.once("exit", r));
       coordinator.kill("SIGKILL");
-      await exited;
+      await gone;
       await new Promise((r) => setTimeout(r, downMs));
       coordinator = start("coordinator", coordinatorArgs);
       await waitServing();
     },
+    /** SIGKILL of the worker, by its PID (its jobs keep their state; the node goes offline). */
+    async killWorker() {
+      if (exited(worker)) throw new E2eError(`the worker already exited (${worker.exitCode ?? worker.signalCode})`);
+      const gone = new Promise((r) => worker.once("exit", r));
+      worker.kill("SIGKILL");
+      await gone;
+    },
+    /** The worker again, with the same command (same node id, port and data dir). */
+    startWorker() {
+      if (!exited(worker)) throw new E2eError(`the worker (PID ${worker.pid}) is still running`);
+      worker = start("worker", workerArgs);
+    },
+    /** Runs `reelay <args> --server <url>` and resolves with its stdout (rejects when it fails). */
+    cli(...args) {
+      return new Promise((resolve, reject) => {
+        execFile(bin, [...args, "--server", url], { timeout: 20_000 }, (error, stdout, stderr) => {
+          if (error) reject(new E2eError(`reelay ${args.join(" ")} failed: ${stderr || error.message}`));
+          else resolve(stdout);
+        });
+      });
+    },
     async stop() {
       const children = [coordinator, worker];
-      for (const child of children) child.kill("SIGTERM");
+      for (const child of children) if (!exited(child)) child.kill("SIGTERM");
       await new Promise((r) => setTimeout(r, 1000));
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      for (const child of children) if (!exited(child)) child.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },
   };

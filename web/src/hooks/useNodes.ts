@@ -1,54 +1,53 @@
-// The node list: ListNodes when the page opens, again when a WatchJobs event may have changed a
-// node (a job changed state or its node's reachability), and when the connection comes back.
-// No timer polls.
+// The nodes page's live node list: one WatchNodes stream while the page is shown (closed when it
+// is left, so it holds a browser connection only then), merged into a node map. No polling, no
+// ListNodes: the stream sends every node first, each change after, and every node again after a
+// reconnect (see state/nodesFeed.ts).
 
-import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
-import { JobChange, type JobEvent } from "../gen/reelay/v1/job_pb";
+import { useEffect, useMemo, useSyncExternalStore } from "react";
+import { askTokenAfter } from "../api/transport";
 import type { Node } from "../gen/reelay/v1/node_pb";
-import { Coalescer } from "../lib/coalesce";
-import { useServices } from "../state/services";
+import { NodesFeed } from "../state/nodesFeed";
+import { streamOptions, useServices } from "../state/services";
 
-/** Pure: whether a job event can change what the nodes page shows (slots used, reachability). */
-export function affectsNodes(event: JobEvent): boolean {
-  return (
-    event.change === JobChange.STATE ||
-    event.change === JobChange.NODE ||
-    event.change === JobChange.CREATED ||
-    event.change === JobChange.DELETED
-  );
+export interface NodesView {
+  /** Every node by id; null until the first snapshot arrived. */
+  nodes: Node[] | null;
+  /** The error that ended the stream for good (PERMISSION_DENIED...), or null. */
+  error: unknown;
+  /** Stream events so far; read before an action, pass to `mergeReply` with its reply. */
+  sequence: () => number;
+  mergeReply: (node: Node, since: number) => void;
 }
 
-export function useNodes(): { nodes: Node[] | null; error: unknown; replace: (node: Node) => void; refresh: () => void } {
-  const { clients, feed, connection } = useServices();
-  const [nodes, setNodes] = useState<Node[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const connectionState = useSyncExternalStore(connection.subscribe, connection.getSnapshot);
-
-  const refresher = useMemo(
+export function useNodes(): NodesView {
+  const { clients, connection } = useServices();
+  const feed = useMemo(
     () =>
-      new Coalescer(async () => {
-        try {
-          const response = await clients.nodes.listNodes({});
-          setNodes(response.nodes);
-          setError(null);
-        } catch (e) {
-          setError(e);
-        }
+      new NodesFeed({
+        watchNodes: (signal, onOpen) => clients.nodes.watchNodes({}, streamOptions(signal, onOpen)),
+        onStatus: (status) => connection.report("watch-nodes", status),
+        onStreamError: (error) => askTokenAfter(error),
       }),
-    [clients],
+    [clients, connection],
   );
 
   useEffect(() => {
-    refresher.trigger();
-    return feed.onEvent((event) => {
-      if (affectsNodes(event)) refresher.trigger();
-    });
-  }, [feed, refresher]);
+    const onOnline = () => feed.wake();
+    window.addEventListener("online", onOnline);
+    feed.start();
+    return () => {
+      window.removeEventListener("online", onOnline);
+      feed.stop();
+      connection.report("watch-nodes", "stopped");
+    };
+  }, [feed, connection]);
 
-  useEffect(() => {
-    if (connectionState === "connected") refresher.trigger();
-  }, [connectionState, refresher]);
-
-  const replace = (node: Node) => setNodes((old) => (old ? old.map((n) => (n.id === node.id ? node : n)) : [node]));
-  return { nodes, error, replace, refresh: () => refresher.trigger() };
+  const revision = useSyncExternalStore(feed.subscribe, feed.getRevision);
+  const nodes = useMemo(() => (feed.loaded ? feed.map.list() : null), [feed, revision]);
+  return {
+    nodes,
+    error: feed.error,
+    sequence: () => feed.sequence,
+    mergeReply: (node, since) => feed.mergeReply(node, since),
+  };
 }

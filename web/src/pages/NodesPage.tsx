@@ -1,5 +1,5 @@
 // Nodes page: every worker with state, address, labels, slots used/total, last seen, version,
-// executor and condition; drain / undrain.
+// executor and condition; drain / undrain. Live: one WatchNodes stream while the page is shown.
 
 import { useState } from "react";
 import type { Node } from "../gen/reelay/v1/node_pb";
@@ -10,9 +10,18 @@ import { useNow } from "../hooks/useNow";
 import { formatAge, formatTime, nodeStateClass, nodeStateName } from "../lib/format";
 import { useServices } from "../state/services";
 
+/**
+ * A connected node (Ready, Draining) is seen now: WatchNodes does not send `last_seen` alone, so the
+ * copy here ages while the node answers. An offline node's `last_seen` says when it last answered.
+ */
+function lastSeen(node: Node, now: number): string {
+  if (node.state === NodeState.READY || node.state === NodeState.DRAINING) return "connected";
+  return node.lastSeen ? `${formatAge(node.lastSeen, now)} ago` : "—";
+}
+
 export function NodesPage() {
   const { clients } = useServices();
-  const { nodes, error, replace, refresh } = useNodes();
+  const { nodes, error, sequence, mergeReply } = useNodes();
   const [actionError, setActionError] = useState<unknown>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const now = useNow(1000);
@@ -20,11 +29,12 @@ export function NodesPage() {
   const act = async (node: Node, drain: boolean) => {
     setBusy(node.id);
     setActionError(null);
+    // The stream reports the change too; the reply only shows it sooner (unless the stream was faster).
+    const since = sequence();
     try {
-      replace(drain ? await clients.nodes.drainNode({ id: node.id }) : await clients.nodes.undrainNode({ id: node.id }));
+      mergeReply(drain ? await clients.nodes.drainNode({ id: node.id }) : await clients.nodes.undrainNode({ id: node.id }), since);
     } catch (e) {
       setActionError(e);
-      refresh();
     } finally {
       setBusy(null);
     }
@@ -33,7 +43,7 @@ export function NodesPage() {
   return (
     <section aria-labelledby="nodes-title">
       <h1 id="nodes-title">Nodes</h1>
-      <ErrorBanner error={error} prefix="Could not list the nodes" />
+      <ErrorBanner error={error} prefix="Could not watch the nodes" />
       <ErrorBanner error={actionError} />
       {nodes === null && !error ? <p className="muted">Loading…</p> : null}
       {nodes !== null && nodes.length === 0 ? <p className="empty">No node has registered yet.</p> : null}
@@ -78,7 +88,7 @@ export function NodesPage() {
                   <td data-testid="node-slots">
                     {node.running}/{node.slots}
                   </td>
-                  <td title={formatTime(node.lastSeen)}>{node.lastSeen ? `${formatAge(node.lastSeen, now)} ago` : "—"}</td>
+                  <td title={formatTime(node.lastSeen)}>{lastSeen(node, now)}</td>
                   <td>{node.version}</td>
                   <td>{node.executor}</td>
                   <td>{node.condition || <span className="muted">—</span>}</td>

@@ -5,6 +5,9 @@
 // `settleMs` after the headers or the last event (capped at `maxSnapshotMs` when changes keep
 // coming). Then the nodes the new epoch did not mention are dropped: they were removed while the
 // page was away. A node dropped too early (a very slow snapshot) comes back with its own event.
+// The server also re-sends every node to a watcher that fell behind, on the same connection and
+// without a marker: those copies merge like changes, and a node removed during that lag (whose
+// `removed` event was lost) stays until the next reconnect or until the page is opened again.
 
 import { isFatalStreamError } from "../api/errors";
 import type { Node, NodeEvent } from "../gen/reelay/v1/node_pb";

@@ -436,6 +436,64 @@ async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_
     );
 }
 
+/// A cancel asked while the link is silently black-holed — the node still counts as reachable, so
+/// the job waits for the worker to confirm — is not lost with the call: when the node is back, the
+/// cancel is sent again and the job ends CANCELLED, its processes gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_lost_in_a_silent_link_is_sent_again_when_the_node_is_back() {
+    let (cluster, proxies) =
+        proxied_cluster(TestCluster::builder(), vec![WorkerSpec::default()]).await;
+    let job = cluster.submit("sleep", &[("seconds", "120")]).await;
+    cluster
+        .wait_job(&job.id, Duration::from_secs(30), |job| {
+            is(job, v1::JobState::Running)
+        })
+        .await;
+    let pgid = process_group_of(&cluster, 0, &job.id).await;
+
+    proxies[0].black_hole();
+    let asked = cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        asked.cancel_requested && is(&asked, v1::JobState::Running),
+        "asked, not yet confirmed: {asked:#?}"
+    );
+    offline_after(&cluster, "w0", Instant::now()).await;
+    assert!(
+        !process_group(pgid).is_empty(),
+        "the cancel did not get through the black hole"
+    );
+
+    proxies[0].restore();
+    let done = cluster
+        .wait_terminal_within(&job.id, Duration::from_secs(60))
+        .await
+        .pop()
+        .unwrap()
+        .job
+        .unwrap();
+    assert!(
+        is(&done, v1::JobState::Cancelled),
+        "{done:#?}\n{}",
+        cluster.logs()
+    );
+    let left = poll(Duration::from_secs(10), async || {
+        process_group(pgid).is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        left.is_some(),
+        "the attempt's processes are gone: {:?}",
+        process_group(pgid)
+    );
+    assert_contiguous(&history(&cluster, &job.id).await);
+}
+
 /// Runs `seconds` seconds printing a line every 200 ms; when told to stop, prints for 3 s more
 /// before it exits (a pipeline that takes its time to stop).
 const SLOW_STOP: &str = r#"

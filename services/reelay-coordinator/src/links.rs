@@ -427,10 +427,26 @@ impl Link {
                         attempt,
                         reason,
                     };
-                    if let Err(status) = client.cancel_job(request).await
-                        && status.code() != Code::NotFound
-                    {
-                        tracing::warn!(%node, %job_id, attempt, error = %status.message(), "CancelJob failed");
+                    // A cancel must not be lost to a passing error: try again a few times; if the
+                    // link breaks meanwhile, reconnecting sends it again (link up reconciles).
+                    let mut backoff = Duration::from_millis(200);
+                    for _ in 0..5 {
+                        match client.cancel_job(request.clone()).await {
+                            Ok(_) => break,
+                            Err(status)
+                                if matches!(
+                                    status.code(),
+                                    Code::NotFound | Code::InvalidArgument
+                                ) =>
+                            {
+                                break;
+                            }
+                            Err(status) => {
+                                tracing::warn!(%node, %job_id, attempt, error = %status.message(), "CancelJob failed; retrying");
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                            }
+                        }
                     }
                 }
                 LinkCall::Trim { through_seq } => {

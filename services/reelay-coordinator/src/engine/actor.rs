@@ -1003,6 +1003,25 @@ impl Actor {
                 now,
             )?;
         }
+        // A cancel asked for while the link was down (or whose call was lost) is sent again.
+        for (job_id, attempt) in &holders {
+            if let Some(job) = txn.job(&self.store, *job_id)?
+                && job.cancel_requested
+                && job.is_current_attempt(&node.id, *attempt)
+            {
+                let reason = "cancelled by user".to_owned();
+                let action = Action::CancelOnWorker {
+                    node: node.id.clone(),
+                    attempt: *attempt,
+                    reason,
+                };
+                txn.actions.push(WorkerAction {
+                    job_id: *job_id,
+                    action,
+                    job,
+                });
+            }
+        }
         self.persist_node(txn, &node);
         self.schedule_needed = true;
         tracing::info!(node = %node.id, state = %node.state, "node connected");

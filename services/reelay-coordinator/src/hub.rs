@@ -29,6 +29,9 @@ pub struct Hub {
     logs: Mutex<HashMap<JobId, broadcast::Sender<Arc<v1::LogLine>>>>,
     /// Node changes, for `WatchNodes`.
     nodes: broadcast::Sender<Arc<v1::NodeEvent>>,
+    /// Nodes as last published (without regard to `last_seen`); read under the same lock as the
+    /// publishing, so a new watcher's first view and the changes after it follow each other.
+    published_nodes: Mutex<HashMap<String, v1::Node>>,
 }
 
 impl Default for Hub {
@@ -38,6 +41,7 @@ impl Default for Hub {
             jobs: Mutex::default(),
             logs: Mutex::default(),
             nodes: broadcast::channel(NODE_CAPACITY).0,
+            published_nodes: Mutex::default(),
         }
     }
 }
@@ -61,12 +65,54 @@ impl Hub {
         publish(&self.jobs, id, event);
     }
 
-    pub fn subscribe_nodes(&self) -> broadcast::Receiver<Arc<v1::NodeEvent>> {
-        self.nodes.subscribe()
+    /// Every node as last published, and the changes that follow.
+    pub fn subscribe_nodes(&self) -> (Vec<v1::Node>, broadcast::Receiver<Arc<v1::NodeEvent>>) {
+        let published = self
+            .published_nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut nodes: Vec<v1::Node> = published.values().cloned().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        (nodes, self.nodes.subscribe())
     }
 
-    pub fn publish_node(&self, event: v1::NodeEvent) {
-        let _ = self.nodes.send(Arc::new(event));
+    /// Publishes the nodes that differ from what was last published (ignoring `last_seen`),
+    /// and the removal of those no longer in `nodes`.
+    pub fn publish_nodes(&self, nodes: Vec<v1::Node>) {
+        let mut published = self
+            .published_nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let same = |a: &v1::Node, b: &v1::Node| {
+            v1::Node {
+                last_seen: None,
+                ..a.clone()
+            } == v1::Node {
+                last_seen: None,
+                ..b.clone()
+            }
+        };
+        let mut current = HashMap::with_capacity(nodes.len());
+        for node in nodes {
+            if published.get(&node.id).is_none_or(|old| !same(old, &node)) {
+                let _ = self.nodes.send(Arc::new(v1::NodeEvent {
+                    node: Some(node.clone()),
+                    removed: false,
+                    synced: false,
+                }));
+            }
+            current.insert(node.id.clone(), node);
+        }
+        for (id, node) in published.iter() {
+            if !current.contains_key(id) {
+                let _ = self.nodes.send(Arc::new(v1::NodeEvent {
+                    node: Some(node.clone()),
+                    removed: true,
+                    synced: false,
+                }));
+            }
+        }
+        *published = current;
     }
 
     pub fn publish_log(&self, id: JobId, line: Arc<v1::LogLine>) {

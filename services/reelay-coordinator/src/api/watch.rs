@@ -358,42 +358,80 @@ async fn send_stored(
     }
 }
 
-/// WatchNodes: every node as it is now, then each change; a watcher that lags gets every node again.
+/// WatchNodes: every node as last published, `synced`, then each change. A watcher that lags
+/// gets every node again, `removed` for those it knew that are gone, and `synced`.
 pub(crate) fn nodes(state: ApiState) -> ServerStream<v1::NodeEvent> {
-    let mut live = state.hub.subscribe_nodes();
+    let (first, mut live) = state.hub.subscribe_nodes();
     let (tx, stream) = client_channel();
     tokio::spawn(async move {
-        let all = |state: &ApiState| -> Vec<v1::NodeEvent> {
-            let nodes = state.engine.cluster().nodes();
-            nodes
-                .iter()
-                .map(|node| v1::NodeEvent {
-                    node: Some(node.into()),
-                    removed: false,
-                })
-                .collect()
-        };
-        for event in all(&state) {
-            if tx.send(Ok(event)).await.is_err() {
-                return;
-            }
+        let mut known = std::collections::HashSet::new();
+        if send_all_nodes(first, &mut known, &tx).await.is_err() {
+            return;
         }
         loop {
             let received = tokio::select! {
                 received = live.recv() => received,
                 () = state.shutdown.cancelled() => return,
             };
-            let events = match received {
-                Ok(event) => vec![(*event).clone()],
-                Err(RecvError::Lagged(_)) => all(&state),
-                Err(RecvError::Closed) => return,
-            };
-            for event in events {
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
+            match received {
+                Ok(event) => {
+                    if let Some(node) = &event.node {
+                        if event.removed {
+                            known.remove(&node.id);
+                        } else {
+                            known.insert(node.id.clone());
+                        }
+                    }
+                    if tx.send(Ok((*event).clone())).await.is_err() {
+                        return;
+                    }
                 }
+                Err(RecvError::Lagged(_)) => {
+                    let (nodes, resubscribed) = state.hub.subscribe_nodes();
+                    live = resubscribed;
+                    if send_all_nodes(nodes, &mut known, &tx).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
             }
         }
     });
     stream
+}
+
+/// Sends `nodes`, `removed` for the ids in `known` not among them, then `synced`.
+async fn send_all_nodes(
+    nodes: Vec<v1::Node>,
+    known: &mut std::collections::HashSet<String>,
+    tx: &Tx<v1::NodeEvent>,
+) -> Result<(), ()> {
+    let ids: std::collections::HashSet<String> = nodes.iter().map(|node| node.id.clone()).collect();
+    for id in known.difference(&ids) {
+        let gone = v1::Node {
+            id: id.clone(),
+            ..Default::default()
+        };
+        tx.send(Ok(v1::NodeEvent {
+            node: Some(gone),
+            removed: true,
+            synced: false,
+        }))
+        .await?;
+    }
+    for node in nodes {
+        tx.send(Ok(v1::NodeEvent {
+            node: Some(node),
+            removed: false,
+            synced: false,
+        }))
+        .await?;
+    }
+    *known = ids;
+    tx.send(Ok(v1::NodeEvent {
+        node: None,
+        removed: false,
+        synced: true,
+    }))
+    .await
 }

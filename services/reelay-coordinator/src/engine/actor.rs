@@ -1,6 +1,5 @@
 //! The engine's task: cycles of commands, one handler per command.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -52,8 +51,6 @@ pub(super) struct Actor {
     engine: Engine,
     /// Something happened that may let a queued job run.
     schedule_needed: bool,
-    /// Nodes as last published to `WatchNodes` watchers (without `last_seen`).
-    published_nodes: HashMap<String, v1::Node>,
 }
 
 impl Actor {
@@ -99,7 +96,6 @@ impl Actor {
             commands,
             engine,
             schedule_needed: true,
-            published_nodes: HashMap::new(),
         })
     }
 
@@ -173,42 +169,9 @@ impl Actor {
     }
 
     /// Tells `WatchNodes` watchers about every node that changed in this cycle (or went away).
-    fn publish_nodes(&mut self) {
-        let mut current: HashMap<String, v1::Node> = HashMap::new();
-        for node in self.cluster().nodes() {
-            let wire = v1::Node::from(&node);
-            current.insert(wire.id.clone(), wire);
-        }
-        let unchanged = |a: &v1::Node, b: &v1::Node| {
-            v1::Node {
-                last_seen: None,
-                ..a.clone()
-            } == v1::Node {
-                last_seen: None,
-                ..b.clone()
-            }
-        };
-        for (id, node) in &current {
-            if self
-                .published_nodes
-                .get(id)
-                .is_none_or(|old| !unchanged(old, node))
-            {
-                self.hub.publish_node(v1::NodeEvent {
-                    node: Some(node.clone()),
-                    removed: false,
-                });
-            }
-        }
-        for (id, node) in &self.published_nodes {
-            if !current.contains_key(id) {
-                self.hub.publish_node(v1::NodeEvent {
-                    node: Some(node.clone()),
-                    removed: true,
-                });
-            }
-        }
-        self.published_nodes = current;
+    fn publish_nodes(&self) {
+        let nodes = self.cluster().nodes().iter().map(v1::Node::from).collect();
+        self.hub.publish_nodes(nodes);
     }
 
     /// Commits the commands' writes, schedules (a second batch), flushes once when needed.

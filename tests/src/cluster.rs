@@ -462,6 +462,42 @@ impl TestCluster {
         }
     }
 
+    /// The job's change history (GetJobHistory), oldest first.
+    pub async fn history(&self, id: &str) -> Vec<v1::JobEvent> {
+        let request = v1::GetJobHistoryRequest {
+            id: id.to_owned(),
+            after_version: 0,
+        };
+        self.jobs()
+            .await
+            .get_job_history(request)
+            .await
+            .expect("job history")
+            .into_inner()
+            .events
+    }
+
+    /// The job's log lines so far (GetJobLogs without follow).
+    pub async fn job_logs(&self, id: &str) -> Vec<v1::LogLine> {
+        let request = v1::GetJobLogsRequest {
+            id: id.to_owned(),
+            follow: false,
+            after_line: 0,
+        };
+        let mut stream = self
+            .jobs()
+            .await
+            .get_job_logs(request)
+            .await
+            .expect("job logs")
+            .into_inner();
+        let mut lines = Vec::new();
+        while let Some(line) = stream.message().await.expect("log line") {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// The tails of every process's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut text = String::new();

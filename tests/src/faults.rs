@@ -70,43 +70,6 @@ impl Drop for Frozen {
     }
 }
 
-/// The job's change history (GetJobHistory).
-pub async fn history(cluster: &TestCluster, id: &str) -> Vec<v1::JobEvent> {
-    let request = v1::GetJobHistoryRequest {
-        id: id.to_owned(),
-        after_version: 0,
-    };
-    cluster
-        .jobs()
-        .await
-        .get_job_history(request)
-        .await
-        .expect("job history")
-        .into_inner()
-        .events
-}
-
-/// The job's log lines so far.
-pub async fn logs(cluster: &TestCluster, id: &str) -> Vec<v1::LogLine> {
-    let request = v1::GetJobLogsRequest {
-        id: id.to_owned(),
-        follow: false,
-        after_line: 0,
-    };
-    let mut stream = cluster
-        .jobs()
-        .await
-        .get_job_logs(request)
-        .await
-        .expect("job logs")
-        .into_inner();
-    let mut lines = Vec::new();
-    while let Some(line) = stream.message().await.expect("log line") {
-        lines.push(line);
-    }
-    lines
-}
-
 /// What worker `index` itself records about a job (its GetJob, not through the coordinator).
 pub async fn worker_job(cluster: &TestCluster, index: usize, id: &str) -> Option<v1::WorkerJob> {
     let request = v1::WorkerGetJobRequest {

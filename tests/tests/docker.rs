@@ -157,26 +157,6 @@ fn assert_state(cluster: &TestCluster, job: &v1::Job, state: v1::JobState) {
     );
 }
 
-async fn logs(cluster: &TestCluster, id: &str) -> Vec<v1::LogLine> {
-    let request = v1::GetJobLogsRequest {
-        id: id.to_owned(),
-        follow: false,
-        after_line: 0,
-    };
-    let mut stream = cluster
-        .jobs()
-        .await
-        .get_job_logs(request)
-        .await
-        .expect("get job logs")
-        .into_inner();
-    let mut lines = Vec::new();
-    while let Some(line) = stream.message().await.expect("log line") {
-        lines.push(line);
-    }
-    lines
-}
-
 fn assert_numbered(lines: &[v1::LogLine]) {
     let numbers: Vec<u64> = lines.iter().map(|line| line.number).collect();
     assert_eq!(
@@ -330,7 +310,7 @@ async fn a_10_second_720p_video_is_transcoded_to_360p() {
 
     check_transcode_outputs(&cluster, &id, "clip", (640, 360), 10.0).await;
 
-    let lines = logs(&cluster, &id).await;
+    let lines = cluster.job_logs(&id).await;
     assert_numbered(&lines);
     let values = progress_values(&lines);
     assert_eq!(values.first(), Some(&0), "{values:?}");
@@ -553,7 +533,7 @@ async fn kill_9_of_the_worker_mid_transcode_then_restart_reattaches() {
     check_transcode_outputs(&cluster, &id, "long", (640, 360), 30.0).await;
 
     // The logs: numbered without gap, every line the container printed exactly once, in order.
-    let lines = logs(&cluster, &id).await;
+    let lines = cluster.job_logs(&id).await;
     assert_numbered(&lines);
     let (stdout, stderr) = capture.finish(Duration::from_secs(60));
     assert!(stdout.len() > 10, "the container printed: {stdout:?}");
@@ -675,7 +655,7 @@ async fn a_restarted_worker_finalizes_finished_containers_fails_vanished_ones_re
     let done = finished(&cluster, &short, Duration::from_secs(60)).await;
     assert_state(&cluster, &done, v1::JobState::Succeeded);
     assert_eq!((done.exit_code, done.attempt), (Some(0), 1), "{done:#?}");
-    let lines = logs(&cluster, &short).await;
+    let lines = cluster.job_logs(&short).await;
     assert_numbered(&lines);
     let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
     assert_eq!(
@@ -759,7 +739,7 @@ async fn cancel_stops_the_container_within_the_grace_period() {
         stopped_in < DSLEEP_GRACE,
         "the container stopped on SIGTERM within the grace period ({DSLEEP_GRACE:?}): {stopped_in:?}"
     );
-    let printed = logs(&cluster, &polite).await;
+    let printed = cluster.job_logs(&polite).await;
     assert!(
         printed.iter().any(|line| line.text == "got TERM"),
         "the program got SIGTERM: {printed:#?}"
@@ -815,7 +795,8 @@ async fn timeout_stops_the_container_and_fails_the_job() {
     );
     assert!(!docker::is_running(&container), "the container stopped");
     assert!(
-        logs(&cluster, &id)
+        cluster
+            .job_logs(&id)
             .await
             .iter()
             .any(|line| line.text == "got TERM"),

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reelay_proto::v1;
 use reelay_proto::v1::job_service_client::JobServiceClient;
 use reelay_tests::docker::{self, JobContainers, LABEL_JOB_ID, LABEL_NODE_ID};
-use reelay_tests::faults::{Frozen, history, job_processes, logs};
+use reelay_tests::faults::{Frozen, job_processes};
 use reelay_tests::proxy::FaultProxy;
 use reelay_tests::{TestCluster, WorkerSpec};
 use sha2::{Digest, Sha256};
@@ -700,7 +700,7 @@ async fn check_job(
     }
 
     // History: versions 1, 2, 3…, one terminal state at the end, attempts never going back.
-    let history = history(cluster, id).await;
+    let history = cluster.history(id).await;
     let versions: Vec<u64> = history.iter().map(|event| event.version).collect();
     if versions != (1..=versions.len() as u64).collect::<Vec<_>>() {
         problems.push(format!(
@@ -753,7 +753,7 @@ async fn check_job(
     }
 
     // Logs: numbered 1, 2, 3…; the last attempt's progress lines once each, in order.
-    let lines = logs(cluster, id).await;
+    let lines = cluster.job_logs(id).await;
     let numbers: Vec<u64> = lines.iter().map(|line| line.number).collect();
     if numbers != (1..=numbers.len() as u64).collect::<Vec<_>>() {
         problems.push(format!(

@@ -11,9 +11,7 @@
 use std::time::{Duration, Instant};
 
 use reelay_proto::v1;
-use reelay_tests::faults::{
-    Frozen, history, logs, poll, process_group, proxied_cluster, run_ref_of, worker_job,
-};
+use reelay_tests::faults::{Frozen, poll, process_group, proxied_cluster, run_ref_of, worker_job};
 use reelay_tests::watch::assert_contiguous;
 use reelay_tests::{TestCluster, WorkerSpec, spec};
 
@@ -79,7 +77,7 @@ async fn assert_finished_once(cluster: &TestCluster, id: &str, steps: usize) {
     assert_eq!(done.attempt, 1, "the job ran once");
     assert!(done.node_reachable);
 
-    let history = history(cluster, id).await;
+    let history = cluster.history(id).await;
     assert_contiguous(&history);
     let jobs: Vec<&v1::Job> = history.iter().filter_map(|e| e.job.as_ref()).collect();
     let unreachable = jobs
@@ -100,7 +98,7 @@ async fn assert_finished_once(cluster: &TestCluster, id: &str, steps: usize) {
     assert!(jobs.iter().all(|job| job.attempt <= 1));
 
     // The progress printed during the outage arrived afterwards, each line once.
-    let lines = logs(cluster, id).await;
+    let lines = cluster.job_logs(id).await;
     let progress: Vec<&str> = lines
         .iter()
         .map(|line| line.text.as_str())
@@ -238,7 +236,7 @@ async fn lost_node_comes_back(job_spec: v1::JobSpec) {
         retried.node_id, other_node,
         "attempt 2 runs on the other node"
     );
-    let history_now = history(&cluster, &job.id).await;
+    let history_now = cluster.history(&job.id).await;
     let failed = history_now
         .iter()
         .filter_map(|e| e.job.as_ref())
@@ -305,7 +303,7 @@ async fn lost_node_comes_back(job_spec: v1::JobSpec) {
     );
 
     // Never reported twice: one SUCCEEDED, and after the retry nothing from attempt 1.
-    let history = history(&cluster, &job.id).await;
+    let history = cluster.history(&job.id).await;
     assert_contiguous(&history);
     let jobs: Vec<&v1::Job> = history.iter().filter_map(|e| e.job.as_ref()).collect();
     let summary: Vec<String> = jobs
@@ -339,7 +337,7 @@ async fn lost_node_comes_back(job_spec: v1::JobSpec) {
         "nothing from attempt 1 or its node after the retry: {summary:#?}"
     );
     // Log lines: attempt 1's, then attempt 2's, none of attempt 1 after the retry began.
-    let lines = logs(&cluster, &job.id).await;
+    let lines = cluster.job_logs(&job.id).await;
     let attempts: Vec<u32> = lines.iter().map(|line| line.attempt).collect();
     assert!(
         attempts.windows(2).all(|pair| pair[0] <= pair[1]),
@@ -421,7 +419,7 @@ async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_
     );
     // The job stays as the user left it: one terminal state, nothing after it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let history = history(&cluster, &job.id).await;
+    let history = cluster.history(&job.id).await;
     assert_contiguous(&history);
     let last = history.last().and_then(|e| e.job.as_ref()).unwrap();
     assert!(is(last, v1::JobState::Cancelled), "{history:#?}");
@@ -491,7 +489,7 @@ async fn a_cancel_lost_in_a_silent_link_is_sent_again_when_the_node_is_back() {
         "the attempt's processes are gone: {:?}",
         process_group(pgid)
     );
-    assert_contiguous(&history(&cluster, &job.id).await);
+    assert_contiguous(&cluster.history(&job.id).await);
 }
 
 /// Runs `seconds` seconds printing a line every 200 ms; when told to stop, prints for 3 s more
@@ -606,7 +604,7 @@ async fn a_lost_node_that_comes_back_runs_the_retry_while_the_old_attempt_stops(
         cluster.logs()
     );
     assert_eq!((done.attempt, done.node_id.as_str()), (2, "w0"));
-    let history = history(&cluster, &job.id).await;
+    let history = cluster.history(&job.id).await;
     assert_contiguous(&history);
     let jobs: Vec<&v1::Job> = history.iter().filter_map(|e| e.job.as_ref()).collect();
     let second = jobs.iter().position(|job| job.attempt == 2).unwrap();
@@ -618,7 +616,7 @@ async fn a_lost_node_that_comes_back_runs_the_retry_while_the_old_attempt_stops(
         1
     );
     // No line of attempt 1 (its "stopping" lines) after attempt 2's first.
-    let lines = logs(&cluster, &job.id).await;
+    let lines = cluster.job_logs(&job.id).await;
     let attempts: Vec<u32> = lines.iter().map(|line| line.attempt).collect();
     assert!(
         attempts.windows(2).all(|pair| pair[0] <= pair[1]),

@@ -8,41 +8,6 @@ use reelay_proto::v1;
 use reelay_tests::watch::assert_contiguous;
 use reelay_tests::{TestCluster, WorkerSpec, spec};
 
-async fn history(cluster: &TestCluster, id: &str) -> Vec<v1::JobEvent> {
-    let request = v1::GetJobHistoryRequest {
-        id: id.to_owned(),
-        after_version: 0,
-    };
-    cluster
-        .jobs()
-        .await
-        .get_job_history(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-}
-
-async fn logs(cluster: &TestCluster, id: &str) -> Vec<v1::LogLine> {
-    let request = v1::GetJobLogsRequest {
-        id: id.to_owned(),
-        follow: false,
-        after_line: 0,
-    };
-    let mut stream = cluster
-        .jobs()
-        .await
-        .get_job_logs(request)
-        .await
-        .unwrap()
-        .into_inner();
-    let mut lines = Vec::new();
-    while let Some(line) = stream.message().await.unwrap() {
-        lines.push(line);
-    }
-    lines
-}
-
 fn pid_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
@@ -81,7 +46,7 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
         assert_eq!(done.attempt, 1, "no job ran twice");
         assert_eq!(done.progress, 100);
 
-        let history = history(&cluster, id).await;
+        let history = cluster.history(id).await;
         assert_contiguous(&history);
         let progress: Vec<u32> = history
             .iter()
@@ -93,7 +58,7 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
             "no progress applied twice: {progress:?}"
         );
 
-        let lines = logs(&cluster, id).await;
+        let lines = cluster.job_logs(id).await;
         let numbers: Vec<u64> = lines.iter().map(|l| l.number).collect();
         assert_eq!(
             numbers,
@@ -181,7 +146,7 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
         .wait_job(&first.id, Duration::from_secs(20), |job| job.attempt == 2)
         .await;
     assert!(second.node_reachable);
-    let history = history(&cluster, &first.id).await;
+    let history = cluster.history(&first.id).await;
     assert_contiguous(&history);
     let requeued = history
         .iter()

@@ -165,7 +165,10 @@ export class MockCoordinator {
     for (const watcher of this.nodeWatchers) watcher(node);
   }
 
-  /** The node, then each change of it (like the coordinator: `last_seen` alone is no change). */
+  /**
+   * The node, `synced`, then each change of it (like the coordinator: `last_seen` alone is no
+   * change). One node and an unbounded channel: no watcher lags, so no re-send.
+   */
   private async *watchNodes(ctx: CallContext): AsyncGenerator<NodeEvent> {
     const channel = new Channel<NodeEvent>();
     const key = (node: Node) => JSON.stringify([node.state, node.running, node.drained, node.condition]);
@@ -180,6 +183,7 @@ export class MockCoordinator {
       const node = create(NodeSchema, { ...this.touchNode() });
       sent = key(node);
       yield create(NodeEventSchema, { node, removed: false });
+      yield create(NodeEventSchema, { synced: true });
       yield* channel.drain(ctx.signal);
     } finally {
       this.nodeWatchers.delete(watcher);

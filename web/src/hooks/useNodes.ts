@@ -1,7 +1,7 @@
 // The nodes page's live node list: one WatchNodes stream while the page is shown (closed when it
 // is left, so it holds a browser connection only then), merged into a node map. No polling, no
-// ListNodes: the stream sends every node first, each change after, and every node again after a
-// reconnect (see state/nodesFeed.ts).
+// ListNodes: the stream sends every node first, `synced`, each change after, and every node again
+// (then `synced`) after a reconnect or a lag (see state/nodesFeed.ts).
 
 import { useEffect, useMemo, useSyncExternalStore } from "react";
 import { askTokenAfter } from "../api/transport";
@@ -10,7 +10,7 @@ import { NodesFeed } from "../state/nodesFeed";
 import { streamOptions, useServices } from "../state/services";
 
 export interface NodesView {
-  /** Every node by id; null until the first snapshot arrived. */
+  /** Every node by id; null until the first `synced` (every node sent) arrived. */
   nodes: Node[] | null;
   /** The error that ended the stream for good (PERMISSION_DENIED...), or null. */
   error: unknown;

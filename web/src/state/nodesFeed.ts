@@ -1,17 +1,15 @@
 // The nodes page's one WatchNodes stream and the node map it feeds (open only while the page is).
 //
-// Each (re)connection is an "epoch": the server first sends every node, then each change. The
-// stream has no end-of-snapshot marker, so the snapshot phase ends when no event arrived for
-// `settleMs` after the headers or the last event (capped at `maxSnapshotMs` when changes keep
-// coming). Then the nodes the new epoch did not mention are dropped: they were removed while the
-// page was away. A node dropped too early (a very slow snapshot) comes back with its own event.
-// The server also re-sends every node to a watcher that fell behind, on the same connection and
-// without a marker: those copies merge like changes, and a node removed during that lag (whose
-// `removed` event was lost) stays until the next reconnect or until the page is opened again.
+// Each (re)connection sends every node, then an event with `synced`, then each change. Until that
+// `synced` the nodes merge as they come and none is dropped; at `synced` the nodes the connection
+// did not send are dropped (they were removed while the page was away). A watcher that fell behind
+// gets, on the same connection, `removed` for the nodes gone meanwhile, every node again, and
+// `synced` again: handled the same way (the nodes not sent since the previous `synced` are dropped).
+// No timer: the server says when the view is complete (see lib/nodeMap.ts).
 
 import { isFatalStreamError } from "../api/errors";
 import type { Node, NodeEvent } from "../gen/reelay/v1/node_pb";
-import { realClock, type Clock, type TimerHandle } from "../lib/clock";
+import type { Clock } from "../lib/clock";
 import { NodeMap } from "../lib/nodeMap";
 import { ResumableStream, type StreamStatus, type StreamStatusInfo } from "../lib/resumableStream";
 
@@ -20,11 +18,8 @@ export interface NodesFeedDeps {
   watchNodes: (signal: AbortSignal, onOpen: () => void) => AsyncIterable<NodeEvent>;
   onStatus?: (status: StreamStatus, info: StreamStatusInfo) => void;
   onStreamError?: (error: unknown) => Promise<void> | void;
+  /** For the reconnect backoff. */
   clock?: Clock;
-  /** Quiet time after the headers or the last event before the snapshot phase counts as over. */
-  settleMs?: number;
-  /** The snapshot phase ends this long after the headers at the latest. */
-  maxSnapshotMs?: number;
   random?: () => number;
 }
 
@@ -32,33 +27,23 @@ type Listener = () => void;
 
 export class NodesFeed {
   readonly map = new NodeMap();
-  private readonly deps: NodesFeedDeps;
-  private readonly clock: Clock;
   private readonly stream: ResumableStream<NodeEvent>;
   private readonly listeners = new Set<Listener>();
   private revisionValue = 0;
   private notifyQueued = false;
-  private epoch = 0;
-  private inSnapshotPhase = false;
-  private settleTimer: TimerHandle | null = null;
-  private deadlineTimer: TimerHandle | null = null;
+  private syncedValue = false;
   private loadedValue = false;
   private fatal: unknown = null;
 
   constructor(deps: NodesFeedDeps) {
-    this.deps = deps;
-    this.clock = deps.clock ?? realClock;
     this.stream = new ResumableStream<NodeEvent>({
       open: (signal, onOpen) => {
-        this.beginEpoch();
-        return deps.watchNodes(signal, () => {
-          onOpen();
-          this.scheduleSettle();
-        });
+        this.syncedValue = false;
+        this.map.newConnection();
+        return deps.watchNodes(signal, onOpen);
       },
       onMessage: (event) => this.onStreamEvent(event),
       onStatus: (status, info) => {
-        if (status !== "connected") this.cancelTimers();
         const fatal = status === "failed" ? (info.error ?? new Error("the node stream failed")) : null;
         if (fatal !== this.fatal) {
           this.fatal = fatal;
@@ -68,7 +53,7 @@ export class NodesFeed {
       },
       isFatal: isFatalStreamError,
       onError: deps.onStreamError,
-      clock: this.clock,
+      clock: deps.clock,
       random: deps.random,
     });
   }
@@ -78,7 +63,6 @@ export class NodesFeed {
   }
 
   stop(): void {
-    this.cancelTimers();
     this.stream.stop();
   }
 
@@ -91,11 +75,12 @@ export class NodesFeed {
     return this.stream.status;
   }
 
-  get currentEpoch(): number {
-    return this.epoch;
+  /** Whether the current connection has sent every node (its `synced` arrived). */
+  get synced(): boolean {
+    return this.syncedValue;
   }
 
-  /** Whether the map is worth showing: a first snapshot ended, or a node arrived. */
+  /** Whether the map is worth showing: a connection's `synced` arrived (the list was complete once). */
   get loaded(): boolean {
     return this.loadedValue;
   }
@@ -124,47 +109,15 @@ export class NodesFeed {
   };
 
   private onStreamEvent(event: NodeEvent): void {
-    if (this.inSnapshotPhase) this.scheduleSettle();
-    let changed = this.map.applyEvent(event, this.epoch);
-    if (!this.loadedValue && this.map.size > 0) {
-      this.loadedValue = true;
-      changed = true;
+    let changed = this.map.applyEvent(event);
+    if (event.synced) {
+      this.syncedValue = true;
+      if (!this.loadedValue) {
+        this.loadedValue = true;
+        changed = true;
+      }
     }
     if (changed) this.changed();
-  }
-
-  private beginEpoch(): void {
-    this.epoch += 1;
-    this.inSnapshotPhase = true;
-    this.cancelTimers();
-  }
-
-  /** (Re)starts the quiet-time timer; the first call of an epoch also starts the deadline. */
-  private scheduleSettle(): void {
-    if (!this.inSnapshotPhase) return;
-    if (this.settleTimer !== null) this.clock.clearTimeout(this.settleTimer);
-    this.settleTimer = this.clock.setTimeout(() => this.settle(), this.deps.settleMs ?? 1000);
-    if (this.deadlineTimer === null) {
-      this.deadlineTimer = this.clock.setTimeout(() => this.settle(), this.deps.maxSnapshotMs ?? 5000);
-    }
-  }
-
-  private cancelTimers(): void {
-    if (this.settleTimer !== null) this.clock.clearTimeout(this.settleTimer);
-    if (this.deadlineTimer !== null) this.clock.clearTimeout(this.deadlineTimer);
-    this.settleTimer = null;
-    this.deadlineTimer = null;
-  }
-
-  private settle(): void {
-    this.cancelTimers();
-    if (!this.inSnapshotPhase) return;
-    this.inSnapshotPhase = false;
-    const gone = this.map.removeUnconfirmed(this.epoch);
-    if (gone.length > 0 || !this.loadedValue) {
-      this.loadedValue = true;
-      this.changed();
-    }
   }
 
   private changed(): void {

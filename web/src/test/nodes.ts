@@ -10,3 +10,13 @@ export function node(id: string, state: NodeState = NodeState.READY, extra: Part
 export function nodeEvent(n: Node, removed = false): NodeEvent {
   return create(NodeEventSchema, { node: n, removed });
 }
+
+/** The marker after every node was sent: no node, `synced` set. */
+export function syncedEvent(): NodeEvent {
+  return create(NodeEventSchema, { synced: true });
+}
+
+/** A `removed` event as the server sends it after a lag: the node's id only. */
+export function removedId(id: string): NodeEvent {
+  return create(NodeEventSchema, { node: create(NodeSchema, { id }), removed: true });
+}

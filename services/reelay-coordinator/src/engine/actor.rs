@@ -85,6 +85,8 @@ impl Actor {
                     }
                 }
             }
+            // WatchNodes watchers that connect before the first cycle see the nodes, not nothing.
+            hub.publish_nodes(view.nodes().iter().map(v1::Node::from).collect());
         }
         Ok(Actor {
             store,

@@ -32,9 +32,11 @@ const LOG_CHUNK: usize = 1000;
 struct Tx<T>(mpsc::Sender<Box<Result<T, Status>>>);
 
 impl<T> Tx<T> {
-    /// Sends an item; `Err` when the client has gone.
-    async fn send(&self, item: Result<T, Status>) -> Result<(), ()> {
-        self.0.send(Box::new(item)).await.map_err(drop)
+    /// Sends an item; `Err` when the client has gone. The item is boxed before the returned
+    /// future exists, so a watcher waiting to send holds a pointer, not a whole event.
+    fn send(&self, item: Result<T, Status>) -> impl Future<Output = Result<(), ()>> + '_ {
+        let item = Box::new(item);
+        async move { self.0.send(item).await.map_err(drop) }
     }
 }
 
@@ -102,28 +104,11 @@ async fn follow_job(
     mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
     tx: Tx<v1::JobEvent>,
 ) {
-    let mut last = after_version;
-    let first: Vec<v1::JobEvent> = if after_version == 0 {
-        vec![snapshot(state.view(&job))]
-    } else {
-        match state.store.events_after(id, after_version, usize::MAX) {
-            Ok(events) => events,
-            Err(err) => {
-                let _ = tx.send(Err(err.into())).await;
-                return;
-            }
-        }
-    };
-    for event in first {
-        last = last.max(event.version);
-        let done = is_terminal(&event) && event.version >= job.version;
-        if tx.send(Ok(event)).await.is_err() || done {
-            return;
-        }
-    }
-    if job.state.is_terminal() && last >= job.version {
+    // The first part (snapshot or history) runs boxed, so the long wait below keeps only what it
+    // needs: an idle watcher is small.
+    let Some(mut last) = Box::pin(send_first(&state, id, job, after_version, &tx)).await else {
         return;
-    }
+    };
     loop {
         let received = tokio::select! {
             received = live.recv() => received,
@@ -146,6 +131,40 @@ async fn follow_job(
             return;
         }
     }
+}
+
+/// Sends WatchJob's first part: a snapshot, or the history after `after_version`. Returns the last
+/// version sent, or `None` when the stream is over (the job is finished, or the client left).
+async fn send_first(
+    state: &ApiState,
+    id: JobId,
+    job: reelay_core::Job,
+    after_version: u64,
+    tx: &Tx<v1::JobEvent>,
+) -> Option<u64> {
+    let mut last = after_version;
+    let first: Vec<v1::JobEvent> = if after_version == 0 {
+        vec![snapshot(state.view(&job))]
+    } else {
+        match state.store.events_after(id, after_version, usize::MAX) {
+            Ok(events) => events,
+            Err(err) => {
+                let _ = tx.send(Err(err.into())).await;
+                return None;
+            }
+        }
+    };
+    for event in first {
+        last = last.max(event.version);
+        let done = is_terminal(&event) && event.version >= job.version;
+        if tx.send(Ok(event)).await.is_err() || done {
+            return None;
+        }
+    }
+    if job.state.is_terminal() && last >= job.version {
+        return None;
+    }
+    Some(last)
 }
 
 /// WatchJobs: snapshots of the active jobs (newest first, bounded), then every change of jobs in

@@ -433,6 +433,19 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // One write is atomic by itself: sled's batches seal and write its IO buffer twice, which
+        // costs a single write several times over.
+        if batch.len() == 1
+            && let Some((tree, key, value)) = batch.ops().next()
+        {
+            let key = self.key(tree, key)?;
+            match value {
+                Some(value) => self.db.insert(key, value).map(drop),
+                None => self.db.remove(key).map(drop),
+            }
+            .map_err(engine)?;
+            return Ok(());
+        }
         let mut stored = sled::Batch::default();
         for (tree, key, value) in batch.ops() {
             let key = self.key(tree, key)?;

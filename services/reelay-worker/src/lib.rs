@@ -17,6 +17,7 @@
 pub mod data_dir;
 pub mod error;
 pub mod event_log;
+pub mod event_stream;
 pub mod executor;
 pub mod outputs;
 pub mod registration;

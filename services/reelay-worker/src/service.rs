@@ -14,11 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::WorkerError;
+use crate::event_stream;
 use crate::outputs;
 use crate::supervisor::Supervisor;
 
-/// Events read from the log per batch of a stream.
-const STREAM_BATCH: usize = 512;
 /// Bytes per download chunk.
 const CHUNK: usize = 64 * 1024;
 
@@ -98,22 +97,13 @@ impl WorkerService for WorkerApi {
                 reelay_core::error::quote(&request.node_id)
             )));
         }
-        let (tx, rx) = mpsc::channel(STREAM_BATCH);
-        let supervisor = Arc::clone(&self.supervisor);
-        let stream_ended = Arc::clone(&self.stream_ended);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = pump_events(&supervisor, request.after_seq, &tx) => {
-                    if let Err(err) = result {
-                        let _ = tx.send(Err(err.into())).await;
-                    }
-                    stream_ended.notify_one();
-                }
-                () = shutdown.cancelled() => {}
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let events = event_stream::events(
+            Arc::clone(&self.supervisor),
+            request.after_seq,
+            Arc::clone(&self.stream_ended),
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn get_job(
@@ -228,54 +218,6 @@ impl WorkerService for WorkerApi {
 
 /// Sends the node's info, then the log after `after_seq`, then every new event, until the client
 /// goes away. The executor's condition is re-sent whenever it changes.
-async fn pump_events(
-    supervisor: &Supervisor,
-    after_seq: u64,
-    tx: &mpsc::Sender<Result<v1::WorkerEvent, Status>>,
-) -> Result<(), WorkerError> {
-    let log = supervisor.log();
-    let mut appended = log.subscribe();
-    let mut condition = supervisor.condition.subscribe();
-    condition.borrow_and_update();
-    if tx.send(Ok(node_event(supervisor).await)).await.is_err() {
-        return Ok(());
-    }
-    let mut cursor = after_seq;
-    loop {
-        appended.borrow_and_update();
-        let events = log.read_after(cursor, STREAM_BATCH)?;
-        if events.is_empty() {
-            tokio::select! {
-                changed = appended.changed() => if changed.is_err() { return Ok(()) },
-                changed = condition.changed() => {
-                    if changed.is_err() || tx.send(Ok(node_event(supervisor).await)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                () = tx.closed() => return Ok(()),
-            }
-            continue;
-        }
-        for event in events {
-            cursor = event.seq;
-            if tx.send(Ok(event)).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn node_event(supervisor: &Supervisor) -> v1::WorkerEvent {
-    v1::WorkerEvent {
-        kind: v1::WorkerEventKind::Node as i32,
-        info: Some(supervisor.info().await),
-        time: Some(reelay_proto::convert::timestamp(
-            std::time::SystemTime::now(),
-        )),
-        ..Default::default()
-    }
-}
-
 /// Reads an opened file in chunks into `tx` (blocking).
 fn send_chunks(
     opened: (std::fs::File, u64, u64),

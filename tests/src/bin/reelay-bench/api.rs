@@ -86,11 +86,75 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// Time from a pipeline printing `::progress` to a WatchJob client receiving it: p50, p99, count.
-pub async fn progress_latency(cluster: &TestCluster, ticks: usize) -> (Duration, Duration, usize) {
+/// The time a tick pipeline printed into `stage`, in ns since the epoch.
+fn printed_at(stage: &str) -> Option<u128> {
+    stage.split("t=").nth(1).and_then(|t| t.trim().parse().ok())
+}
+
+/// Time from `printed` (ns since the epoch) to `at`.
+fn since(printed: u128, at: &prost_types::Timestamp) -> Duration {
+    let at = at.seconds.max(0) as u128 * 1_000_000_000 + at.nanos.max(0) as u128;
+    Duration::from_nanos(at.saturating_sub(printed) as u64)
+}
+
+/// Progress latencies: p50 and p99 at a WatchJob client of the coordinator and, to split the
+/// path, p50s inside the worker (line read, event stored, event at a StreamEvents client).
+pub struct ProgressFigures {
+    pub watch: (Duration, Duration),
+    pub worker_read: Duration,
+    pub worker_stored: Duration,
+    pub worker_streamed: Duration,
+    pub count: usize,
+}
+
+/// Time from a pipeline printing `::progress` to a WatchJob client receiving it.
+pub async fn progress_latency(cluster: &TestCluster, ticks: usize) -> ProgressFigures {
+    let mut worker = cluster.worker_client(0).await;
+    let last_seq = worker
+        .get_info(v1::GetInfoRequest::default())
+        .await
+        .expect("worker info")
+        .into_inner()
+        .last_seq;
+    let mut worker_stream = worker
+        .stream_events(v1::StreamEventsRequest {
+            after_seq: last_seq,
+            node_id: String::new(),
+        })
+        .await
+        .expect("worker stream")
+        .into_inner();
     let job = cluster
         .submit("tick", &[("ticks", &ticks.to_string())])
         .await;
+    let job_id = job.id.clone();
+    let at_worker = tokio::spawn(async move {
+        let (mut streamed, mut read, mut stored) = (Vec::new(), Vec::new(), Vec::new());
+        while let Ok(Some(event)) = worker_stream.message().await {
+            let received = now_ns();
+            // The line's own event says when the worker read the line and when it stored it.
+            if let Some(log) = &event.log
+                && let Some(printed) = printed_at(&log.text)
+                && let (Some(read_at), Some(stored_at)) = (&log.time, &event.time)
+            {
+                read.push(since(printed, read_at));
+                stored.push(since(printed, stored_at));
+            }
+            let Some(job) = event.job else { continue };
+            if job.job_id != job_id {
+                continue;
+            }
+            if let Some(printed) = printed_at(&job.stage) {
+                streamed.push(Duration::from_nanos(received.saturating_sub(printed) as u64));
+            }
+            if job.state != v1::JobState::Running as i32
+                && job.state != v1::JobState::Assigned as i32
+            {
+                break;
+            }
+        }
+        (streamed, read, stored)
+    });
     let request = v1::WatchJobRequest {
         id: job.id.clone(),
         after_version: 0,
@@ -107,21 +171,19 @@ pub async fn progress_latency(cluster: &TestCluster, ticks: usize) -> (Duration,
         let received = now_ns();
         let job = event.job.expect("job");
         if event.change == v1::JobChange::Progress as i32
-            && let Some(printed) = job
-                .stage
-                .split("t=")
-                .nth(1)
-                .and_then(|t| t.trim().parse::<u128>().ok())
+            && let Some(printed) = printed_at(&job.stage)
         {
             samples.push(Duration::from_nanos(received.saturating_sub(printed) as u64));
         }
     }
-    let count = samples.len();
-    (
-        quantile(&mut samples, 0.5),
-        quantile(&mut samples, 0.99),
-        count,
-    )
+    let (mut streamed, mut read, mut stored) = at_worker.await.expect("worker stream task");
+    ProgressFigures {
+        count: samples.len(),
+        watch: (quantile(&mut samples, 0.5), quantile(&mut samples, 0.99)),
+        worker_read: quantile(&mut read, 0.5),
+        worker_stored: quantile(&mut stored, 0.5),
+        worker_streamed: quantile(&mut streamed, 0.5),
+    }
 }
 
 /// Time from a job's creation (coordinator clock) to the worker accepting its start: p50, p99.

@@ -68,3 +68,36 @@ pub fn sled_writes_per_second() -> (f64, f64) {
     let grouped = (rounds * 1000) as f64 / started.elapsed().as_secs_f64();
     (one_each, grouped)
 }
+
+/// p50 of one atomic sled batch of four small writes, not flushed (what one progress event costs
+/// the worker's event log and the coordinator's store): (a batch, the same four writes one by one).
+pub fn sled_batch_p50() -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open(
+        dir.path(),
+        &SCHEMA,
+        SledOptions {
+            cache_bytes: 64 << 20,
+        },
+    )
+    .expect("sled");
+    let value = vec![1u8; 300];
+    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    for n in 0..2000u64 {
+        let mut batch = WriteBatch::default();
+        for k in 0..4 {
+            batch.put("t", (n * 8 + k).to_be_bytes().to_vec(), value.clone());
+        }
+        let started = Instant::now();
+        store.commit(&batch).expect("commit");
+        batched.push(started.elapsed());
+        let started = Instant::now();
+        for k in 4..8 {
+            let mut one = WriteBatch::default();
+            one.put("t", (n * 8 + k).to_be_bytes().to_vec(), value.clone());
+            store.commit(&one).expect("commit");
+        }
+        single.push(started.elapsed());
+    }
+    (quantile(&mut batched, 0.5), quantile(&mut single, 0.5))
+}

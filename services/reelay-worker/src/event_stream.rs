@@ -1,0 +1,126 @@
+//! The worker's `StreamEvents` stream: the node's own event, then the event log after a cursor,
+//! then each event as it is appended.
+//!
+//! The stream reads the log where the server polls it (its connection task), not in a task of its
+//! own that hands events over through a channel: one thread hand-off fewer between a pipeline's
+//! line and the coordinator.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures::Stream;
+use reelay_proto::v1;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::supervisor::Supervisor;
+
+/// Events read from the log at a time.
+const READ_BATCH: usize = 512;
+
+/// Notifies `ended` when dropped: the stream ended (the coordinator went away, or an error), unless
+/// the worker is shutting down.
+struct EndSignal {
+    ended: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        if !self.shutdown.is_cancelled() {
+            self.ended.notify_one();
+        }
+    }
+}
+
+struct State {
+    supervisor: Arc<Supervisor>,
+    appended: watch::Receiver<u64>,
+    condition: watch::Receiver<Option<String>>,
+    shutdown: CancellationToken,
+    cursor: u64,
+    pending: VecDeque<v1::WorkerEvent>,
+    node_event_due: bool,
+    failed: bool,
+    _end: EndSignal,
+}
+
+/// Every event after `after_seq`, live, until the client goes away or `shutdown`. `ended` is
+/// notified when the stream is dropped, unless the worker is shutting down.
+pub fn events(
+    supervisor: Arc<Supervisor>,
+    after_seq: u64,
+    ended: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = Result<v1::WorkerEvent, Status>> + Send + 'static {
+    let appended = supervisor.log().subscribe();
+    let mut condition = supervisor.condition.subscribe();
+    condition.borrow_and_update();
+    let state = State {
+        supervisor,
+        appended,
+        condition,
+        shutdown: shutdown.clone(),
+        cursor: after_seq,
+        pending: VecDeque::new(),
+        node_event_due: true,
+        failed: false,
+        _end: EndSignal {
+            ended,
+            shutdown: shutdown.clone(),
+        },
+    };
+    futures::stream::unfold(state, next)
+}
+
+async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, State)> {
+    if state.failed || state.shutdown.is_cancelled() {
+        return None;
+    }
+    loop {
+        if std::mem::take(&mut state.node_event_due) {
+            let event = node_event(&state.supervisor).await;
+            return Some((Ok(event), state));
+        }
+        if let Some(event) = state.pending.pop_front() {
+            state.cursor = event.seq;
+            return Some((Ok(event), state));
+        }
+        // Marked seen before reading, so an append during the read wakes the wait below.
+        state.appended.borrow_and_update();
+        match state.supervisor.log().read_after(state.cursor, READ_BATCH) {
+            Ok(events) if !events.is_empty() => {
+                state.pending.extend(events);
+                continue;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                state.failed = true;
+                return Some((Err(err.into()), state));
+            }
+        }
+        tokio::select! {
+            changed = state.appended.changed() => if changed.is_err() { return None },
+            changed = state.condition.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+                state.node_event_due = true;
+            }
+            () = state.shutdown.cancelled() => return None,
+        }
+    }
+}
+
+/// The node's own event: its info, not part of the log (`seq` = 0).
+pub(crate) async fn node_event(supervisor: &Supervisor) -> v1::WorkerEvent {
+    v1::WorkerEvent {
+        kind: v1::WorkerEventKind::Node as i32,
+        info: Some(supervisor.info().await),
+        time: Some(reelay_proto::convert::timestamp(
+            std::time::SystemTime::now(),
+        )),
+        ..Default::default()
+    }
+}

@@ -26,6 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "reelay",
     version,
     propagate_version = true,
+    verbatim_doc_comment,
     max_term_width = 100
 )]
 struct Cli {

@@ -1,6 +1,5 @@
 //! Talking to the engine: which errors mean it did not answer, waiting for it, messages.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -108,17 +107,7 @@ pub(super) fn describe(err: &DockerError) -> String {
     if let DockerError::DockerResponseServerError { message, .. } = err {
         return message.clone();
     }
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    reelay_proto::tls::error_chain(err)
 }
 
 /// The error of a call that failed because the engine did not answer (or answered oddly).

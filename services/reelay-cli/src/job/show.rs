@@ -304,15 +304,20 @@ fn history_detail(prev: Option<&v1::Job>, event: &v1::JobEvent) -> String {
     crate::render::change_line(prev, event).unwrap_or_default()
 }
 
-pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
-    let files = ctx
+/// The files a job produced (ListOutputs).
+pub(super) async fn list_outputs(ctx: &Ctx, id: &str) -> anyhow::Result<Vec<v1::OutputFile>> {
+    Ok(ctx
         .conn
         .jobs()
         .list_outputs(v1::ListOutputsRequest { id: id.to_owned() })
         .await
         .context(format!("listing the outputs of job {id}"))?
         .into_inner()
-        .files;
+        .files)
+}
+
+pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
+    let files = list_outputs(ctx, id).await?;
     if ctx.json() {
         for file in &files {
             json::print_line(&json::output_file(file))?;

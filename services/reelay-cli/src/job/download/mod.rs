@@ -142,14 +142,7 @@ pub(crate) async fn run(ctx: &Ctx, args: DownloadArgs) -> anyhow::Result<ExitCod
 }
 
 async fn find_output(ctx: &Ctx, id: &str, name: &str) -> anyhow::Result<v1::OutputFile> {
-    let files = ctx
-        .conn
-        .jobs()
-        .list_outputs(v1::ListOutputsRequest { id: id.to_owned() })
-        .await
-        .context(format!("listing the outputs of job {id}"))?
-        .into_inner()
-        .files;
+    let files = super::show::list_outputs(ctx, id).await?;
     if let Some(file) = files.iter().find(|file| file.name == name) {
         return Ok(file.clone());
     }

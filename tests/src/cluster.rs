@@ -424,6 +424,19 @@ impl TestCluster {
         self.wait_terminal_within(id, Duration::from_secs(60)).await
     }
 
+    /// Follows the job until it is finished; returns it as it ended.
+    pub async fn wait_finished(&self, id: &str) -> v1::Job {
+        self.wait_finished_within(id, Duration::from_secs(60)).await
+    }
+
+    pub async fn wait_finished_within(&self, id: &str, timeout: Duration) -> v1::Job {
+        self.wait_terminal_within(id, timeout)
+            .await
+            .pop()
+            .and_then(|event| event.job)
+            .expect("the terminal event carries the job")
+    }
+
     pub async fn wait_terminal_within(&self, id: &str, timeout: Duration) -> Vec<v1::JobEvent> {
         match tokio::time::timeout(
             timeout,

@@ -714,13 +714,7 @@ async fn the_cluster_token_authenticates_workers_and_the_coordinator() {
     let job = cluster
         .submit("count", &[("steps", "3"), ("interval_ms", "1")])
         .await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Succeeded as i32);
     assert_eq!(done.node_id, "w0");
     for index in [wrong, missing] {
@@ -785,13 +779,7 @@ async fn the_cluster_token_authenticates_workers_and_the_coordinator() {
     restart(&mut cluster, CLUSTER);
     cluster.wait_serving().await;
     cluster.wait_ready_nodes(1).await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Succeeded as i32);
 
     assert_no_secrets(cluster.path(), &[]);

@@ -298,13 +298,7 @@ async fn a_missing_input_fails_the_job_with_its_path() {
     let mut missing = spec("copy", &[]);
     missing.input_path = "/nonexistent/input.mp4".into();
     let job = cluster.submit_spec(missing).await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert_eq!(done.error, "input not found: /nonexistent/input.mp4");
 
@@ -313,13 +307,7 @@ async fn a_missing_input_fails_the_job_with_its_path() {
     let mut present = spec("copy", &[]);
     present.input_path = input.display().to_string();
     let job = cluster.submit_spec(present).await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Succeeded as i32, "{done:#?}");
     assert_eq!(done.outputs[0].size, 11);
 }

@@ -126,13 +126,7 @@ async fn timeout_fails_the_job_and_kill_follows_the_grace_period() {
     stubborn.timeout_seconds = 1;
     let stubborn = cluster.submit_spec(stubborn).await;
 
-    let done = cluster
-        .wait_terminal(&polite.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&polite.id).await;
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert_eq!(
         done.error, "timed out after 1s (stopped with SIGTERM)",
@@ -140,13 +134,7 @@ async fn timeout_fails_the_job_and_kill_follows_the_grace_period() {
     );
 
     let started = Instant::now();
-    let done = cluster
-        .wait_terminal(&stubborn.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&stubborn.id).await;
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert_eq!(
         done.error, "timed out after 1s (killed after the grace period)",
@@ -161,13 +149,7 @@ async fn failures_are_retried_until_attempts_run_out() {
     let mut failing = spec("fail", &[("code", "7")]);
     failing.max_attempts = 3;
     let job = cluster.submit_spec(failing).await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert_eq!((done.attempt, done.exit_code), (3, Some(7)));
     assert_eq!(

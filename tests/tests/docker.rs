@@ -133,15 +133,6 @@ fn with_input(mut spec: v1::JobSpec, input: &Path) -> v1::JobSpec {
     spec
 }
 
-async fn finished(cluster: &TestCluster, id: &str, timeout: Duration) -> v1::Job {
-    cluster
-        .wait_terminal_within(id, timeout)
-        .await
-        .pop()
-        .and_then(|event| event.job)
-        .expect("a terminal event")
-}
-
 fn state_name(state: i32) -> String {
     v1::JobState::try_from(state).map_or_else(|_| state.to_string(), |s| format!("{s:?}"))
 }
@@ -468,7 +459,9 @@ async fn kill_9_of_the_worker_mid_transcode_then_restart_reattaches() {
     let restarted_at = SystemTime::now();
     cluster.workers[0].process.restart();
 
-    let done = finished(&cluster, &id, Duration::from_secs(300)).await;
+    let done = cluster
+        .wait_finished_within(&id, Duration::from_secs(300))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Succeeded);
     assert_eq!(
         (done.exit_code, done.attempt, done.progress),
@@ -652,7 +645,9 @@ async fn a_restarted_worker_finalizes_finished_containers_fails_vanished_ones_re
     assert!(docker::is_running(&orphan));
     cluster.workers[0].process.restart();
 
-    let done = finished(&cluster, &short, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&short, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Succeeded);
     assert_eq!((done.exit_code, done.attempt), (Some(0), 1), "{done:#?}");
     let lines = cluster.job_logs(&short).await;
@@ -664,7 +659,9 @@ async fn a_restarted_worker_finalizes_finished_containers_fails_vanished_ones_re
         "every line once, the ones printed while the worker was down too"
     );
 
-    let done = finished(&cluster, &long, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&long, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Failed);
     assert_eq!(done.error, "container lost", "{done:#?}");
 
@@ -729,7 +726,9 @@ async fn cancel_stops_the_container_within_the_grace_period() {
         .into_inner();
     assert!(asked.cancel_requested, "{asked:#?}");
     let stopped_in = time_to_stop(&polite_container, started, Duration::from_secs(60));
-    let done = finished(&cluster, &polite, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&polite, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Cancelled);
     assert_eq!(
         done.message, "cancelled by user (stopped with SIGTERM)",
@@ -752,7 +751,9 @@ async fn cancel_stops_the_container_within_the_grace_period() {
     .await
     .unwrap();
     let stopped_in = time_to_stop(&stubborn_container, started, Duration::from_secs(60));
-    let done = finished(&cluster, &stubborn, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&stubborn, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Cancelled);
     assert_eq!(
         done.message, "cancelled by user (killed after the grace period)",
@@ -780,7 +781,9 @@ async fn timeout_stops_the_container_and_fails_the_job() {
         .await;
     let container = docker::wait_container_of_job(&id, Duration::from_secs(10));
 
-    let done = finished(&cluster, &id, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&id, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Failed);
     assert_eq!(
         done.error, "timed out after 2s (stopped with SIGTERM)",
@@ -832,7 +835,9 @@ async fn a_missing_image_fails_the_job() {
     );
 
     let id = submit(&cluster, &mut containers, spec("ghost", &[])).await;
-    let done = finished(&cluster, &id, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&id, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Failed);
     assert_eq!(
         done.error,
@@ -859,7 +864,9 @@ async fn a_missing_image_fails_the_job() {
         spec("dsleep", &[("seconds", "0")]),
     )
     .await;
-    let done = finished(&cluster, &next, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&next, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Succeeded);
 
     no_containers_left(cluster, &containers);
@@ -880,7 +887,9 @@ async fn a_missing_input_fails_the_job() {
         with_input(spec("transcode", &[("height", "360")]), &missing),
     )
     .await;
-    let done = finished(&cluster, &id, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&id, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Failed);
     assert_eq!(
         done.error,
@@ -975,7 +984,9 @@ async fn the_container_has_limits_labels_no_network_and_a_non_root_user() {
         .cancel_job(v1::CancelJobRequest { id: id.clone() })
         .await
         .unwrap();
-    let done = finished(&cluster, &id, Duration::from_secs(60)).await;
+    let done = cluster
+        .wait_finished_within(&id, Duration::from_secs(60))
+        .await;
     assert_state(&cluster, &done, v1::JobState::Cancelled);
 
     no_containers_left(cluster, &containers);

@@ -94,13 +94,7 @@ async fn an_engine_outage_is_a_node_condition_and_jobs_wait_for_it() {
     containers.track_node(&node);
 
     let first = cluster.submit("dquick", &[]).await;
-    let done = cluster
-        .wait_terminal(&first.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&first.id).await;
     assert_eq!(
         done.state,
         v1::JobState::Succeeded as i32,
@@ -159,12 +153,8 @@ async fn an_engine_outage_is_a_node_condition_and_jobs_wait_for_it() {
     proxy.restore();
     for id in [&waiting.id, &held.id] {
         let done = cluster
-            .wait_terminal_within(id, Duration::from_secs(60))
-            .await
-            .pop()
-            .unwrap()
-            .job
-            .unwrap();
+            .wait_finished_within(id, Duration::from_secs(60))
+            .await;
         assert_eq!(
             done.state,
             v1::JobState::Succeeded as i32,

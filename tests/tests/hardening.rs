@@ -183,13 +183,7 @@ async fn assert_still_runs_jobs(cluster: &TestCluster) {
     let job = cluster
         .submit("count", &[("steps", "2"), ("interval_ms", "1")])
         .await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Succeeded as i32, "{done:#?}");
     assert_eq!(done.outputs.len(), 1, "{done:#?}");
 }

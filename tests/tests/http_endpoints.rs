@@ -11,13 +11,7 @@ async fn downloads_have_length_disposition_and_ranges() {
     let job = cluster
         .submit("count", &[("steps", "30"), ("interval_ms", "1")])
         .await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     let file = &done.outputs[0];
     let path = format!("/download/{}/count.txt", job.id);
 

@@ -63,12 +63,8 @@ async fn assert_kept_unreachable(cluster: &TestCluster, id: &str, node: &str) ->
 /// history contiguous with the outage in it (unreachable, then reachable again), every line once.
 async fn assert_finished_once(cluster: &TestCluster, id: &str, steps: usize) {
     let done = cluster
-        .wait_terminal_within(id, Duration::from_secs(120))
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+        .wait_finished_within(id, Duration::from_secs(120))
+        .await;
     assert!(
         is(&done, v1::JobState::Succeeded),
         "{done:#?}\n{}",
@@ -286,12 +282,8 @@ async fn lost_node_comes_back(job_spec: v1::JobSpec) {
     assert!(left.is_empty(), "attempt 1's processes are gone: {left:?}");
 
     let done = cluster
-        .wait_terminal_within(&job.id, Duration::from_secs(120))
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+        .wait_finished_within(&job.id, Duration::from_secs(120))
+        .await;
     assert!(
         is(&done, v1::JobState::Succeeded),
         "{done:#?}\n{}",
@@ -469,12 +461,8 @@ async fn a_cancel_lost_in_a_silent_link_is_sent_again_when_the_node_is_back() {
 
     proxies[0].restore();
     let done = cluster
-        .wait_terminal_within(&job.id, Duration::from_secs(60))
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+        .wait_finished_within(&job.id, Duration::from_secs(60))
+        .await;
     assert!(
         is(&done, v1::JobState::Cancelled),
         "{done:#?}\n{}",
@@ -592,12 +580,8 @@ async fn a_lost_node_that_comes_back_runs_the_retry_while_the_old_attempt_stops(
     );
 
     let done = cluster
-        .wait_terminal_within(&job.id, Duration::from_secs(120))
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+        .wait_finished_within(&job.id, Duration::from_secs(120))
+        .await;
     assert!(
         is(&done, v1::JobState::Succeeded),
         "{done:#?}\n{}",

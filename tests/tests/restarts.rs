@@ -36,7 +36,7 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
     cluster.wait_serving().await;
 
     for id in &ids {
-        let done = cluster.wait_terminal(id).await.pop().unwrap().job.unwrap();
+        let done = cluster.wait_finished(id).await;
         assert_eq!(
             done.state,
             v1::JobState::Succeeded as i32,
@@ -173,21 +173,9 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
         })
         .await
         .unwrap();
-    let cancelled = cluster
-        .wait_terminal(&first.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let cancelled = cluster.wait_finished(&first.id).await;
     assert_eq!(cancelled.state, v1::JobState::Cancelled as i32);
-    let done = cluster
-        .wait_terminal(&queued.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&queued.id).await;
     assert_eq!(
         done.state,
         v1::JobState::Succeeded as i32,
@@ -206,13 +194,7 @@ async fn a_job_without_attempts_left_fails_when_its_process_dies_with_the_worker
         .await;
     cluster.workers[0].process.kill9();
     cluster.workers[0].process.restart();
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Failed as i32);
     assert!(done.error.contains("cannot re-attach"), "{}", done.error);
 }

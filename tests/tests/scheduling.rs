@@ -132,13 +132,7 @@ async fn higher_priority_runs_first_then_older() {
         .unwrap();
     let mut starts = Vec::new();
     for job in [&high, &low_old, &low_new, &negative] {
-        let done = cluster
-            .wait_terminal(&job.id)
-            .await
-            .pop()
-            .unwrap()
-            .job
-            .unwrap();
+        let done = cluster.wait_finished(&job.id).await;
         let started = done.started_at.unwrap();
         starts.push((started.seconds, started.nanos, job.id.clone()));
     }
@@ -171,7 +165,7 @@ async fn pins_and_labels_choose_the_node() {
         ids.push(("w0", cluster.submit_spec(gpu.clone()).await.id));
     }
     for (node, id) in ids {
-        let done = cluster.wait_terminal(&id).await.pop().unwrap().job.unwrap();
+        let done = cluster.wait_finished(&id).await;
         assert_eq!(done.node_id, node, "{done:#?}");
         assert_eq!(done.state, v1::JobState::Succeeded as i32);
     }
@@ -228,16 +222,10 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
     }
     let pinned_waits = cluster.submit_spec(on_w0.clone()).await;
     for id in &later {
-        let done = cluster.wait_terminal(id).await.pop().unwrap().job.unwrap();
+        let done = cluster.wait_finished(id).await;
         assert_eq!(done.node_id, "w1", "a draining node gets no new job");
     }
-    let finished = cluster
-        .wait_terminal(&running.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let finished = cluster.wait_finished(&running.id).await;
     assert_eq!(
         finished.state,
         v1::JobState::Succeeded as i32,
@@ -256,13 +244,7 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
         .unwrap()
         .into_inner();
     assert_eq!(undrained.state, v1::NodeState::Ready as i32);
-    let done = cluster
-        .wait_terminal(&pinned_waits.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&pinned_waits.id).await;
     assert_eq!(
         (done.state, done.node_id.as_str()),
         (v1::JobState::Succeeded as i32, "w0")
@@ -304,13 +286,7 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
-    let failed = cluster
-        .wait_terminal(&busy.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let failed = cluster.wait_finished(&busy.id).await;
     assert_eq!(failed.state, v1::JobState::Failed as i32);
     assert_eq!(failed.error, "node w0 was removed");
     // The killed worker's process group outlived it; a restart of the worker stops it.

@@ -66,13 +66,7 @@ async fn the_coordinator_stops_cleanly_with_open_streams_and_loses_nothing() {
         cluster.get(&done.id).await.state,
         v1::JobState::Succeeded as i32
     );
-    let finished = cluster
-        .wait_terminal(&running.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let finished = cluster.wait_finished(&running.id).await;
     assert_eq!(
         finished.state,
         v1::JobState::Succeeded as i32,
@@ -120,13 +114,7 @@ input_required = false
     );
 
     cluster.workers[0].process.restart();
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(
         done.state,
         v1::JobState::Succeeded as i32,

@@ -178,13 +178,7 @@ async fn a_cluster_over_tls_runs_jobs_and_serves_everything_on_https() {
     let job = cluster
         .submit("count", &[("steps", "5"), ("interval_ms", "10")])
         .await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(done.state, v1::JobState::Succeeded as i32, "{done:#?}");
     assert_eq!(done.progress, 100);
 
@@ -400,13 +394,7 @@ async fn plain_text_and_untrusted_peers_are_refused() {
     };
     assert_eq!(node.state, v1::NodeState::Offline as i32, "{node:#?}");
     let job = cluster.submit("count", &[("steps", "2")]).await;
-    let done = cluster
-        .wait_terminal(&job.id)
-        .await
-        .pop()
-        .unwrap()
-        .job
-        .unwrap();
+    let done = cluster.wait_finished(&job.id).await;
     assert_eq!(
         done.node_id, "w0",
         "jobs go only to the node the coordinator trusts"

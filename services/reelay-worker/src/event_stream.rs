@@ -114,7 +114,7 @@ async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, Stat
 }
 
 /// The node's own event: its info, not part of the log (`seq` = 0).
-pub(crate) async fn node_event(supervisor: &Supervisor) -> v1::WorkerEvent {
+async fn node_event(supervisor: &Supervisor) -> v1::WorkerEvent {
     v1::WorkerEvent {
         kind: v1::WorkerEventKind::Node as i32,
         info: Some(supervisor.info().await),

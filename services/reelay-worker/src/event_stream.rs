@@ -38,12 +38,12 @@ struct State {
     supervisor: Arc<Supervisor>,
     appended: watch::Receiver<u64>,
     condition: watch::Receiver<Option<String>>,
-    shutdown: CancellationToken,
     cursor: u64,
     pending: VecDeque<v1::WorkerEvent>,
     node_event_due: bool,
     failed: bool,
-    _end: EndSignal,
+    /// Also holds the shutdown token the stream ends on.
+    end: EndSignal,
 }
 
 /// Every event after `after_seq`, live, until the client goes away or `shutdown`. `ended` is
@@ -61,21 +61,17 @@ pub fn events(
         supervisor,
         appended,
         condition,
-        shutdown: shutdown.clone(),
         cursor: after_seq,
         pending: VecDeque::new(),
         node_event_due: true,
         failed: false,
-        _end: EndSignal {
-            ended,
-            shutdown: shutdown.clone(),
-        },
+        end: EndSignal { ended, shutdown },
     };
     futures::stream::unfold(state, next)
 }
 
 async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, State)> {
-    if state.failed || state.shutdown.is_cancelled() {
+    if state.failed || state.end.shutdown.is_cancelled() {
         return None;
     }
     loop {
@@ -108,7 +104,7 @@ async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, Stat
                 }
                 state.node_event_due = true;
             }
-            () = state.shutdown.cancelled() => return None,
+            () = state.end.shutdown.cancelled() => return None,
         }
     }
 }

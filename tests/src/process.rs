@@ -39,6 +39,18 @@ pub fn reelay_bin() -> PathBuf {
     bin
 }
 
+/// Resident memory of process `pid` in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 /// A free loopback port (bound, then released for the process to take).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");

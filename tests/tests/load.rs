@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use reelay_proto::v1;
+use reelay_tests::process::rss_mib;
 use reelay_tests::watch::is_terminal;
 use reelay_tests::{TestCluster, WorkerSpec};
 
@@ -15,17 +16,6 @@ const ALL_WATCHERS: usize = 200;
 const CONNECTIONS: usize = 20;
 /// Generous: measured at ~140 MiB here (debug build); a leak per stream or per event blows past it.
 const RSS_BOUND_MIB: f64 = 400.0;
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_watchers_and_two_hundred_jobs() {

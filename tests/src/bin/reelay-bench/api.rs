@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reelay_proto::v1;
+use reelay_tests::process::rss_mib;
 use reelay_tests::{TestCluster, spec};
 use tokio::sync::Notify;
 
-use crate::stats::{quantile, rss_mib};
+use crate::stats::quantile;
 
 /// A pipeline that prints a progress line with the time it printed it (taken just before the
 /// write), every 20 ms.

@@ -30,8 +30,8 @@ pub fn fsync_p50() -> Duration {
     quantile(&mut samples, 0.5)
 }
 
-/// sled writes per second: (one flush per write, 1000 writes per flush).
-pub fn sled_writes_per_second() -> (f64, f64) {
+/// A fresh sled store in a temporary directory (removed when the directory is dropped).
+fn temp_store() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(
         dir.path(),
@@ -41,6 +41,12 @@ pub fn sled_writes_per_second() -> (f64, f64) {
         },
     )
     .expect("sled");
+    (dir, store)
+}
+
+/// sled writes per second: (one flush per write, 1000 writes per flush).
+pub fn sled_writes_per_second() -> (f64, f64) {
+    let (_dir, store) = temp_store();
     let value = vec![1u8; 300];
     let started = Instant::now();
     let single = 2000;
@@ -72,15 +78,7 @@ pub fn sled_writes_per_second() -> (f64, f64) {
 /// p50 of one atomic sled batch of four small writes, not flushed (what one progress event costs
 /// the worker's event log and the coordinator's store): (a batch, the same four writes one by one).
 pub fn sled_batch_p50() -> (Duration, Duration) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(
-        dir.path(),
-        &SCHEMA,
-        SledOptions {
-            cache_bytes: 64 << 20,
-        },
-    )
-    .expect("sled");
+    let (_dir, store) = temp_store();
     let value = vec![1u8; 300];
     let (mut batched, mut single) = (Vec::new(), Vec::new());
     for n in 0..2000u64 {

@@ -453,6 +453,12 @@ impl TestCluster {
         }
     }
 
+    /// Follows the job until it is in `state`.
+    pub async fn wait_state(&self, id: &str, state: v1::JobState, timeout: Duration) -> v1::Job {
+        self.wait_job(id, timeout, |job| job.state == state as i32)
+            .await
+    }
+
     /// Follows the job until `predicate` holds for it.
     pub async fn wait_job(
         &self,

@@ -351,23 +351,6 @@ fn assert_no_secrets(dir: &Path, extra: &[&str]) {
     }
 }
 
-/// Waits until `process`'s log contains `needle`.
-async fn wait_log(process: &ReelayProcess, needle: &str, timeout: Duration) -> String {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let log = process.log_text();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never logged {needle:?}:\n{log}",
-            process.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until node `id` matches `predicate`.
 async fn wait_node(
     cluster: &TestCluster,
@@ -689,20 +672,19 @@ async fn the_cluster_token_authenticates_workers_and_the_coordinator() {
     let wrong = cluster.add_worker(worker_with_token(Some(WRONG)));
     let missing = cluster.add_worker(worker_with_token(None));
     for index in [wrong, missing] {
-        let log = wait_log(
-            &cluster.workers[index].process,
-            "the coordinator refused this worker's cluster token",
-            Duration::from_secs(30),
-        )
-        .await;
+        let log = cluster.workers[index]
+            .process
+            .wait_log(
+                "the coordinator refused this worker's cluster token",
+                Duration::from_secs(30),
+            )
+            .await;
         assert!(log.contains("Unauthenticated"), "{log}");
     }
-    wait_log(
-        &cluster.coordinator,
-        "RegisterNode refused",
-        Duration::from_secs(5),
-    )
-    .await;
+    cluster
+        .coordinator
+        .wait_log("RegisterNode refused", Duration::from_secs(5))
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         node_ids(&cluster).await,

@@ -33,9 +33,7 @@ async fn cancel_stops_a_running_job_and_a_queued_one() {
     let running = cluster.submit("sleep", &[("seconds", "60")]).await;
     let queued = cluster.submit("sleep", &[("seconds", "60")]).await;
     cluster
-        .wait_job(&running.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&running.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     let pid = run_ref(&cluster, 0, &running.id).await;
     assert!(pid_alive(pid));
@@ -100,9 +98,7 @@ async fn cancel_stops_a_running_job_and_a_queued_one() {
         .into_inner();
     assert_eq!(retried.state, v1::JobState::Queued as i32);
     let running_again = cluster
-        .wait_job(&queued.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&queued.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     assert_eq!(
         running_again.attempt, 1,

@@ -362,9 +362,7 @@ async fn a_job_cancelled_while_its_node_is_unreachable_is_stopped_there_when_it_
         proxied_cluster(TestCluster::builder(), vec![WorkerSpec::default()]).await;
     let job = cluster.submit("sleep", &[("seconds", "60")]).await;
     cluster
-        .wait_job(&job.id, Duration::from_secs(30), |job| {
-            is(job, v1::JobState::Running)
-        })
+        .wait_state(&job.id, v1::JobState::Running, Duration::from_secs(30))
         .await;
     let pgid = process_group_of(&cluster, 0, &job.id).await;
 
@@ -435,9 +433,7 @@ async fn a_cancel_lost_in_a_silent_link_is_sent_again_when_the_node_is_back() {
         proxied_cluster(TestCluster::builder(), vec![WorkerSpec::default()]).await;
     let job = cluster.submit("sleep", &[("seconds", "120")]).await;
     cluster
-        .wait_job(&job.id, Duration::from_secs(30), |job| {
-            is(job, v1::JobState::Running)
-        })
+        .wait_state(&job.id, v1::JobState::Running, Duration::from_secs(30))
         .await;
     let pgid = process_group_of(&cluster, 0, &job.id).await;
 

@@ -106,9 +106,7 @@ async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
         .submit("count", &[("steps", "3"), ("interval_ms", "10")])
         .await;
     cluster
-        .wait_job(&first.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&first.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     // A job is RUNNING a moment before the worker records its process group.
     let pid: i32 = reelay_tests::faults::run_ref_of(&cluster, 0, &first.id)
@@ -188,9 +186,7 @@ async fn a_job_without_attempts_left_fails_when_its_process_dies_with_the_worker
     let mut cluster = TestCluster::builder().workers(1).start().await;
     let job = cluster.submit("sleep", &[("seconds", "60")]).await;
     cluster
-        .wait_job(&job.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&job.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     cluster.workers[0].process.kill9();
     cluster.workers[0].process.restart();

@@ -92,9 +92,7 @@ async fn higher_priority_runs_first_then_older() {
     let cluster = TestCluster::builder().worker(worker(1, "")).start().await;
     let blocker = cluster.submit("sleep", &[("seconds", "60")]).await;
     cluster
-        .wait_job(&blocker.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&blocker.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     let with_priority = |priority| {
         let mut spec = spec("count", &[("steps", "2"), ("interval_ms", "10")]);
@@ -199,9 +197,7 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
     on_w0.node_id = "w0".into();
     let running = cluster.submit_spec(on_w0.clone()).await;
     cluster
-        .wait_job(&running.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&running.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
 
     let mut nodes = cluster.nodes().await;
@@ -259,9 +255,7 @@ async fn drained_nodes_finish_their_jobs_and_get_no_new_ones() {
         })
         .await;
     cluster
-        .wait_job(&busy.id, Duration::from_secs(20), |job| {
-            job.state == v1::JobState::Running as i32
-        })
+        .wait_state(&busy.id, v1::JobState::Running, Duration::from_secs(20))
         .await;
     let refused = nodes
         .remove_node(v1::RemoveNodeRequest { id: "w0".into() })

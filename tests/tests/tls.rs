@@ -113,22 +113,6 @@ fn plain_http_answer(address: &str) -> Vec<u8> {
     answer
 }
 
-async fn wait_log(process: &ReelayProcess, needle: &str, timeout: Duration) -> String {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let log = process.log_text();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never logged {needle:?}:\n{log}",
-            process.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn node_ids(cluster: &TestCluster) -> Vec<String> {
     let mut nodes: Vec<String> = cluster
         .connect()
@@ -350,12 +334,10 @@ async fn plain_text_and_untrusted_peers_are_refused() {
         }),
         ..Default::default()
     });
-    let log = wait_log(
-        &cluster.workers[index].process,
-        "cannot register",
-        Duration::from_secs(30),
-    )
-    .await;
+    let log = cluster.workers[index]
+        .process
+        .wait_log("cannot register", Duration::from_secs(30))
+        .await;
     assert!(log.contains("certificate"), "{log}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(node_ids(&cluster).await, ["w0"]);

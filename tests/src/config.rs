@@ -59,5 +59,7 @@ params = [ { name = "code", default = "3", pattern = "[0-9]{1,3}" } ]
 name = "copy"
 description = "copies its input to copy.bin"
 command = ["sh", "-c", "echo \"::progress 50 copying\"; cp \"$REELAY_INPUT\" \"$REELAY_OUTPUT_DIR/copy.bin\"; echo \"::progress 100 done\""]
+input_required = true
+outputs = ["copy.bin"]
 params = [ { name = "label", default = "x", pattern = "[a-z]+", description = "unused, for validation tests" } ]
 "#;

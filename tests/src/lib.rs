@@ -10,6 +10,7 @@
 //! - [`tools`]: external tools the tests use (the contract checker).
 //! - [`docker`]: the `docker` CLI, test videos and `ffprobe`, for the Docker executor's tests.
 //! - [`faults`]: helpers of the fault tests (proxied clusters, frozen processes, histories).
+//! - [`readme`]: the README's commands, read from README.md.
 //! - [`proxy`]: a TCP fault proxy (pass, drop, black-hole, restore) between the coordinator and a worker.
 
 #![allow(
@@ -28,6 +29,7 @@ pub mod grpc_web;
 pub mod http;
 pub mod process;
 pub mod proxy;
+pub mod readme;
 pub mod tools;
 pub mod watch;
 

@@ -90,11 +90,17 @@ impl std::fmt::Debug for CoordinatorConfig {
 /// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams,
 /// lets in-flight calls finish, stops the engine and flushes storage.
 pub async fn run(
-    config: CoordinatorConfig,
+    mut config: CoordinatorConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let opened = std::time::Instant::now();
+    config.data_dir = std::path::absolute(&config.data_dir).map_err(|err| {
+        CoordinatorError::Internal(format!(
+            "cannot make the data directory {} absolute: {err}",
+            config.data_dir.display()
+        ))
+    })?;
     store::refuse_worker_data_dir(&config.data_dir)?;
     let sled = SledStore::open(
         &config.data_dir,

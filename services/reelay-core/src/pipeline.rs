@@ -87,10 +87,58 @@ pub struct Pipeline {
     pub env: BTreeMap<String, String>,
     /// Seconds between SIGTERM and SIGKILL when a job is stopped.
     pub grace_seconds: u32,
-    /// Whether jobs must give an `input_path`.
+    /// Whether jobs must give an input; `false` unless the config says `input_required = true`.
     pub input_required: bool,
     /// Container user (`uid:gid` or name); default `1000:1000` when the image has it, else the image's.
     pub user: Option<String>,
+    /// Files a successful run must leave in `REELAY_OUTPUT_DIR` (`outputs = ["*.mp4", "thumb.jpg"]`):
+    /// a run that exits 0 without a file matching each pattern fails, so outputs written elsewhere
+    /// are never reported as a success. Empty: any outputs, none included.
+    pub outputs: Vec<OutputPattern>,
+    /// Directory of the config file; a relative program path in `command` (`./bin/x`) is taken
+    /// from it by the process executor. `None` for a config that is not a file.
+    pub base_dir: Option<PathBuf>,
+}
+
+/// A file name pattern of a pipeline's `outputs`: `*` matches any run of characters, `?` one.
+#[derive(Debug, Clone)]
+pub struct OutputPattern {
+    text: String,
+    regex: Regex,
+}
+
+impl OutputPattern {
+    /// Parses a pattern; names are plain file names, so `/` is refused.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.contains('/') || text.contains('\0') {
+            return Err(format!(
+                "output pattern {text:?}: give a file name, with * and ? as wildcards (no '/')"
+            ));
+        }
+        let mut anchored = String::from("^");
+        for c in text.chars() {
+            match c {
+                '*' => anchored.push_str(".*"),
+                '?' => anchored.push('.'),
+                c => anchored.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+        }
+        anchored.push('$');
+        let regex =
+            Regex::new(&anchored).map_err(|err| format!("output pattern {text:?}: {err}"))?;
+        Ok(OutputPattern {
+            text: text.to_owned(),
+            regex,
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.regex.is_match(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 /// All pipelines of a config file, by name.
@@ -141,6 +189,7 @@ struct RawPipeline {
     grace_seconds: Option<u32>,
     input_required: Option<bool>,
     user: Option<String>,
+    outputs: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +213,10 @@ impl Pipelines {
             reason: format!("cannot read the config file: {err}"),
         })?;
         let mut pipelines = Self::parse(&text, &path.display().to_string())?;
+        let base_dir = path.parent().map(Path::to_path_buf);
+        for pipeline in pipelines.by_name.values_mut() {
+            pipeline.base_dir.clone_from(&base_dir);
+        }
         pipelines.source = Some(path.to_owned());
         Ok(pipelines)
     }
@@ -274,6 +327,15 @@ impl Pipelines {
 }
 
 impl Pipeline {
+    /// The declared output patterns that no file of `names` matches.
+    pub fn missing_outputs<'a>(&'a self, names: &[&str]) -> Vec<&'a str> {
+        self.outputs
+            .iter()
+            .filter(|pattern| !names.iter().any(|name| pattern.matches(name)))
+            .map(OutputPattern::as_str)
+            .collect()
+    }
+
     /// The timeout of a job of this pipeline: the job's own, else the pipeline's; 0 for none.
     pub fn effective_timeout(&self, spec: &JobSpec) -> u32 {
         if spec.timeout_seconds > 0 {
@@ -353,7 +415,10 @@ fn validate_input_path(path: &str, pipeline: &Pipeline) -> Result<(), Error> {
         if pipeline.input_required {
             return Err(Error::invalid(
                 FIELD,
-                format!("pipeline {:?} needs an input file", pipeline.name),
+                format!(
+                    "pipeline {:?} needs an input file (its config says input_required = true)",
+                    pipeline.name
+                ),
             ));
         }
         return Ok(());
@@ -427,6 +492,18 @@ fn build_pipeline(raw: RawPipeline) -> Result<Pipeline, (Range<usize>, String)> 
         }
         params.push(param);
     }
+    let outputs = match raw.outputs {
+        None => Vec::new(),
+        Some(spanned) => {
+            let span = spanned.span();
+            spanned
+                .into_inner()
+                .iter()
+                .map(|text| OutputPattern::parse(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| (span, format!("pipeline {name:?}: {reason}")))?
+        }
+    };
     Ok(Pipeline {
         description: raw.description,
         image: raw.image.filter(|image| !image.is_empty()),
@@ -438,8 +515,10 @@ fn build_pipeline(raw: RawPipeline) -> Result<Pipeline, (Range<usize>, String)> 
         network: raw.network.unwrap_or_else(|| "none".to_owned()),
         env: raw.env,
         grace_seconds: raw.grace_seconds.unwrap_or(10),
-        input_required: raw.input_required.unwrap_or(true),
+        input_required: raw.input_required.unwrap_or(false),
         user: raw.user,
+        outputs,
+        base_dir: None,
         name,
     })
 }
@@ -530,6 +609,8 @@ image = "reelay/pipeline:latest"
 command = ["reelay-transcode"]
 timeout_seconds = 3600
 resources = { cpus = 2.0, memory_mb = 2048 }
+input_required = true
+outputs = ["final_*.mp4", "thumb?.jpg"]
 params = [ { name = "height", default = "720", pattern = "^[0-9]{3,4}$" },
            { name = "label" } ]
 
@@ -569,6 +650,56 @@ input_required = false
         assert!(!transcode.params[0].required);
         assert!(transcode.params[1].required);
         assert!(!pipelines.get("noinput").unwrap().input_required);
+    }
+
+    #[test]
+    fn input_is_optional_and_outputs_are_any_unless_declared() {
+        let pipelines =
+            Pipelines::parse("[[pipeline]]\nname = \"plain\"\ncommand = [\"x\"]\n", "t").unwrap();
+        let plain = pipelines.get("plain").unwrap();
+        assert!(!plain.input_required);
+        pipelines.validate(&spec("plain", &[], "")).unwrap();
+        assert!(plain.missing_outputs(&[]).is_empty());
+        assert_eq!(plain.base_dir, None);
+
+        let pipelines = Pipelines::parse(CONFIG, "test.toml").unwrap();
+        let transcode = pipelines.get("transcode").unwrap();
+        assert_eq!(
+            transcode.missing_outputs(&["final_a.b.mp4", "thumb1.jpg"]),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            transcode.missing_outputs(&["final_a.mkv", "thumb12.jpg", "x"]),
+            ["final_*.mp4", "thumb?.jpg"]
+        );
+        // Regex characters in a pattern are literal.
+        let dotted = OutputPattern::parse("a.b").unwrap();
+        assert!(dotted.matches("a.b") && !dotted.matches("axb"));
+        for bad in ["", "dir/x.mp4"] {
+            assert!(OutputPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        let err = Pipelines::parse(
+            "[[pipeline]]\nname = \"a\"\ncommand = [\"x\"]\noutputs = [\"out/*.mp4\"]\n",
+            "p.toml",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+    }
+
+    #[test]
+    fn a_loaded_config_knows_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipelines.toml");
+        std::fs::write(
+            &path,
+            "[[pipeline]]\nname = \"a\"\ncommand = [\"./bin/a\"]\n",
+        )
+        .unwrap();
+        let pipelines = Pipelines::load(&path).unwrap();
+        assert_eq!(
+            pipelines.get("a").unwrap().base_dir.as_deref(),
+            Some(dir.path())
+        );
     }
 
     #[test]

@@ -82,11 +82,19 @@ impl std::fmt::Debug for WorkerConfig {
 
 /// Runs a worker on `listener` with `executor` until `shutdown` is cancelled.
 pub async fn run(
-    config: WorkerConfig,
+    mut config: WorkerConfig,
     executor: Arc<dyn Executor>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    // Every path handed to a pipeline is absolute: a pipeline runs in its output directory, where
+    // a relative `REELAY_OUTPUT_DIR` would point somewhere else.
+    config.node.data_dir = std::path::absolute(&config.node.data_dir).map_err(|err| {
+        WorkerError::Internal(format!(
+            "cannot make the data directory {} absolute: {err}",
+            config.node.data_dir.display()
+        ))
+    })?;
     let data_dir = &config.node.data_dir;
     let log = Arc::new(data_dir::open(data_dir)?);
     let supervisor = Supervisor::new(

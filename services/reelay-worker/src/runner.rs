@@ -71,6 +71,11 @@ async fn drive(
         }
     };
     let output_dir = supervisor.output_dir(&job.job_id);
+    debug_assert!(
+        output_dir.is_absolute(),
+        "output dirs are absolute: {}",
+        output_dir.display()
+    );
     let run = RunSpec {
         job_id: job.job_id.clone(),
         attempt: job.attempt,
@@ -291,7 +296,15 @@ async fn finish(
             tracing::warn!(job_id = %job.job_id, error = %err, "output listing task failed")
         }
     }
-    let (state, message, error) = verdict(&ended, control.reason(), lines.last_stderr.as_deref());
+    let (mut state, mut message, mut error) =
+        verdict(&ended, control.reason(), lines.last_stderr.as_deref());
+    if state == v1::JobState::Succeeded {
+        let spec = job.spec.clone().unwrap_or_default();
+        let names: Vec<&str> = job.outputs.iter().map(|file| file.name.as_str()).collect();
+        if let Some(pipeline) = supervisor.pipelines.get(&spec.pipeline) {
+            (state, message, error) = check_outputs(pipeline, &names);
+        }
+    }
     if let Ended::Exit(exit) = &ended {
         job.exit_code = exit.code;
     }
@@ -363,6 +376,45 @@ fn verdict(
     }
 }
 
+/// The verdict of a run that exited 0, given the files it left: a pipeline that declares `outputs`
+/// fails when a pattern matches no file (its files went somewhere else and would be lost); one that
+/// declares none succeeds with whatever it left, and the message says when that is nothing.
+fn check_outputs(
+    pipeline: &reelay_core::pipeline::Pipeline,
+    names: &[&str],
+) -> (v1::JobState, String, String) {
+    let missing = pipeline.missing_outputs(names);
+    if !missing.is_empty() {
+        let left = if names.is_empty() {
+            "no files".to_owned()
+        } else {
+            names.join(", ")
+        };
+        let error = format!(
+            "the pipeline exited 0 but left no file matching {} in REELAY_OUTPUT_DIR (it left: \
+             {left}); a pipeline must write its outputs there, files elsewhere are not kept",
+            missing
+                .iter()
+                .map(|pattern| format!("{pattern:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return (v1::JobState::Failed, format!("failed: {error}"), error);
+    }
+    if names.is_empty() {
+        return (
+            v1::JobState::Succeeded,
+            "succeeded (no outputs)".to_owned(),
+            String::new(),
+        );
+    }
+    (
+        v1::JobState::Succeeded,
+        "succeeded".to_owned(),
+        String::new(),
+    )
+}
+
 /// Writes the record (with an event when `event`) and an optional log line; flushes when `durable`.
 async fn record(
     supervisor: &Supervisor,
@@ -401,6 +453,37 @@ mod tests {
             signal,
             stopped,
         })
+    }
+
+    #[test]
+    fn declared_outputs_decide_a_zero_exit() {
+        let pipelines = reelay_core::pipeline::Pipelines::parse(
+            "[[pipeline]]\nname = \"t\"\ncommand = [\"x\"]\noutputs = [\"*.mp4\", \"thumb.jpg\"]\n\
+             [[pipeline]]\nname = \"any\"\ncommand = [\"x\"]\n",
+            "t",
+        )
+        .unwrap();
+        let declared = pipelines.get("t").unwrap();
+        let (state, _, error) = check_outputs(declared, &["a.mp4", "thumb.jpg"]);
+        assert_eq!((state, error.as_str()), (v1::JobState::Succeeded, ""));
+        let (state, message, error) = check_outputs(declared, &[]);
+        assert_eq!(state, v1::JobState::Failed);
+        assert!(error.contains("\"*.mp4\", \"thumb.jpg\""), "{error}");
+        assert!(error.contains("left: no files"), "{error}");
+        assert!(message.starts_with("failed: "), "{message}");
+        let (state, _, error) = check_outputs(declared, &["a.mp4"]);
+        assert_eq!(state, v1::JobState::Failed);
+        assert!(
+            error.contains("\"thumb.jpg\"") && !error.contains("\"*.mp4\""),
+            "{error}"
+        );
+
+        let any = pipelines.get("any").unwrap();
+        let (state, message, _) = check_outputs(any, &[]);
+        assert_eq!(
+            (state, message.as_str()),
+            (v1::JobState::Succeeded, "succeeded (no outputs)")
+        );
     }
 
     #[test]

@@ -46,8 +46,9 @@ pub(crate) struct DevArgs {
     /// Address of the built-in worker (port 0: any free port).
     #[arg(long, env = "REELAY_WORKER_LISTEN", default_value = "127.0.0.1:0")]
     pub(crate) worker_listen: SocketAddr,
-    /// Where state and outputs go (`coordinator/`, `worker/` inside).
-    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data")]
+    /// Where state and outputs go (`coordinator/`, `worker/` inside); a relative path is taken from
+    /// the directory the command runs in.
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data", value_parser = servers::absolute_path)]
     pub(crate) data_dir: PathBuf,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -181,6 +182,7 @@ description = "Counts to `steps`, reporting progress; needs nothing installed"
 image = "reelay/busybox:latest"
 command = ["sh", "-c", {count}]
 input_required = false
+outputs = ["count.txt"]
 timeout_seconds = 3600
 params = [
   {{ name = "steps", default = "20", pattern = "[0-9]{{1,5}}", description = "how many steps" }},
@@ -193,6 +195,8 @@ name = "transcode"
 description = "H.264 transcode with a thumbnail (needs ffmpeg)"
 image = "reelay/pipeline:latest"
 command = [{transcode}]
+input_required = true
+outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
 timeout_seconds = 3600
 params = [
   {{ name = "height", default = "720", pattern = "[0-9]{{2,3}}[02468]", description = "output height in pixels (even)" }},

@@ -19,7 +19,7 @@ use crate::logging::{self, LogFormat};
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
     /// Pipeline config file (TOML, `[[pipeline]]` tables); jobs can only run pipelines it names.
-    #[arg(long, env = "REELAY_CONFIG")]
+    #[arg(long, env = "REELAY_CONFIG", value_parser = absolute_path)]
     pub(crate) config: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "REELAY_LOG_FORMAT", value_enum, default_value = "text")]
@@ -39,6 +39,7 @@ pub(crate) struct TlsArgs {
         long,
         env = "REELAY_TLS_CERT",
         requires = "tls_key",
+        value_parser = absolute_path,
         value_name = "PEM"
     )]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -47,12 +48,13 @@ pub(crate) struct TlsArgs {
         long,
         env = "REELAY_TLS_KEY",
         requires = "tls_cert",
+        value_parser = absolute_path,
         value_name = "PEM"
     )]
     pub(crate) tls_key: Option<PathBuf>,
     /// CA certificate(s) (PEM) that peers' certificates are verified with: the coordinator's when a
     /// worker registers, the workers' on the coordinator's links (default: the system's roots).
-    #[arg(long, env = "REELAY_TLS_CA", value_name = "PEM")]
+    #[arg(long, env = "REELAY_TLS_CA", value_name = "PEM", value_parser = absolute_path)]
     pub(crate) tls_ca: Option<PathBuf>,
 }
 
@@ -80,11 +82,13 @@ pub(crate) struct CoordinatorArgs {
     /// Address to serve gRPC, grpc-web, the web UI and /metrics on.
     #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:7070")]
     pub(crate) listen: SocketAddr,
-    /// Where the coordinator keeps its state (a sled database).
+    /// Where the coordinator keeps its state (a sled database); a relative path is taken from the
+    /// directory the command runs in.
     #[arg(
         long,
         env = "REELAY_DATA_DIR",
-        default_value = "reelay-data/coordinator"
+        default_value = "reelay-data/coordinator",
+        value_parser = absolute_path
     )]
     pub(crate) data_dir: PathBuf,
     #[command(flatten)]
@@ -132,8 +136,9 @@ pub(crate) struct WorkerArgs {
     /// Address to serve the WorkerService on.
     #[arg(long, env = "REELAY_LISTEN", default_value = "127.0.0.1:7071")]
     pub(crate) listen: SocketAddr,
-    /// Where the worker keeps its state and the jobs' outputs (`<data-dir>/outputs/<job-id>/`).
-    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data/worker")]
+    /// Where the worker keeps its state and the jobs' outputs (`<data-dir>/outputs/<job-id>/`); a
+    /// relative path is taken from the directory the command runs in.
+    #[arg(long, env = "REELAY_DATA_DIR", default_value = "reelay-data/worker", value_parser = absolute_path)]
     pub(crate) data_dir: PathBuf,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -173,6 +178,17 @@ pub(crate) struct NodeTuning {
     /// Labels jobs can select this node by, as key=value,key=value.
     #[arg(long, env = "REELAY_LABELS", default_value = "", value_parser = parse_labels)]
     pub(crate) labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A path flag made absolute against the current directory once, when the flags are read: every
+/// path a server stores or hands to a pipeline is absolute, whatever directory a pipeline runs in.
+pub(crate) fn absolute_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("an empty path; give a file or directory".to_owned());
+    }
+    std::path::absolute(text).map_err(|err| {
+        format!("cannot make {text:?} absolute (the current directory cannot be read: {err})")
+    })
 }
 
 fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {

@@ -316,6 +316,34 @@ pub(super) async fn list_outputs(ctx: &Ctx, id: &str) -> anyhow::Result<Vec<v1::
         .files)
 }
 
+/// Why a job lists no outputs, from its state (a finished job will not get any).
+pub(super) async fn no_outputs_note(ctx: &Ctx, id: &str) -> String {
+    let job = ctx
+        .conn
+        .jobs()
+        .get_job(v1::GetJobRequest { id: id.to_owned() })
+        .await
+        .map(tonic::Response::into_inner);
+    match job {
+        Ok(job) => no_outputs_text(&job),
+        Err(_) => format!("job {id} has no outputs"),
+    }
+}
+
+fn no_outputs_text(job: &v1::Job) -> String {
+    let id = &job.id;
+    match v1::JobState::try_from(job.state) {
+        Ok(v1::JobState::Succeeded) => format!(
+            "job {id} succeeded without outputs: its pipeline left no files in REELAY_OUTPUT_DIR"
+        ),
+        Ok(v1::JobState::Failed) => format!("job {id} failed and left no outputs"),
+        Ok(v1::JobState::Cancelled) => format!("job {id} was cancelled and left no outputs"),
+        _ => format!(
+            "job {id} has no outputs yet: they are listed when it finishes (`reelay job watch {id}`)"
+        ),
+    }
+}
+
 pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     let files = list_outputs(ctx, id).await?;
     if ctx.json() {
@@ -325,7 +353,7 @@ pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if files.is_empty() {
-        eprintln!("job {id} has no outputs (yet: they appear when the pipeline has written them)");
+        eprintln!("{}", no_outputs_note(ctx, id).await);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&["NAME", "SIZE", "SHA256"]);
@@ -343,6 +371,21 @@ pub(crate) async fn outputs(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn no_outputs_says_whether_more_can_come() {
+        let job = |state: v1::JobState| v1::Job {
+            id: "j1".into(),
+            state: state as i32,
+            ..Default::default()
+        };
+        assert!(
+            no_outputs_text(&job(v1::JobState::Succeeded)).contains("succeeded without outputs")
+        );
+        assert!(no_outputs_text(&job(v1::JobState::Failed)).contains("failed and left no outputs"));
+        assert!(no_outputs_text(&job(v1::JobState::Running)).contains("when it finishes"));
+        assert!(!no_outputs_text(&job(v1::JobState::Succeeded)).contains("yet"));
+    }
 
     use super::*;
 

@@ -58,7 +58,7 @@ impl Executor for ProcessExecutor {
                 spec.pipeline.name
             )));
         };
-        let mut command = Command::new(program);
+        let mut command = Command::new(resolve_program(program, spec.pipeline.base_dir.as_deref()));
         command
             .args(args)
             .env_clear()
@@ -149,6 +149,17 @@ impl Executor for ProcessExecutor {
 }
 
 /// Waits for the child; when `stop` fires, SIGTERM to the group, then SIGKILL after `grace`.
+/// The program to start: a relative path with a `/` (`./bin/x`, `bin/x`) is taken from the config
+/// file's directory, not from the output directory the program runs in; a bare name is looked up on
+/// `PATH`; an absolute path is used as is.
+fn resolve_program(program: &str, base_dir: Option<&std::path::Path>) -> std::path::PathBuf {
+    let path = std::path::Path::new(program);
+    match base_dir {
+        Some(base) if path.is_relative() && program.contains('/') => base.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
 async fn wait_or_stop(
     child: &mut Child,
     group: Pid,
@@ -270,6 +281,28 @@ mod tests {
         lines.extend(splitter.finish());
         assert_eq!(lines, ["a", "b", "c", "de", "", "f"]);
         assert_eq!(splitter.finish(), None);
+    }
+
+    #[test]
+    fn relative_programs_come_from_the_config_directory() {
+        let base = std::path::Path::new("/etc/reelay");
+        assert_eq!(
+            resolve_program("./bin/x", Some(base)),
+            std::path::Path::new("/etc/reelay/./bin/x")
+        );
+        assert_eq!(
+            resolve_program("bin/x", Some(base)),
+            std::path::Path::new("/etc/reelay/bin/x")
+        );
+        assert_eq!(
+            resolve_program("ffmpeg", Some(base)),
+            std::path::Path::new("ffmpeg")
+        );
+        assert_eq!(
+            resolve_program("/usr/bin/x", Some(base)),
+            std::path::Path::new("/usr/bin/x")
+        );
+        assert_eq!(resolve_program("./x", None), std::path::Path::new("./x"));
     }
 
     #[test]

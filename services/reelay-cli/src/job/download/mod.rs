@@ -147,7 +147,7 @@ async fn find_output(ctx: &Ctx, id: &str, name: &str) -> anyhow::Result<v1::Outp
         return Ok(file.clone());
     }
     if files.is_empty() {
-        bail!("job {id} has no outputs (yet)");
+        bail!("{}", super::show::no_outputs_note(ctx, id).await);
     }
     let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
     bail!(

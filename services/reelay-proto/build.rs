@@ -7,8 +7,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["job.proto", "node.proto", "pipeline.proto", "worker.proto"]
-        .map(|name| proto_root.join("reelay/v1").join(name));
+    let files = [
+        "artifact.proto",
+        "job.proto",
+        "node.proto",
+        "pipeline.proto",
+        "worker.proto",
+    ]
+    .map(|name| proto_root.join("reelay/v1").join(name));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }
@@ -23,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // File bytes as `bytes::Bytes`: decoded without a copy, sliced without one.
     tonic_prost_build::configure()
+        .bytes(".reelay.v1.DataChunk.data")
+        .bytes(".reelay.v1.PutPartRequest.data")
+        .bytes(".reelay.v1.UploadInputRequest.data")
         .codec_path("crate::codec::Codec")
         .file_descriptor_set_path(&descriptor_path)
         .compile_with_config(config, &files, &[proto_root, well_known_types])?;

@@ -19,6 +19,12 @@ pub enum CoordinatorError {
     Stopped,
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Another call is changing the same thing (an upload being written): try again later.
+    #[error("{0}")]
+    Conflict(String),
+    /// The artifact store.
+    #[error(transparent)]
+    Artifact(#[from] reelay_artifacts::ArtifactError),
     #[error("{0}")]
     Internal(String),
 }
@@ -40,6 +46,8 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Unavailable(_) | CoordinatorError::Stopped => {
                 Status::unavailable(message)
             }
+            CoordinatorError::Conflict(_) => Status::aborted(message),
+            CoordinatorError::Artifact(err) => err.into(),
             CoordinatorError::Store(_)
             | CoordinatorError::Decode(_)
             | CoordinatorError::Io(_)

@@ -5,17 +5,22 @@
 //! answer 400 to plain HTTP GETs). Paths that match no service fall through to the UI, except gRPC
 //! calls, which get `UNIMPLEMENTED`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::StreamExt;
+use reelay_artifacts::remote::ArtifactServer;
+use reelay_proto::auth::{Access, RequireToken};
+use reelay_proto::v1::artifact_service_server::ArtifactServiceServer;
 use reelay_proto::v1::job_service_server::JobServiceServer;
 use reelay_proto::v1::node_service_server::NodeServiceServer;
 use reelay_proto::v1::pipeline_service_server::PipelineServiceServer;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic_web::GrpcWebLayer;
 use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -27,6 +32,8 @@ use crate::api::{ApiState, parse_id};
 use crate::error::CoordinatorError;
 use crate::metrics::Metrics;
 use crate::web;
+
+mod upload;
 
 /// Largest request accepted by the public services.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -58,15 +65,27 @@ pub fn routes(state: ApiState, metrics: Metrics) -> Result<Routes, CoordinatorEr
         NodeServiceServer::new(NodeApi(state.clone())).max_decoding_message_size(MAX_REQUEST_BYTES);
     let pipelines = PipelineServiceServer::new(PipelineApi(state.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+    // Internal: workers reach a local artifact store through it, with the cluster token.
+    let artifacts = InterceptedService::new(
+        ArtifactServiceServer::new(ArtifactServer::new(Arc::clone(state.uploads.blobs())))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        RequireToken(state.cluster.clone()),
+    );
     let mut routes = Routes::new(web_layer.layer(jobs))
         .add_service(web_layer.layer(nodes))
         .add_service(web_layer.layer(pipelines))
         .add_service(web_layer.layer(health_service))
+        .add_service(artifacts)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     let router = routes.axum_router_mut();
     *router = std::mem::take(router)
-        .route("/download/{id}/{name}", get(download).with_state(state))
+        .route(
+            "/download/{id}/{name}",
+            get(download).with_state(state.clone()),
+        )
+        .route("/upload", post(upload::post).with_state(state.clone()))
+        .route("/upload/{id}", get(upload::get).with_state(state))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
@@ -122,16 +141,8 @@ async fn download(
     Path((id, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
     // Any valid token may download (a read token is enough); none or a wrong one gets 401.
-    if let Err(status) = state.clients.access(authorization) {
-        let mut response = plain(StatusCode::UNAUTHORIZED, status.message());
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"reelay\""),
-        );
+    if let Err(response) = authorize(&state, &headers, Access::Read) {
         return response;
     }
     let id = match parse_id(&id) {
@@ -199,6 +210,33 @@ async fn download(
     response
 }
 
+/// Checks the bearer token of an HTTP request: 401 without a valid one, 403 for a read token
+/// where writing is needed.
+pub(crate) fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    needed: Access,
+) -> Result<(), Response<Body>> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match state.clients.access(authorization) {
+        Ok(Access::Read) if needed == Access::Write => Err(plain(
+            StatusCode::FORBIDDEN,
+            "this token may only read; uploading needs an --api-token",
+        )),
+        Ok(_) => Ok(()),
+        Err(status) => {
+            let mut response = plain(StatusCode::UNAUTHORIZED, status.message());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"reelay\""),
+            );
+            Err(response)
+        }
+    }
+}
+
 /// `attachment` with an ASCII fallback name and the exact name percent-encoded (RFC 6266).
 fn content_disposition(name: &str) -> String {
     let ascii: String = name
@@ -259,7 +297,7 @@ fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u6
     Ok(Some((start, end)))
 }
 
-fn plain(status: StatusCode, message: &str) -> Response<Body> {
+pub(crate) fn plain(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(format!("{message}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -269,10 +307,13 @@ fn plain(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
-fn status_response(status: &tonic::Status) -> Response<Body> {
+pub(crate) fn status_response(status: &tonic::Status) -> Response<Body> {
     let code = match status.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
+        tonic::Code::Aborted => StatusCode::CONFLICT,
+        tonic::Code::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,6 +9,8 @@
 //! - [`links`] — one link per worker: its event stream in, StartJob/CancelJob out.
 //! - [`api`] — the gRPC services (thin).
 //! - [`http`] — everything on the one port — gRPC, grpc-web, UI, downloads, metrics.
+//! - [`uploads`] — input files sent to the coordinator, in the artifact store; `janitor` removes
+//!   the objects of deleted jobs and expired uploads.
 //! - [`web`] — the embedded UI. [`metrics`]: Prometheus. [`retention`]: removal of expired jobs.
 //!
 //! [`run`] wires them on a listener until a shutdown token fires.
@@ -18,10 +20,12 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod hub;
+mod janitor;
 pub mod links;
 pub mod metrics;
 mod retention;
 pub mod store;
+pub mod uploads;
 pub mod web;
 
 use std::path::PathBuf;
@@ -37,6 +41,9 @@ use reelay_store::sled_store::SledOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use reelay_artifacts::{Blobs, ObjectBlobs, S3Options, StoreLocation};
+use reelay_proto::v1;
+
 use crate::api::ApiState;
 use crate::engine::{Engine, EngineParts, EngineSettings};
 pub use crate::error::{CoordinatorError, Result};
@@ -44,6 +51,7 @@ use crate::hub::Hub;
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::store::JobStore;
+use crate::uploads::Uploads;
 
 /// Everything a coordinator needs to run.
 #[derive(Clone)]
@@ -67,6 +75,10 @@ pub struct CoordinatorConfig {
     pub tls: Option<ServerTls>,
     /// How links verify workers whose address is `https://`.
     pub peer_tls: ClientTls,
+    /// The artifact store; `None`: `<data-dir>/artifacts`.
+    pub artifacts: Option<StoreLocation>,
+    /// S3 settings (the `AWS_*` variables) for an S3 store; handed to workers too.
+    pub s3: S3Options,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -83,6 +95,8 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("cache_bytes", &self.cache_bytes)
             .field("tls", &self.tls)
             .field("peer_tls", &self.peer_tls)
+            .field("artifacts", &self.artifacts)
+            .field("s3", &self.s3)
             .finish()
     }
 }
@@ -110,6 +124,18 @@ pub async fn run(
         },
     )?;
     let store = JobStore::new(Arc::new(sled));
+    let location = config
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| StoreLocation::Local(config.data_dir.join("artifacts")));
+    let blobs: Arc<dyn Blobs> = Arc::new(ObjectBlobs::open(&location, &config.s3)?);
+    let store_access = Arc::new(store_access(&location, &config.s3));
+    let uploads = Arc::new(Uploads::new(
+        Arc::clone(store.raw()),
+        Arc::clone(&blobs),
+        config.retain,
+    ));
+    let janitor = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(Hub::default());
     let metrics = Metrics::default();
     let auth =
@@ -134,6 +160,7 @@ pub async fn run(
             hub: Arc::clone(&hub),
             links: links.clone(),
             metrics: metrics.clone(),
+            janitor: Arc::clone(&janitor),
         },
         settings,
         background.clone(),
@@ -142,6 +169,12 @@ pub async fn run(
     tokio::spawn(retention::run(
         engine.clone(),
         store.clone(),
+        background.clone(),
+    ));
+    tokio::spawn(janitor::run(
+        store.clone(),
+        Arc::clone(&uploads),
+        janitor,
         background.clone(),
     ));
 
@@ -153,6 +186,8 @@ pub async fn run(
         clients: TokenCheck::new(config.api_tokens.clone(), config.read_tokens.clone()),
         cluster: TokenCheck::new(config.cluster_token.iter().cloned().collect(), Vec::new()),
         shutdown: shutdown.clone(),
+        uploads,
+        store_access,
     };
     let routes = http::routes(state, metrics)?;
     tracing::info!(
@@ -163,6 +198,7 @@ pub async fn run(
         data_dir = %config.data_dir.display(),
         pipelines = config.pipelines.iter().count(),
         ui = web::is_built(),
+        artifacts = %blobs.describe(),
         ready_ms = opened.elapsed().as_millis() as u64,
         "coordinator serving"
     );
@@ -200,4 +236,20 @@ pub async fn run(
         .await
         .map_err(|err| CoordinatorError::Internal(err.to_string()))??;
     served.map_err(|err| CoordinatorError::Internal(format!("server: {err}")))
+}
+
+/// What workers are told about the artifact store: go through this coordinator (a local
+/// directory), or to S3 with the coordinator's S3 options (their own `AWS_*` variables win).
+fn store_access(location: &StoreLocation, s3: &S3Options) -> v1::StoreAccess {
+    match location {
+        StoreLocation::Local(_) => v1::StoreAccess {
+            kind: "coordinator".to_owned(),
+            ..Default::default()
+        },
+        StoreLocation::S3 { .. } => v1::StoreAccess {
+            kind: "s3".to_owned(),
+            url: location.url(),
+            options: s3.0.clone().into_iter().collect(),
+        },
+    }
 }

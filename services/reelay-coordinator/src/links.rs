@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use reelay_core::JobId;
+use reelay_core::input::InputUri;
 use reelay_proto::auth::ClusterAuth;
 use reelay_proto::tls::{ClientTls, error_chain};
 use reelay_proto::v1;
@@ -47,8 +48,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum LinkCall {
     Start {
         job_id: JobId,
-        spec: v1::JobSpec,
         attempt: u32,
+        request: Box<v1::StartJobRequest>,
     },
     Cancel {
         job_id: JobId,
@@ -365,13 +366,12 @@ impl Link {
                 Ok(Some(job))
                     if job.state == reelay_core::JobState::Assigned && job.attempt == attempt =>
                 {
-                    let spec = v1::JobSpec::from(&job.spec);
                     self.deliver(
                         client.clone(),
                         LinkCall::Start {
                             job_id,
-                            spec,
                             attempt,
+                            request: Box::new(start_request(&job, attempt)),
                         },
                     );
                 }
@@ -396,15 +396,10 @@ impl Link {
             match call {
                 LinkCall::Start {
                     job_id,
-                    spec,
                     attempt,
+                    request,
                 } => {
-                    let request = v1::StartJobRequest {
-                        job_id: job_id.to_string(),
-                        spec: Some(spec),
-                        attempt,
-                    };
-                    if let Err(status) = client.start_job(request).await {
+                    if let Err(status) = client.start_job(*request).await {
                         let failure = start_failure(&status);
                         tracing::warn!(%node, %job_id, attempt, error = %status.message(), "StartJob failed");
                         engine
@@ -490,6 +485,22 @@ impl Link {
                 })
                 .await;
         }
+    }
+}
+
+/// What a worker is told to start: the attempt, its spec, and its input in the artifact store.
+pub(crate) fn start_request(job: &reelay_core::Job, attempt: u32) -> v1::StartJobRequest {
+    let input_object = job
+        .input
+        .as_ref()
+        .and_then(|input| InputUri::parse(&input.uri, "input_uri").ok())
+        .map(|uri| v1::ObjectRef::from(&reelay_artifacts::keys::input_object(&uri)));
+    v1::StartJobRequest {
+        job_id: job.id.to_string(),
+        spec: Some(v1::JobSpec::from(&job.spec)),
+        attempt,
+        input: job.input.as_ref().map(Into::into),
+        input_object,
     }
 }
 

@@ -13,6 +13,8 @@
 //! | `log_marks` | id | attempt, lines of that attempt, lines in all |
 //! | `nodes` | node id | `Node` |
 //! | `cursors` | node id | seq (be u64) \| log id |
+//! | `uploads` | upload id (16 bytes) | `StoredUpload` |
+//! | `gc` | job id | key prefix of objects to delete from the artifact store |
 //!
 //! Every index entry is derived from the job by [`index_writes`], so indexes cannot drift from the
 //! job they point at: the engine writes a job and its index changes in one batch.
@@ -41,6 +43,8 @@ pub(crate) const JOB_LOGS: &str = "job_logs";
 pub(crate) const LOG_MARKS: &str = "log_marks";
 pub(crate) const NODES: &str = "nodes";
 pub(crate) const CURSORS: &str = "cursors";
+pub(crate) const UPLOADS: &str = "uploads";
+pub(crate) const GC: &str = "gc";
 
 /// The coordinator database's schema.
 pub const SCHEMA: Schema = Schema {
@@ -49,6 +53,9 @@ pub const SCHEMA: Schema = Schema {
     trees: &[
         JOBS, JOB_EVENTS, BY_STATE, BY_NODE, QUEUE, EXPIRY, REQUESTS, JOB_LOGS, LOG_MARKS, NODES,
         CURSORS, "meta",
+        // Added after `meta` (a tree's key prefix is its place in this list): databases made before
+        // them open unchanged, with these empty.
+        UPLOADS, GC,
     ],
 };
 

@@ -147,7 +147,10 @@ pub enum JobChange {
 pub struct JobSpec {
     pub pipeline: String,
     pub params: BTreeMap<String, String>,
+    /// A file already on the worker (absolute), or empty.
     pub input_path: String,
+    /// The input in the artifact store (`upload:<id>`, `s3://BUCKET/KEY`), or empty.
+    pub input_uri: String,
     /// Pin: run only on this node.
     pub node_id: Option<String>,
     pub priority: i32,
@@ -157,6 +160,26 @@ pub struct JobSpec {
     pub timeout_seconds: u32,
     /// Node selector: every label must be on the node.
     pub labels: BTreeMap<String, String>,
+}
+
+/// A job's input in the artifact store, resolved when the job was created.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputFile {
+    /// As the job named it: `upload:<id>` or `s3://BUCKET/KEY`.
+    pub uri: String,
+    /// The file name the pipeline sees.
+    pub name: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256; empty when not known before the worker fetches it.
+    pub sha256: String,
+}
+
+/// Bytes moved by the transfer under way (staging the input, uploading the outputs).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Transfer {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub bytes_per_second: f64,
 }
 
 /// A file a pipeline left in its output directory.
@@ -199,6 +222,10 @@ pub struct Job {
     pub request_id: String,
     /// The user asked to cancel; the worker has not confirmed yet.
     pub cancel_requested: bool,
+    /// The input from the artifact store (jobs created with an `input_uri`).
+    pub input: Option<InputFile>,
+    /// The transfer under way while the attempt stages its input or uploads its outputs.
+    pub transfer: Option<Transfer>,
 }
 
 impl Job {
@@ -227,6 +254,8 @@ impl Job {
             expires_at: None,
             request_id,
             cancel_requested: false,
+            input: None,
+            transfer: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`job`]: jobs, specs, states and outputs as the rest of the code sees them.
+//! - [`input`]: a job's `input_uri` (`upload:<id>`, `s3://BUCKET/KEY`).
 //! - [`node`]: worker nodes and their states.
 //! - [`machine`]: the job state machine, `apply(job, input, now) -> Outcome`.
 //! - [`scheduler`]: which queued job goes to which node, and why a job waits.
@@ -11,6 +12,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod error;
+pub mod input;
 pub mod job;
 pub mod machine;
 pub mod names;
@@ -20,7 +22,7 @@ pub mod progress;
 pub mod scheduler;
 
 pub use error::{Error, Result};
-pub use job::{Job, JobChange, JobId, JobSpec, JobState, OutputFile};
+pub use job::{InputFile, Job, JobChange, JobId, JobSpec, JobState, OutputFile, Transfer};
 pub use node::{Node, NodeState};
 
 /// The version every Reelay process reports (nodes, `--version`).

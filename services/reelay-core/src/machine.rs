@@ -30,6 +30,8 @@ pub struct AttemptReport {
     pub finished_at: Option<SystemTime>,
     pub fps: f64,
     pub eta_seconds: f64,
+    /// The transfer under way (staging, uploading), if any.
+    pub transfer: Option<crate::job::Transfer>,
 }
 
 /// Something that happened to a job.
@@ -285,6 +287,7 @@ fn classify(before: &Job, after: &Job) -> Option<JobChange> {
         || before.stage != after.stage
         || before.fps != after.fps
         || before.eta_seconds != after.eta_seconds
+        || before.transfer != after.transfer
     {
         return Some(JobChange::Progress);
     }
@@ -312,6 +315,7 @@ fn merge_report(
     job.stage.clone_from(&report.stage);
     job.fps = report.fps;
     job.eta_seconds = report.eta_seconds;
+    job.transfer = report.transfer;
     job.outputs.clone_from(&report.outputs);
     job.exit_code = report.exit_code;
     if !report.message.is_empty() {
@@ -407,6 +411,7 @@ fn finish(job: &mut Job, state: JobState, message: &str, now: SystemTime, policy
     job.cancel_requested = false;
     job.fps = 0.0;
     job.eta_seconds = 0.0;
+    job.transfer = None;
 }
 
 fn requeue_job(job: &mut Job) {
@@ -426,6 +431,7 @@ fn reset_attempt(job: &mut Job) {
     job.expires_at = None;
     job.fps = 0.0;
     job.eta_seconds = 0.0;
+    job.transfer = None;
     job.cancel_requested = false;
 }
 
@@ -469,6 +475,7 @@ mod tests {
             finished_at: None,
             fps: 0.0,
             eta_seconds: 0.0,
+            transfer: None,
         }
     }
 

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Error, excerpt, quote};
+use crate::input::InputUri;
 use crate::job::JobSpec;
 use crate::names::{validate_labels, validate_node_id};
 
@@ -298,7 +299,7 @@ impl Pipelines {
         };
         let mut valid = spec.clone();
         valid.params = pipeline.validate_params(&spec.params)?;
-        validate_input_path(&spec.input_path, pipeline)?;
+        validate_input(spec, pipeline)?;
         if let Some(node_id) = &spec.node_id {
             validate_node_id(node_id, "spec.node_id")?;
         }
@@ -409,20 +410,31 @@ impl Pipeline {
     }
 }
 
-fn validate_input_path(path: &str, pipeline: &Pipeline) -> Result<(), Error> {
-    const FIELD: &str = "spec.input_path";
-    if path.is_empty() {
-        if pipeline.input_required {
-            return Err(Error::invalid(
-                FIELD,
-                format!(
-                    "pipeline {:?} needs an input file (its config says input_required = true)",
-                    pipeline.name
-                ),
-            ));
-        }
-        return Ok(());
+/// A job gives at most one input: a file on the worker (`input_path`) or one in the artifact store
+/// (`input_uri`); it must give one when its pipeline says `input_required = true`.
+fn validate_input(spec: &JobSpec, pipeline: &Pipeline) -> Result<(), Error> {
+    match (spec.input_path.is_empty(), spec.input_uri.is_empty()) {
+        (true, true) if pipeline.input_required => Err(Error::invalid(
+            "spec.input_uri",
+            format!(
+                "pipeline {:?} needs an input file (its config says input_required = true): \
+                 upload one (`reelay job submit {} --upload FILE`, input_uri = upload:<id>) or \
+                 name one (input_uri = s3://BUCKET/KEY, or input_path = a file on the worker)",
+                pipeline.name, pipeline.name
+            ),
+        )),
+        (true, true) => Ok(()),
+        (false, false) => Err(Error::invalid(
+            "spec.input_uri",
+            "give input_uri or input_path, not both",
+        )),
+        (true, false) => InputUri::parse(&spec.input_uri, "spec.input_uri").map(drop),
+        (false, true) => validate_input_path(&spec.input_path),
     }
+}
+
+fn validate_input_path(path: &str) -> Result<(), Error> {
+    const FIELD: &str = "spec.input_path";
     if !path.starts_with('/') {
         return Err(Error::invalid(
             FIELD,
@@ -765,7 +777,21 @@ input_required = false
         let missing = pipelines
             .validate(&spec("transcode", &[("label", "x")], ""))
             .unwrap_err();
-        assert_eq!(field_of(missing), "spec.input_path");
+        assert!(missing.to_string().contains("--upload"), "{missing}");
+        assert_eq!(field_of(missing), "spec.input_uri");
+        let mut both = spec("transcode", &[("label", "x")], "/in.mp4");
+        both.input_uri = "s3://b/k.mp4".into();
+        assert_eq!(
+            field_of(pipelines.validate(&both).unwrap_err()),
+            "spec.input_uri"
+        );
+        both.input_path.clear();
+        pipelines.validate(&both).unwrap();
+        both.input_uri = "upload:nope".into();
+        assert_eq!(
+            field_of(pipelines.validate(&both).unwrap_err()),
+            "spec.input_uri"
+        );
         pipelines.validate(&spec("noinput", &[], "")).unwrap();
     }
 

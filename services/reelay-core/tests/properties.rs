@@ -413,6 +413,7 @@ fn report(attempt: u32, state: JobState, progress: u32) -> AttemptReport {
         finished_at: None,
         fps: 0.0,
         eta_seconds: 0.0,
+        transfer: None,
     }
 }
 

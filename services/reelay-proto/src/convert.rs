@@ -6,7 +6,10 @@
 use std::time::{Duration, SystemTime};
 
 use reelay_core::machine::AttemptReport;
-use reelay_core::{Error, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState, OutputFile};
+use reelay_core::{
+    Error, InputFile, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState, OutputFile,
+    Transfer,
+};
 
 use crate::v1;
 
@@ -90,6 +93,7 @@ impl From<&JobSpec> for v1::JobSpec {
             pipeline: spec.pipeline.clone(),
             params: spec.params.clone().into_iter().collect(),
             input_path: spec.input_path.clone(),
+            input_uri: spec.input_uri.clone(),
             node_id: spec.node_id.clone().unwrap_or_default(),
             priority: spec.priority,
             max_attempts: spec.max_attempts,
@@ -105,6 +109,7 @@ impl From<v1::JobSpec> for JobSpec {
             pipeline: spec.pipeline,
             params: spec.params.into_iter().collect(),
             input_path: spec.input_path,
+            input_uri: spec.input_uri,
             node_id: Some(spec.node_id).filter(|id| !id.is_empty()),
             priority: spec.priority,
             max_attempts: spec.max_attempts,
@@ -130,6 +135,48 @@ impl From<v1::OutputFile> for OutputFile {
             name: file.name,
             size: file.size,
             sha256: file.sha256,
+        }
+    }
+}
+
+impl From<&InputFile> for v1::InputFile {
+    fn from(input: &InputFile) -> Self {
+        v1::InputFile {
+            uri: input.uri.clone(),
+            name: input.name.clone(),
+            size: input.size,
+            sha256: input.sha256.clone(),
+        }
+    }
+}
+
+impl From<v1::InputFile> for InputFile {
+    fn from(input: v1::InputFile) -> Self {
+        InputFile {
+            uri: input.uri,
+            name: input.name,
+            size: input.size,
+            sha256: input.sha256,
+        }
+    }
+}
+
+impl From<Transfer> for v1::Transfer {
+    fn from(transfer: Transfer) -> Self {
+        v1::Transfer {
+            done_bytes: transfer.done_bytes,
+            total_bytes: transfer.total_bytes,
+            bytes_per_second: transfer.bytes_per_second,
+        }
+    }
+}
+
+impl From<v1::Transfer> for Transfer {
+    fn from(transfer: v1::Transfer) -> Self {
+        Transfer {
+            done_bytes: transfer.done_bytes,
+            total_bytes: transfer.total_bytes,
+            bytes_per_second: transfer.bytes_per_second,
         }
     }
 }
@@ -161,6 +208,8 @@ impl From<&Job> for v1::Job {
             expires_at: opt_timestamp(job.expires_at),
             request_id: job.request_id.clone(),
             cancel_requested: job.cancel_requested,
+            input: job.input.as_ref().map(Into::into),
+            transfer: job.transfer.map(Into::into),
         }
     }
 }
@@ -202,6 +251,8 @@ impl TryFrom<v1::Job> for Job {
             expires_at: opt_system_time(job.expires_at.as_ref()),
             request_id: job.request_id,
             cancel_requested: job.cancel_requested,
+            input: job.input.map(Into::into),
+            transfer: job.transfer.map(Into::into),
         })
     }
 }
@@ -280,6 +331,7 @@ impl TryFrom<&v1::WorkerJob> for AttemptReport {
             finished_at: opt_system_time(job.finished_at.as_ref()),
             fps: job.fps,
             eta_seconds: job.eta_seconds,
+            transfer: job.transfer.map(Into::into),
         })
     }
 }
@@ -305,6 +357,17 @@ mod tests {
             sha256: "ab".into(),
         });
         job.started_at = Some(now);
+        job.input = Some(InputFile {
+            uri: "upload:x".into(),
+            name: "in.mp4".into(),
+            size: 7,
+            sha256: "cd".into(),
+        });
+        job.transfer = Some(Transfer {
+            done_bytes: 3,
+            total_bytes: 7,
+            bytes_per_second: 1.5,
+        });
         let wire = v1::Job::from(&job);
         assert_eq!(Job::try_from(wire).unwrap(), job);
     }

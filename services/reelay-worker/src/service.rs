@@ -240,7 +240,7 @@ fn send_chunks(
         }
         data.truncate(read);
         let chunk = v1::DataChunk {
-            data,
+            data: data.into(),
             offset,
             size: if first { size } else { 0 },
         };

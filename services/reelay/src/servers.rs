@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use reelay_artifacts::{S3Options, StoreLocation};
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::validate_token;
 use reelay_proto::tls::{ClientTls, ServerTls};
@@ -128,6 +129,16 @@ pub(crate) struct CoordinatorTuning {
     /// Storage page cache, in MiB.
     #[arg(long, env = "REELAY_CACHE_MB", default_value_t = 256)]
     pub(crate) cache_mb: u64,
+    /// The artifact store for uploaded inputs and job outputs: a directory (default
+    /// `<data-dir>/artifacts`; workers reach it through the coordinator) or `s3://BUCKET/PREFIX`
+    /// (workers go to it directly; settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for an S3-compatible server on http).
+    #[arg(long, env = "REELAY_ARTIFACTS", value_name = "DIR|s3://BUCKET/PREFIX", value_parser = parse_artifacts)]
+    pub(crate) artifacts: Option<StoreLocation>,
+}
+
+fn parse_artifacts(text: &str) -> Result<StoreLocation, String> {
+    StoreLocation::parse(text).map_err(|err| err.to_string())
 }
 
 /// Flags of `reelay worker`.
@@ -297,6 +308,8 @@ pub(crate) fn coordinator_config(
         cache_bytes: tuning.cache_mb * 1024 * 1024,
         tls,
         peer_tls,
+        artifacts: tuning.artifacts.clone(),
+        s3: S3Options::from_env(),
     }
 }
 

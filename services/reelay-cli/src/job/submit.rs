@@ -104,6 +104,7 @@ fn request(args: &SubmitArgs) -> anyhow::Result<v1::CreateJobRequest> {
             pipeline: args.pipeline.clone(),
             params,
             input_path,
+            input_uri: String::new(),
             node_id: args.node_id.clone().unwrap_or_default(),
             priority: args.priority,
             max_attempts: args.max_attempts.unwrap_or(0),

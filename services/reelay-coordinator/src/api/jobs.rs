@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use reelay_core::names::{validate_node_id, validate_output_name};
 use reelay_core::{JobId, JobSpec, JobState};
 use reelay_proto::convert::job_state;
@@ -9,7 +10,7 @@ use reelay_proto::v1;
 use reelay_proto::v1::job_service_server::JobService;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{ApiState, ServerStream, parse_id, watch};
 use crate::error::CoordinatorError;
@@ -37,7 +38,12 @@ impl JobService for JobApi {
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: a job spec is required"))?
             .into();
-        let job = self.0.engine.create(spec, request.request_id).await?;
+        let input = super::inputs::resolve(&self.0, &spec).await?;
+        let job = self
+            .0
+            .engine
+            .create(spec, request.request_id, input)
+            .await?;
         // A new job is at the back of its priority: its position costs a walk of the queue; GetJob has it.
         Ok(Response::new(
             self.0
@@ -199,6 +205,46 @@ impl JobService for JobApi {
         Ok(Response::new(stream))
     }
 
+    async fn upload_input(
+        &self,
+        request: Request<Streaming<v1::UploadInputRequest>>,
+    ) -> Result<Response<v1::Upload>, Status> {
+        self.0.write(&request)?;
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(v1::UploadInputRequest {
+                part: Some(v1::upload_input_request::Part::Header(header)),
+            }) => header,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "UploadInput starts with a header: name, size, sha256 (and id, offset to resume)",
+                ));
+            }
+        };
+        let data = stream.map(|message| match message {
+            Ok(v1::UploadInputRequest {
+                part: Some(v1::upload_input_request::Part::Data(data)),
+            }) => Ok(data),
+            Ok(_) => {
+                Err(reelay_core::Error::invalid("data", "only data follows the header").into())
+            }
+            Err(status) => Err(CoordinatorError::Unavailable(format!(
+                "the upload stream broke: {}",
+                status.message()
+            ))),
+        });
+        let upload = self.0.uploads.receive(header.into(), data).await?;
+        Ok(Response::new(upload))
+    }
+
+    async fn get_upload(
+        &self,
+        request: Request<v1::GetUploadRequest>,
+    ) -> Result<Response<v1::Upload>, Status> {
+        self.0.read(&request)?;
+        Ok(Response::new(self.0.uploads.get(&request.into_inner().id)?))
+    }
+
     async fn get_job_history(
         &self,
         request: Request<v1::GetJobHistoryRequest>,
@@ -297,7 +343,8 @@ fn parse_page_token(token: &str) -> Result<Option<JobId>, Status> {
     })
 }
 
-/// Opens output `name` of job `id` on the node that holds it, from `offset`.
+/// Opens output `name` of job `id` in the artifact store, from `offset`: its worker need not be
+/// there.
 pub(crate) async fn open_download(
     state: &ApiState,
     id: JobId,
@@ -317,31 +364,41 @@ pub(crate) async fn open_download(
             file.size
         )));
     }
-    let node = job
-        .node_id
-        .clone()
-        .ok_or_else(|| Status::not_found(format!("job {id} has no node holding outputs")))?;
-    let mut client = state.links.client(&node).ok_or_else(|| {
-        Status::unavailable(format!(
-            "node {node}, which holds the outputs of job {id}, is not connected"
-        ))
-    })?;
-    let request = v1::DownloadOutputRequest {
-        id: id.to_string(),
-        name: name.to_owned(),
-        offset,
+    let size = file.size;
+    let key = reelay_artifacts::keys::output(&id.to_string(), job.attempt, name);
+    let mut source = if offset == size {
+        futures::stream::empty().boxed()
+    } else {
+        state
+            .uploads
+            .blobs()
+            .read(&reelay_artifacts::ObjectRef::stored(key), offset)
+            .await
+            .map_err(CoordinatorError::from)?
     };
-    let mut upstream = client.download_output(request).await?.into_inner();
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
+        let mut at = offset;
         loop {
-            let item = match upstream.message().await {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => return,
-                Err(status) => Err(status),
+            let next = tokio::select! {
+                next = source.next() => next,
+                () = tx.closed() => return,
             };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
+            let Some(chunk) = next else { return };
+            let item = chunk
+                .map(|data| {
+                    let len = data.len() as u64;
+                    let chunk = v1::DataChunk {
+                        data,
+                        offset: at,
+                        size: if at == offset { size } else { 0 },
+                    };
+                    at += len;
+                    chunk
+                })
+                .map_err(|err| Status::from(CoordinatorError::from(err)));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
                 return;
             }
         }

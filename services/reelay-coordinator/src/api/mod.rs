@@ -1,10 +1,12 @@
 //! The coordinator's public gRPC services. Handlers check the caller's token, convert, delegate to
 //! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
 //!
-//! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
+//! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs) and
+//!   `inputs` for a new job's `input_uri`.
 //! - [`nodes`] — NodeService.
 //! - [`pipelines`] — PipelineService.
 
+mod inputs;
 pub mod jobs;
 pub mod nodes;
 pub mod pipelines;
@@ -23,6 +25,7 @@ use crate::engine::Engine;
 use crate::hub::Hub;
 use crate::links::Links;
 use crate::store::JobStore;
+use crate::uploads::Uploads;
 
 /// Queue positions of one job are counted up to this many jobs ahead (GetJob, WatchJob).
 pub(crate) const POSITION_CAP: usize = 10_000;
@@ -45,6 +48,10 @@ pub struct ApiState {
     pub cluster: TokenCheck,
     /// Ends every stream, so the server can shut down.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Input files sent to the coordinator, and the artifact store behind them.
+    pub uploads: Arc<Uploads>,
+    /// How workers reach the artifact store (told at registration).
+    pub store_access: Arc<v1::StoreAccess>,
 }
 
 impl ApiState {

@@ -64,6 +64,7 @@ impl NodeService for NodeApi {
         };
         let node = self.0.engine.register(registration).await?;
         Ok(Response::new(v1::RegisterNodeResponse {
+            store: Some(v1::StoreAccess::clone(&self.0.store_access)),
             node: Some((&node).into()),
         }))
     }

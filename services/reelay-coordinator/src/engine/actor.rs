@@ -8,7 +8,7 @@ use reelay_core::error::quote;
 use reelay_core::machine::{Action, AttemptReport, Input, Outcome, apply};
 use reelay_core::names::{validate_labels, validate_node_id};
 use reelay_core::scheduler::plan;
-use reelay_core::{Error, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState};
+use reelay_core::{Error, InputFile, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState};
 use reelay_proto::v1;
 use reelay_store::Direction;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +22,7 @@ use crate::hub::Hub;
 use crate::links::{LinkCall, Links};
 use crate::metrics::Metrics;
 use crate::store::{
-    CURSORS, Cursor, JOB_EVENTS, JOB_LOGS, JobStore, LOG_MARKS, LogMark, NODES, REQUESTS,
+    CURSORS, Cursor, GC, JOB_EVENTS, JOB_LOGS, JobStore, LOG_MARKS, LogMark, NODES, REQUESTS,
     encode_cursor, log_key,
 };
 
@@ -45,6 +45,8 @@ pub(super) struct Actor {
     cluster: Arc<RwLock<Cluster>>,
     links: Links,
     metrics: Metrics,
+    /// Woken when objects of deleted jobs are due for removal from the artifact store.
+    janitor: Arc<tokio::sync::Notify>,
     /// For timers that report back (node lost).
     commands: mpsc::WeakSender<Command>,
     /// Given to links so they can report.
@@ -68,6 +70,7 @@ impl Actor {
             hub,
             links,
             metrics,
+            janitor,
         } = parts;
         {
             let mut view = cluster
@@ -95,6 +98,7 @@ impl Actor {
             cluster,
             links,
             metrics,
+            janitor,
             commands,
             engine,
             schedule_needed: true,
@@ -233,13 +237,13 @@ impl Actor {
         {
             match action {
                 Action::StartOnWorker { node, attempt } => {
-                    let spec = v1::JobSpec::from(&job.spec);
+                    let request = Box::new(crate::links::start_request(&job, attempt));
                     if !self.links.call(
                         &node,
                         LinkCall::Start {
                             job_id,
-                            spec,
                             attempt,
+                            request,
                         },
                     ) {
                         tracing::warn!(%node, %job_id, "node not connected; the start is sent when it is back");
@@ -266,6 +270,7 @@ impl Actor {
                 AfterCommit::DeleteOnWorker { node, job_id } => {
                     self.links.call(&node, LinkCall::Delete { job_id });
                 }
+                AfterCommit::CollectGarbage => self.janitor.notify_one(),
             }
         }
     }
@@ -290,9 +295,10 @@ impl Actor {
             Command::Create {
                 spec,
                 request_id,
+                input,
                 reply,
             } => {
-                let result = self.create(txn, spec, request_id, now);
+                let result = self.create(txn, spec, request_id, input, now);
                 respond(txn, reply, result, true);
             }
             Command::Cancel { id, reply } => {
@@ -397,6 +403,7 @@ impl Actor {
         txn: &mut Txn,
         spec: JobSpec,
         request_id: String,
+        input: Option<InputFile>,
         now: SystemTime,
     ) -> Result<Job> {
         if request_id.len() > MAX_REQUEST_ID {
@@ -414,7 +421,8 @@ impl Actor {
             }
         }
         let spec = self.settings.pipelines.validate(&spec)?;
-        let job = Job::new(JobId::new(now), spec, request_id.clone(), now);
+        let mut job = Job::new(JobId::new(now), spec, request_id.clone(), now);
+        job.input = input;
         txn.put(&self.store, job.clone(), JobChange::Created, None)?;
         if !request_id.is_empty() {
             txn.batch.put(
@@ -512,6 +520,13 @@ impl Actor {
         }
         txn.forget_mark(id);
         txn.batch.delete(LOG_MARKS, id.as_bytes().to_vec());
+        // Its outputs in the artifact store go too, by the janitor, which retries until they are.
+        txn.batch.put(
+            GC,
+            id.as_bytes().to_vec(),
+            reelay_artifacts::keys::job_outputs(&id.to_string()).into_bytes(),
+        );
+        txn.after.push(AfterCommit::CollectGarbage);
         if !job.request_id.is_empty() {
             txn.batch
                 .delete(REQUESTS, job.request_id.as_bytes().to_vec());

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use reelay_core::machine::Policy;
 use reelay_core::pipeline::Pipelines;
-use reelay_core::{Job, JobId, JobSpec, Node};
+use reelay_core::{InputFile, Job, JobId, JobSpec, Node};
 use reelay_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,8 @@ pub(crate) enum Command {
     Create {
         spec: JobSpec,
         request_id: String,
+        /// The input from the artifact store, resolved from `spec.input_uri`.
+        input: Option<InputFile>,
         reply: oneshot::Sender<Result<Job>>,
     },
     Cancel {
@@ -157,6 +159,8 @@ pub struct EngineParts {
     pub hub: Arc<Hub>,
     pub links: Links,
     pub metrics: Metrics,
+    /// Woken when a deleted job's objects are due for removal from the artifact store.
+    pub janitor: Arc<tokio::sync::Notify>,
 }
 
 /// A handle to the engine.
@@ -206,10 +210,18 @@ impl Engine {
         answer.await.map_err(|_| CoordinatorError::Stopped)?
     }
 
-    pub async fn create(&self, spec: JobSpec, request_id: String) -> Result<Job> {
+    /// Creates a job; `input` is its input from the artifact store, resolved from
+    /// `spec.input_uri` by the caller (`None` for jobs without one).
+    pub async fn create(
+        &self,
+        spec: JobSpec,
+        request_id: String,
+        input: Option<InputFile>,
+    ) -> Result<Job> {
         self.ask(|reply| Command::Create {
             spec,
             request_id,
+            input,
             reply,
         })
         .await

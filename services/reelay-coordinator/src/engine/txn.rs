@@ -34,6 +34,8 @@ pub(crate) struct WorkerAction {
 pub(crate) enum AfterCommit {
     /// Remove a deleted job's attempt and outputs on its node.
     DeleteOnWorker { node: String, job_id: JobId },
+    /// Objects of deleted jobs are due for removal from the artifact store (the `gc` tree).
+    CollectGarbage,
 }
 
 #[derive(Default)]

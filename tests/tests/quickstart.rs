@@ -254,7 +254,7 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
         }
         if line.contains(" job download ") {
             assert!(
-                said.contains("saved") && said.contains("SHA-256"),
+                said.contains("saved") && said.contains("sha256 ok"),
                 "{line}: {said}"
             );
         }

@@ -1,7 +1,9 @@
 //! The worker's data directory: its layout and the checks made before anything is written to it.
 //!
 //! `<data-dir>/state/` holds the sled database (attempt records and the event log),
-//! `<data-dir>/outputs/<job-id>/` the outputs of each job. A path that is not a directory, or a
+//! `<data-dir>/outputs/<job-id>/` the outputs of each job until they are in the artifact store,
+//! `<data-dir>/cache/` the input cache and `<data-dir>/inputs/<job-id>/` each attempt's input, a
+//! hard link into the cache (same file system, so the link is cheap and marks the file in use). A path that is not a directory, or a
 //! coordinator's data dir (a Reelay database right in it), is refused with a message that names it:
 //! the worker would otherwise start with an empty state next to another server's files.
 
@@ -17,6 +19,10 @@ use crate::event_log::EventLog;
 pub const STATE_DIR: &str = "state";
 /// Job outputs, under the data dir.
 pub const OUTPUTS_DIR: &str = "outputs";
+/// The input cache, under the data dir.
+pub const CACHE_DIR: &str = "cache";
+/// Each attempt's input, linked from the cache, under the data dir.
+pub const INPUTS_DIR: &str = "inputs";
 
 /// Checks `data_dir`, creates what is missing and opens the event log.
 pub fn open(data_dir: &Path) -> Result<EventLog, WorkerError> {

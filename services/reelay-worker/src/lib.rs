@@ -9,11 +9,14 @@
 //! - [`event_log`]: attempt records and the event log in sled, `seq` never reused.
 //! - [`data_dir`]: the data directory's layout and its checks at start.
 //! - [`outputs`]: a job's output files, listed with SHA-256 and opened safely.
+//! - `transfers`: an attempt's input staged from the artifact store, its outputs uploaded to it;
+//!   [`cache`]: the node's input cache; [`store_access`]: where the store is (from the coordinator).
 //! - [`service`]: WorkerService over gRPC (thin).
 //! - [`registration`]: registering with the coordinator, again after its stream ends.
 //!
 //! [`run`] wires them on a listener until a shutdown token fires.
 
+pub mod cache;
 pub mod data_dir;
 pub mod error;
 pub mod event_log;
@@ -23,7 +26,9 @@ pub mod outputs;
 pub mod registration;
 pub(crate) mod runner;
 pub mod service;
+pub mod store_access;
 pub mod supervisor;
+pub(crate) mod transfers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,11 +102,33 @@ pub async fn run(
     })?;
     let data_dir = &config.node.data_dir;
     let log = Arc::new(data_dir::open(data_dir)?);
+    let cache = Arc::new(
+        cache::InputCache::open(data_dir.join(data_dir::CACHE_DIR), config.node.cache_bytes)
+            .map_err(|err| {
+                WorkerError::Internal(format!(
+                    "cannot open the input cache in {}: {err}",
+                    data_dir.display()
+                ))
+            })?,
+    );
+    let auth = ClusterAuth::new(config.cluster_token.as_deref()).map_err(WorkerError::Internal)?;
+    let store = config.coordinator.as_ref().map(|url| {
+        Arc::new(store_access::StoreAccess::new(
+            Some(store_access::CoordinatorLink {
+                url: url.clone(),
+                tls: config.coordinator_tls.clone(),
+                auth: auth.clone(),
+            }),
+            Arc::clone(log.store()),
+        ))
+    });
     let supervisor = Supervisor::new(
         config.node.clone(),
         config.pipelines.clone(),
         Arc::clone(&executor),
         log,
+        store.clone(),
+        cache,
     );
     let resumed = supervisor.recover().await?;
     tracing::info!(
@@ -116,7 +143,6 @@ pub async fn run(
     );
 
     let stream_ended = Arc::new(Notify::new());
-    let auth = ClusterAuth::new(config.cluster_token.as_deref()).map_err(WorkerError::Internal)?;
     if let Some(coordinator) = config.coordinator.clone() {
         let request = v1::RegisterNodeRequest {
             id: config.node.node_id.clone(),
@@ -131,6 +157,7 @@ pub async fn run(
             config.coordinator_tls.clone(),
             request,
             auth,
+            store,
             Arc::clone(&stream_ended),
             shutdown.clone(),
         ));

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
+use crate::store_access::StoreAccess;
+
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Registers now and after every end of the coordinator's stream, until `shutdown`.
@@ -24,6 +26,7 @@ pub async fn keep_registered(
     tls: ClientTls,
     request: v1::RegisterNodeRequest,
     auth: ClusterAuth,
+    store: Option<Arc<StoreAccess>>,
     stream_ended: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -43,11 +46,13 @@ pub async fn keep_registered(
         loop {
             match client.register_node(request.clone()).await {
                 Ok(response) => {
-                    let state = response
-                        .into_inner()
-                        .node
-                        .map(|node| node.state)
-                        .unwrap_or_default();
+                    let response = response.into_inner();
+                    if let (Some(store), Some(access)) = (&store, &response.store)
+                        && let Err(err) = store.set(access)
+                    {
+                        tracing::error!(error = %err, "cannot use the artifact store the coordinator names");
+                    }
+                    let state = response.node.map(|node| node.state).unwrap_or_default();
                     tracing::info!(coordinator = %coordinator, node_id = %request.id, state, "registered with the coordinator");
                     break;
                 }

@@ -18,6 +18,7 @@ use crate::event_log::Change;
 use crate::executor::{ExecError, ExecEvent, ResumePoint, RunExit, RunSpec, Stream};
 use crate::outputs;
 use crate::supervisor::{RunControl, StopReason, Supervisor};
+use crate::transfers::{self, TransferEnd};
 
 /// Longest wait between two readiness checks of an executor that cannot start jobs.
 const MAX_READY_BACKOFF: Duration = Duration::from_secs(5);
@@ -40,11 +41,52 @@ pub(crate) async fn run_attempt(
     reattach: bool,
 ) {
     let mut state = LineState::default();
-    let ended = drive(supervisor, &mut job, control, reattach, &mut state).await;
+    let ended = if job.phase == v1::AttemptPhase::Uploading as i32 {
+        // The pipeline exited 0 before the worker restarted: only its upload is left.
+        Ended::Exit(RunExit {
+            code: Some(0),
+            signal: None,
+            stopped: false,
+        })
+    } else {
+        drive(supervisor, &mut job, control, reattach, &mut state).await
+    };
     if let Ended::Detached = ended {
         return;
     }
     finish(supervisor, &mut job, ended, control, &state).await;
+}
+
+/// The file the pipeline reads: its input from the artifact store, staged now (or linked before a
+/// restart), or the `input_path` the job names on this node.
+async fn input_path(
+    supervisor: &Supervisor,
+    job: &mut v1::WorkerJob,
+    control: &RunControl,
+    reattach: bool,
+) -> Result<Option<PathBuf>, Ended> {
+    if let Some(input) = &job.input {
+        if reattach {
+            return Ok(Some(supervisor.input_dir(&job.job_id).join(&input.name)));
+        }
+        control.set_phase(v1::AttemptPhase::Staging);
+        return match transfers::stage_input(supervisor, job, control).await {
+            Ok(path) => Ok(path),
+            Err(TransferEnd::Stopped) => Err(Ended::Exit(RunExit {
+                code: None,
+                signal: None,
+                stopped: true,
+            })),
+            Err(TransferEnd::Detached) => Err(Ended::Detached),
+            Err(TransferEnd::Failed(error)) => Err(Ended::Failed(error)),
+        };
+    }
+    let path = job
+        .spec
+        .as_ref()
+        .map(|spec| PathBuf::from(&spec.input_path))
+        .filter(|path| !path.as_os_str().is_empty());
+    Ok(path)
 }
 
 async fn drive(
@@ -70,6 +112,10 @@ async fn drive(
             ));
         }
     };
+    let input_path = match input_path(supervisor, job, control, reattach).await {
+        Ok(path) => path,
+        Err(ended) => return ended,
+    };
     let output_dir = supervisor.output_dir(&job.job_id);
     debug_assert!(
         output_dir.is_absolute(),
@@ -82,8 +128,7 @@ async fn drive(
         node_id: supervisor.node.node_id.clone(),
         pipeline: pipeline.clone(),
         params,
-        input_path: Some(PathBuf::from(&spec.input_path))
-            .filter(|path| !path.as_os_str().is_empty()),
+        input_path,
         output_dir: output_dir.clone(),
         grace: Duration::from_secs(u64::from(pipeline.grace_seconds)),
     };
@@ -113,8 +158,14 @@ async fn drive(
             ));
         }
         job.state = v1::JobState::Running as i32;
+        job.phase = v1::AttemptPhase::Running as i32;
+        control.set_phase(v1::AttemptPhase::Running);
         job.started_at = Some(timestamp(SystemTime::now()));
         job.message = format!("running on node {}", supervisor.node.node_id);
+        job.progress = 0;
+        job.stage.clear();
+        job.eta_seconds = 0.0;
+        job.transfer = None;
         record(supervisor, job, true, None, true).await;
     }
 
@@ -287,20 +338,27 @@ async fn finish(
     control: &RunControl,
     lines: &LineState,
 ) {
-    let dir = supervisor.output_dir(&job.job_id);
-    let scanned = tokio::task::spawn_blocking(move || outputs::scan(&dir)).await;
-    match scanned {
-        Ok(Ok(files)) => job.outputs = files.iter().map(Into::into).collect(),
-        Ok(Err(err)) => tracing::warn!(job_id = %job.job_id, error = %err, "cannot list outputs"),
-        Err(err) => {
-            tracing::warn!(job_id = %job.job_id, error = %err, "output listing task failed")
-        }
+    if !job.run_ref.is_empty() {
+        supervisor.executor.cleanup(&job.run_ref).await;
     }
+    let files = if job.phase == v1::AttemptPhase::Uploading as i32 {
+        // Listed (and hashed) before the restart.
+        job.uploads
+            .iter()
+            .map(|upload| v1::OutputFile {
+                name: upload.name.clone(),
+                size: upload.size,
+                sha256: upload.sha256.clone(),
+            })
+            .collect()
+    } else {
+        list_outputs(supervisor, &job.job_id).await
+    };
     let (mut state, mut message, mut error) =
         verdict(&ended, control.reason(), lines.last_stderr.as_deref());
     if state == v1::JobState::Succeeded {
         let spec = job.spec.clone().unwrap_or_default();
-        let names: Vec<&str> = job.outputs.iter().map(|file| file.name.as_str()).collect();
+        let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         if let Some(pipeline) = supervisor.pipelines.get(&spec.pipeline) {
             (state, message, error) = check_outputs(pipeline, &names);
         }
@@ -308,18 +366,93 @@ async fn finish(
     if let Ended::Exit(exit) = &ended {
         job.exit_code = exit.code;
     }
+    // A success counts once its outputs are in the artifact store; until then, and for a job that
+    // failed, no outputs are listed (none could be downloaded).
+    let stored = supervisor.store.is_some();
+    if state == v1::JobState::Succeeded && stored && !files.is_empty() {
+        control.set_phase(v1::AttemptPhase::Uploading);
+        let pipeline_stage = (job.phase != v1::AttemptPhase::Uploading as i32)
+            .then(|| (job.stage.clone(), job.progress));
+        match transfers::upload_outputs(supervisor, job, control, &files).await {
+            Ok(()) => {
+                job.outputs = files;
+                // The job ends showing what its pipeline said last, not the upload.
+                let (stage, progress) = pipeline_stage.unwrap_or_else(|| (String::new(), 100));
+                (job.stage, job.progress) = (stage, progress);
+            }
+            Err(TransferEnd::Detached) => return,
+            Err(TransferEnd::Stopped) => {
+                (state, message, error) = stopped_while_uploading(control.reason());
+            }
+            Err(TransferEnd::Failed(reason)) => {
+                message = format!("failed: {reason}");
+                (state, error) = (v1::JobState::Failed, reason);
+            }
+        }
+    } else if !stored {
+        job.outputs = files;
+    }
     job.state = state as i32;
     job.message = message;
     job.error = error;
     job.finished_at = Some(timestamp(SystemTime::now()));
     job.fps = 0.0;
     job.eta_seconds = 0.0;
+    job.transfer = None;
     control.release_slot();
     record(supervisor, job, true, None, true).await;
-    if !job.run_ref.is_empty() {
-        supervisor.executor.cleanup(&job.run_ref).await;
-    }
+    remove_local_files(supervisor, job, stored).await;
     tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, error = %job.error, "attempt finished");
+}
+
+/// The outputs the pipeline left, with size and SHA-256.
+async fn list_outputs(supervisor: &Supervisor, job_id: &str) -> Vec<v1::OutputFile> {
+    let dir = supervisor.output_dir(job_id);
+    match tokio::task::spawn_blocking(move || outputs::scan(&dir)).await {
+        Ok(Ok(files)) => files.iter().map(Into::into).collect(),
+        Ok(Err(err)) => {
+            tracing::warn!(job_id = %job_id, error = %err, "cannot list outputs");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!(job_id = %job_id, error = %err, "output listing task failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The verdict of an attempt stopped while its outputs were uploaded.
+fn stopped_while_uploading(reason: Option<StopReason>) -> (v1::JobState, String, String) {
+    match reason {
+        Some(StopReason::Requested(why)) => (
+            v1::JobState::Cancelled,
+            format!("{why} (while its outputs were uploaded)"),
+            String::new(),
+        ),
+        _ => {
+            let error = "stopped while its outputs were uploaded".to_owned();
+            (v1::JobState::Failed, format!("failed: {error}"), error)
+        }
+    }
+}
+
+/// An ended attempt's input link, and its outputs once they are in the artifact store (with a
+/// store, the node's copy serves nobody).
+async fn remove_local_files(supervisor: &Supervisor, job: &v1::WorkerJob, stored: bool) {
+    let mut dirs = vec![supervisor.input_dir(&job.job_id)];
+    if stored {
+        dirs.push(supervisor.output_dir(&job.job_id));
+    }
+    for dir in dirs {
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err((dir, err)),
+            _ => Ok(()),
+        })
+        .await;
+        if let Ok(Err((dir, err))) = removed {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot remove an ended attempt's files");
+        }
+    }
 }
 
 /// The final state, message and error of an attempt.
@@ -416,7 +549,7 @@ fn check_outputs(
 }
 
 /// Writes the record (with an event when `event`) and an optional log line; flushes when `durable`.
-async fn record(
+pub(crate) async fn record(
     supervisor: &Supervisor,
     job: &v1::WorkerJob,
     event: bool,

@@ -64,9 +64,18 @@ impl WorkerService for WorkerApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: required"))?;
+        let input = match (request.input, request.input_object) {
+            (Some(input), Some(object)) => Some((input, object)),
+            (None, None) => None,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "input and input_object: give both (an input in the artifact store) or neither",
+                ));
+            }
+        };
         let job = self
             .supervisor
-            .start(&request.job_id, spec, request.attempt)
+            .start(&request.job_id, spec, request.attempt, input)
             .await?;
         Ok(Response::new(job))
     }

@@ -14,11 +14,13 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::InputCache;
 use crate::error::WorkerError;
 use crate::event_log::{Change, EventLog, is_terminal};
 use crate::executor::Executor;
 use crate::outputs;
 use crate::runner;
+use crate::store_access::StoreAccess;
 
 /// What the supervisor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     pub slots: u32,
     pub labels: BTreeMap<String, String>,
+    /// Most bytes the input cache keeps.
+    pub cache_bytes: u64,
+    /// How long a transfer waits out an artifact store that does not answer before the job fails.
+    pub transfer_deadline: Duration,
 }
 
 /// Why a run was asked to stop.
@@ -54,6 +60,9 @@ pub(crate) struct RunControl {
     released: Arc<std::sync::atomic::AtomicBool>,
     /// Becomes true when the runner is done with the attempt.
     pub(crate) done: watch::Receiver<bool>,
+    /// The attempt's `AttemptPhase`: at shutdown, a transfer is left to resume, a run is stopped
+    /// or detached as its executor allows.
+    phase: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl RunControl {
@@ -75,6 +84,16 @@ impl RunControl {
         !self.released.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    pub(crate) fn set_phase(&self, phase: v1::AttemptPhase) {
+        self.phase
+            .store(phase as i32, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn in_transfer(&self) -> bool {
+        let phase = self.phase.load(std::sync::atomic::Ordering::SeqCst);
+        phase == v1::AttemptPhase::Staging as i32 || phase == v1::AttemptPhase::Uploading as i32
+    }
+
     pub(crate) fn reason(&self) -> Option<StopReason> {
         self.reason
             .lock()
@@ -94,6 +113,11 @@ pub struct Supervisor {
     pub(crate) pipelines: Pipelines,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) log: Arc<EventLog>,
+    /// The artifact store; `None` for a worker without a coordinator.
+    pub(crate) store: Option<Arc<StoreAccess>>,
+    /// Inputs fetched from the artifact store.
+    pub(crate) cache: Arc<InputCache>,
+    pub(crate) transfer_deadline: Duration,
     runs: Mutex<HashMap<String, RunControl>>,
     /// `None` when the executor can start jobs, else why not.
     pub(crate) condition: watch::Sender<Option<String>>,
@@ -106,13 +130,18 @@ impl Supervisor {
         pipelines: Pipelines,
         executor: Arc<dyn Executor>,
         log: Arc<EventLog>,
+        store: Option<Arc<StoreAccess>>,
+        cache: Arc<InputCache>,
     ) -> Arc<Self> {
         let (condition, _) = watch::channel(None);
         Arc::new(Supervisor {
+            transfer_deadline: node.transfer_deadline,
             node,
             pipelines,
             executor,
             log,
+            store,
+            cache,
             runs: Mutex::new(HashMap::new()),
             condition,
             tasks: TaskTracker::new(),
@@ -125,6 +154,14 @@ impl Supervisor {
 
     pub fn output_dir(&self, job_id: &str) -> PathBuf {
         outputs::output_dir(&self.node.data_dir, job_id)
+    }
+
+    /// Where an attempt's input from the artifact store is linked for its pipeline.
+    pub fn input_dir(&self, job_id: &str) -> PathBuf {
+        self.node
+            .data_dir
+            .join(crate::data_dir::INPUTS_DIR)
+            .join(job_id)
     }
 
     /// Attempts currently holding a slot.
@@ -143,6 +180,7 @@ impl Supervisor {
         job_id: &str,
         spec: v1::JobSpec,
         attempt: u32,
+        input: Option<(v1::InputFile, v1::ObjectRef)>,
     ) -> Result<v1::WorkerJob, WorkerError> {
         reelay_core::JobId::parse(job_id, "job_id")?;
         if attempt == 0 {
@@ -185,10 +223,13 @@ impl Supervisor {
             .get(&spec.pipeline)
             .map(|pipeline| pipeline.effective_timeout(&spec.clone().into()))
             .unwrap_or(spec.timeout_seconds);
+        let (input, input_object) = input.unzip();
         let record = v1::WorkerJob {
             job_id: job_id.to_owned(),
             attempt,
             spec: Some(spec),
+            input,
+            input_object,
             state: v1::JobState::Assigned as i32,
             message: format!("accepted by node {}", self.node.node_id),
             accepted_at: Some(timestamp(SystemTime::now())),
@@ -220,6 +261,7 @@ impl Supervisor {
             reason: Arc::new(StdMutex::new(None)),
             released: Arc::default(),
             done,
+            phase: Arc::new(std::sync::atomic::AtomicI32::new(record.phase)),
         };
         let supervisor = Arc::clone(self);
         let run_control = control.clone();
@@ -309,17 +351,18 @@ impl Supervisor {
             .into());
         }
         self.log.delete_job(job_id)?;
-        let dir = self.output_dir(job_id);
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
-            .await
-            .map_err(|err| WorkerError::Internal(err.to_string()))?
-            .or_else(|err| {
-                if err.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            })?;
+        for dir in [self.output_dir(job_id), self.input_dir(job_id)] {
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+                .await
+                .map_err(|err| WorkerError::Internal(err.to_string()))?
+                .or_else(|err| {
+                    if err.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
+                })?;
+        }
         Ok(())
     }
 
@@ -331,7 +374,10 @@ impl Supervisor {
         let mut known = Vec::new();
         for record in active {
             known.push((record.job_id.clone(), record.attempt));
-            let reattach = record.state == v1::JobState::Running as i32;
+            // A pipeline that was running is followed again; an attempt staging or uploading
+            // resumes its transfer.
+            let reattach = record.state == v1::JobState::Running as i32
+                && record.phase != v1::AttemptPhase::Uploading as i32;
             tracing::info!(job_id = %record.job_id, attempt = record.attempt, reattach, "resuming attempt");
             let control = self.spawn_runner(record.clone(), None, reattach);
             runs.insert(record.job_id, control);
@@ -352,7 +398,8 @@ impl Supervisor {
     pub async fn shutdown(&self, grace: Duration) {
         let detach = self.executor.name() != "process";
         for run in self.runs.lock().await.values() {
-            if detach {
+            // A transfer resumes at the next start, whatever the executor.
+            if detach || run.in_transfer() {
                 run.detach.cancel();
             } else {
                 run.stop_for(StopReason::Shutdown);

@@ -113,12 +113,9 @@ pub(crate) async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
     );
     let worker = reelay_worker::run(
         reelay_worker::WorkerConfig {
-            node: reelay_worker::NodeSettings {
-                node_id: args.node_id.clone(),
-                data_dir: args.data_dir.join("worker"),
-                slots: args.node.slots.max(1),
-                labels: args.node.labels.clone(),
-            },
+            node: args
+                .node
+                .settings(args.node_id.clone(), args.data_dir.join("worker")),
             pipelines,
             coordinator: Some(format!("{scheme}://{}", loopback(coordinator_address))),
             advertise: format!("{scheme}://{}", loopback(worker_address)),

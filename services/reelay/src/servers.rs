@@ -189,6 +189,38 @@ pub(crate) struct NodeTuning {
     /// Labels jobs can select this node by, as key=value,key=value.
     #[arg(long, env = "REELAY_LABELS", default_value = "", value_parser = parse_labels)]
     pub(crate) labels: std::collections::BTreeMap<String, String>,
+    /// Most disk the input cache of this node uses (inputs fetched from the artifact store, kept
+    /// for retries and other jobs on the same file; least recently used go first), e.g. 20GiB.
+    #[arg(long, env = "REELAY_CACHE_SIZE", default_value = "20GiB", value_parser = parse_size)]
+    pub(crate) cache_size: u64,
+    /// How long staging an input or uploading outputs waits out an artifact store that does not
+    /// answer (retrying, saying so in the job) before the job fails.
+    #[arg(long, env = "REELAY_TRANSFER_DEADLINE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) transfer_deadline: Duration,
+}
+
+impl NodeTuning {
+    /// The node's settings with its id and data dir.
+    pub(crate) fn settings(
+        &self,
+        node_id: String,
+        data_dir: PathBuf,
+    ) -> reelay_worker::NodeSettings {
+        reelay_worker::NodeSettings {
+            node_id,
+            data_dir,
+            slots: self.slots.max(1),
+            labels: self.labels.clone(),
+            cache_bytes: self.cache_size,
+            transfer_deadline: self.transfer_deadline,
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|err| format!("{text:?} is not a size (e.g. 500MB, 20GiB): {err}"))
 }
 
 /// A path flag made absolute against the current directory once, when the flags are read: every
@@ -369,12 +401,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     let executor = reelay_worker::make_executor(&args.node.executor).await?;
     let config = reelay_worker::WorkerConfig {
-        node: reelay_worker::NodeSettings {
-            node_id,
-            data_dir: args.data_dir,
-            slots: args.node.slots.max(1),
-            labels: args.node.labels,
-        },
+        node: args.node.settings(node_id, args.data_dir),
         pipelines,
         coordinator: Some(args.coordinator),
         advertise,

@@ -25,6 +25,7 @@ fn start(job_id: &str, attempt: u32, spec: Option<JobSpec>) -> StartJobRequest {
         job_id: job_id.to_owned(),
         spec,
         attempt,
+        ..Default::default()
     }
 }
 

@@ -174,6 +174,7 @@ pub async fn run(
         .initial_connection_window_size(16 * 1024 * 1024)
         .initial_stream_window_size(1024 * 1024)
         .layer(http::cors())
+        .layer(reelay_proto::limits::MessageLimitLayer)
         .add_routes(routes);
     let stop = shutdown.clone().cancelled_owned();
     let grace = config.drain_grace;

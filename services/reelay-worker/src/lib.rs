@@ -174,6 +174,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .initial_connection_window_size(16 * 1024 * 1024)
+        .layer(reelay_proto::limits::MessageLimitLayer)
         .add_routes(routes);
     let stop = shutdown.clone().cancelled_owned();
     let grace = config.drain_grace;

@@ -63,14 +63,12 @@ where
             let mut response = response.await?;
             rewrite(response.headers_mut(), &call);
             Ok(response.map(|body| {
-                tonic::body::Body::new(body.map_frame(move |frame| {
-                    match frame.into_trailers() {
-                        Ok(mut trailers) => {
-                            rewrite(&mut trailers, &call);
-                            http_body::Frame::trailers(trailers)
-                        }
-                        Err(frame) => frame,
+                tonic::body::Body::new(body.map_frame(move |frame| match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        rewrite(&mut trailers, &call);
+                        http_body::Frame::trailers(trailers)
                     }
+                    Err(frame) => frame,
                 }))
             }))
         })

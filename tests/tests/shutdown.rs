@@ -166,6 +166,64 @@ async fn a_stopped_client_does_not_hold_the_coordinator_past_its_drain_grace() {
     }
 }
 
+/// The same on a worker: a `StreamEvents` client that stopped reading does not hold it past its
+/// `--drain-grace`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_client_does_not_hold_a_worker_past_its_drain_grace() {
+    const GRACE: Duration = Duration::from_secs(2);
+    const MARGIN: Duration = Duration::from_secs(3);
+    let mut cluster = TestCluster::builder()
+        .worker(WorkerSpec {
+            extra_args: vec!["--drain-grace".into(), "2s".into()],
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let worker = format!("127.0.0.1:{}", cluster.workers[0].port);
+    let grpcurl = std::path::PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/reelay-conformance/grpcurl");
+    let mut client = Command::new(&grpcurl)
+        .args([
+            "-plaintext",
+            "-d",
+            r#"{"after_seq": "18446744073709551615"}"#,
+        ])
+        .args([worker.as_str(), "reelay.v1.WorkerService/StreamEvents"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The coordinator's link, and the client.
+    let sample = open_streams_sample("StreamEvents", true);
+    wait_gauge(&worker, &sample, 2.0, Duration::from_secs(10)).await;
+    kill(Pid::from_raw(client.id() as i32), Signal::SIGSTOP).unwrap();
+
+    let started = Instant::now();
+    let status = cluster.workers[0]
+        .process
+        .terminate(Duration::from_secs(40))
+        .expect("exits by itself on SIGTERM");
+    let took = started.elapsed();
+    eprintln!("the worker exited {took:?} after SIGTERM with a stopped client");
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(status.success(), "{status}\n{}", cluster.logs());
+    assert!(
+        took < GRACE + MARGIN,
+        "exited {took:?} after SIGTERM\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.workers[0]
+            .process
+            .log_text()
+            .contains("connections still open after the drain grace"),
+        "{}",
+        cluster.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_docker_worker_leaves_its_containers_running_and_reattaches() {
     require_engine(&["reelay/busybox:latest"]);

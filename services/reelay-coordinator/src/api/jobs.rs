@@ -9,7 +9,7 @@ use reelay_proto::v1;
 use reelay_proto::v1::job_service_server::JobService;
 use tonic::{Request, Response, Status};
 
-use super::stream::{self, Ended, Tx};
+use super::stream::{self, Gone, Tx};
 use super::{ApiState, ServerStream, parse_id, watch};
 use crate::error::CoordinatorError;
 use crate::metrics::StreamKind;
@@ -341,19 +341,19 @@ pub(crate) async fn open_download(
     let upstream = client.download_output(request).await?.into_inner();
     let (tx, stream) = stream::channel(&state.streams, kind, state.shutdown.clone());
     tokio::spawn(async move {
-        let _ = relay(upstream, &tx).await;
+        tx.run(relay(upstream, &tx)).await;
     });
     Ok(stream)
 }
 
-/// Relays a node's chunks to the client until the file ends, either side fails or the client
-/// leaves (which drops the call to the node too).
+/// Relays a node's chunks to the client until the file ends or either side fails (run by
+/// [`Tx::run`], which also ends it when the client leaves, dropping the call to the node).
 async fn relay(
     mut upstream: tonic::Streaming<v1::DataChunk>,
     tx: &Tx<v1::DataChunk>,
-) -> Result<(), Ended> {
+) -> Result<(), Gone> {
     loop {
-        match tx.wait(upstream.message()).await? {
+        match upstream.message().await {
             Ok(Some(chunk)) => tx.send(Ok(chunk)).await?,
             Ok(None) => return Ok(()),
             Err(status) => return tx.send(Err(status)).await,

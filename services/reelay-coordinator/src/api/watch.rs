@@ -3,9 +3,9 @@
 //!
 //! Each stream subscribes to the hub *before* it reads storage, then skips what storage already
 //! gave it (by version or line number): nothing is missed between the read and the live feed, and
-//! nothing is sent twice. A watcher that lags behind the hub resyncs from storage. Every wait and
-//! send goes through [`Tx`], which also ends the task when the client leaves or the server shuts
-//! down, so a quiet feed never keeps a departed client's task and subscription.
+//! nothing is sent twice. A watcher that lags behind the hub resyncs from storage. Each stream's
+//! loop runs under [`Tx::run`], which drops it when the client leaves or the server shuts down, so
+//! a quiet feed never keeps a departed client's task and subscription.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
-use super::stream::{Ended, Tx};
+use super::stream::{Gone, Tx};
 use super::{ApiState, LIST_POSITION_CAP, ServerStream};
 use crate::metrics::StreamKind;
 
@@ -85,27 +85,29 @@ pub(crate) fn job(
     let (tx, stream) = client_channel(&state, StreamKind::WatchJob);
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
-        let _ = follow_job(state, id, job, after_version, live, tx).await;
+        tx.run(follow_job(&state, id, job, after_version, live, &tx))
+            .await;
+        drop(tx);
         hub.release(id);
     });
     Ok(stream)
 }
 
 async fn follow_job(
-    state: ApiState,
+    state: &ApiState,
     id: JobId,
     job: reelay_core::Job,
     after_version: u64,
     mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
-    tx: Tx<v1::JobEvent>,
-) -> Result<(), Ended> {
+    tx: &Tx<v1::JobEvent>,
+) -> Result<(), Gone> {
     // The first part (snapshot or history) runs boxed, so the long wait below keeps only what it
     // needs: an idle watcher is small.
-    let Some(mut last) = Box::pin(send_first(&state, id, job, after_version, &tx)).await? else {
+    let Some(mut last) = Box::pin(send_first(state, id, job, after_version, tx)).await? else {
         return Ok(());
     };
     loop {
-        let event = match tx.wait(live.recv()).await? {
+        let event = match live.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => match state.store.job(id) {
                 Ok(Some(job)) => Arc::new(snapshot(state.view(&job))),
@@ -133,7 +135,7 @@ async fn send_first(
     job: reelay_core::Job,
     after_version: u64,
     tx: &Tx<v1::JobEvent>,
-) -> Result<Option<u64>, Ended> {
+) -> Result<Option<u64>, Gone> {
     let mut last = after_version;
     let first: Vec<v1::JobEvent> = if after_version == 0 {
         vec![snapshot(state.view(&job))]
@@ -170,7 +172,8 @@ pub(crate) fn jobs(
     let live = state.hub.subscribe_all();
     let (tx, stream) = client_channel(&state, StreamKind::WatchJobs);
     tokio::spawn(async move {
-        let _ = follow_all(&state, &states, snapshots, live, &tx).await;
+        tx.run(follow_all(&state, &states, snapshots, live, &tx))
+            .await;
     });
     stream
 }
@@ -181,7 +184,7 @@ async fn follow_all(
     snapshots: bool,
     mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
     tx: &Tx<v1::JobEvent>,
-) -> Result<(), Ended> {
+) -> Result<(), Gone> {
     let mut seen = HashMap::new();
     if snapshots {
         send_active(state, states, tx, &mut seen).await?;
@@ -190,7 +193,7 @@ async fn follow_all(
         states.is_empty() || job_state(value, "state").is_ok_and(|s| states.contains(&s))
     };
     loop {
-        let event = match tx.wait(live.recv()).await? {
+        let event = match live.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => {
                 seen.clear();
@@ -222,7 +225,7 @@ async fn send_active(
     states: &BTreeSet<JobState>,
     tx: &Tx<v1::JobEvent>,
     seen: &mut HashMap<JobId, u64>,
-) -> Result<(), Ended> {
+) -> Result<(), Gone> {
     let mut remaining = SNAPSHOT_LIMIT;
     for active in [JobState::Running, JobState::Assigned, JobState::Queued] {
         if !states.is_empty() && !states.contains(&active) {
@@ -270,7 +273,16 @@ pub(crate) fn logs(
     let (tx, stream) = client_channel(&state, StreamKind::GetJobLogs);
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
-        let _ = follow_logs(state, id, job, (after_line, follow), feeds, tx).await;
+        tx.run(follow_logs(
+            &state,
+            id,
+            job,
+            (after_line, follow),
+            feeds,
+            &tx,
+        ))
+        .await;
+        drop(tx);
         hub.release(id);
     });
     Ok(stream)
@@ -307,27 +319,23 @@ enum LogFeed {
 }
 
 async fn follow_logs(
-    state: ApiState,
+    state: &ApiState,
     id: JobId,
     job: reelay_core::Job,
     (after_line, follow): (u64, bool),
     (mut lines, mut changes): LogFeeds,
-    tx: Tx<v1::LogLine>,
-) -> Result<(), Ended> {
+    tx: &Tx<v1::LogLine>,
+) -> Result<(), Gone> {
     let mut last = after_line;
-    let complete = send_stored(&state, id, &mut last, &tx).await?;
+    let complete = send_stored(state, id, &mut last, tx).await?;
     if !complete || !follow || job.state.is_terminal() {
         return Ok(());
     }
     loop {
-        let feed = tx
-            .wait(async {
-                tokio::select! {
-                    line = lines.recv() => LogFeed::Line(line),
-                    change = changes.recv() => LogFeed::Change(change),
-                }
-            })
-            .await?;
+        let feed = tokio::select! {
+            line = lines.recv() => LogFeed::Line(line),
+            change = changes.recv() => LogFeed::Change(change),
+        };
         match feed {
             LogFeed::Line(Ok(line)) if line.number <= last => {}
             LogFeed::Line(Ok(line)) if line.number == last + 1 => {
@@ -336,7 +344,7 @@ async fn follow_logs(
             }
             // A gap (lag, or lines stored before we subscribed): read them from storage.
             LogFeed::Line(Ok(_) | Err(RecvError::Lagged(_))) => {
-                if !send_stored(&state, id, &mut last, &tx).await? {
+                if !send_stored(state, id, &mut last, tx).await? {
                     return Ok(());
                 }
             }
@@ -344,7 +352,7 @@ async fn follow_logs(
                 if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 =>
             {
                 // Every line of the attempt is stored before its end: send the rest and stop.
-                send_stored(&state, id, &mut last, &tx).await?;
+                send_stored(state, id, &mut last, tx).await?;
                 return Ok(());
             }
             LogFeed::Change(Ok(_) | Err(RecvError::Lagged(_))) => {}
@@ -362,7 +370,7 @@ async fn send_stored(
     id: JobId,
     last: &mut u64,
     tx: &Tx<v1::LogLine>,
-) -> Result<bool, Ended> {
+) -> Result<bool, Gone> {
     loop {
         let lines = match state.store.logs_after(id, *last, LOG_CHUNK) {
             Ok(lines) => lines,
@@ -388,7 +396,7 @@ pub(crate) fn nodes(state: ApiState) -> ServerStream<v1::NodeEvent> {
     let (first, live) = state.hub.subscribe_nodes();
     let (tx, stream) = client_channel(&state, StreamKind::WatchNodes);
     tokio::spawn(async move {
-        let _ = follow_nodes(&state, first, live, &tx).await;
+        tx.run(follow_nodes(&state, first, live, &tx)).await;
     });
     stream
 }
@@ -398,11 +406,11 @@ async fn follow_nodes(
     first: Vec<v1::Node>,
     mut live: broadcast::Receiver<Arc<v1::NodeEvent>>,
     tx: &Tx<v1::NodeEvent>,
-) -> Result<(), Ended> {
+) -> Result<(), Gone> {
     let mut known = std::collections::HashSet::new();
     send_all_nodes(first, &mut known, tx).await?;
     loop {
-        match tx.wait(live.recv()).await? {
+        match live.recv().await {
             Ok(event) => {
                 if let Some(node) = &event.node {
                     if event.removed {
@@ -428,7 +436,7 @@ async fn send_all_nodes(
     nodes: Vec<v1::Node>,
     known: &mut std::collections::HashSet<String>,
     tx: &Tx<v1::NodeEvent>,
-) -> Result<(), Ended> {
+) -> Result<(), Gone> {
     let ids: std::collections::HashSet<String> = nodes.iter().map(|node| node.id.clone()).collect();
     for id in known.difference(&ids) {
         let gone = v1::Node {

@@ -28,7 +28,7 @@ pub(crate) struct CommonArgs {
     #[arg(long, env = "REELAY_INSECURE")]
     pub(crate) insecure: bool,
     /// On SIGTERM, how long clients' connections get to close after their streams were ended
-    /// (UNAVAILABLE) and GOAWAY sent; then they are cut and the server exits (e.g. 5s, 500ms).
+    /// (UNAVAILABLE) and GOAWAY sent; then they are cut and shutdown goes on (e.g. 5s, 500ms).
     #[arg(long, env = "REELAY_DRAIN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) drain_grace: Duration,
     #[command(flatten)]

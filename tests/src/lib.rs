@@ -9,6 +9,7 @@
 //! - [`config`]: the test pipelines.
 //! - [`tools`]: external tools the tests use (the contract checker).
 //! - [`docker`]: the `docker` CLI, test videos and `ffprobe`, for the Docker executor's tests.
+//! - [`gauges`]: reading a server's `/metrics` gauges and waiting for a value.
 //! - [`faults`]: helpers of the fault tests (proxied clusters, frozen processes, histories).
 //! - [`readme`]: the README's commands, read from README.md.
 //! - [`proxy`]: a TCP fault proxy (pass, drop, black-hole, restore) between the coordinator and a worker.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod connect;
 pub mod docker;
 pub mod faults;
+pub mod gauges;
 pub mod grpc_web;
 pub mod http;
 pub mod process;

@@ -25,7 +25,7 @@ use crate::api::nodes::NodeApi;
 use crate::api::pipelines::PipelineApi;
 use crate::api::{ApiState, parse_id};
 use crate::error::CoordinatorError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamKind};
 use crate::web;
 
 /// Largest request accepted by the public services.
@@ -164,7 +164,7 @@ async fn download(
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let length = if size == 0 { 0 } else { end + 1 - start };
-    let upstream = match open_download(&state, id, &name, start).await {
+    let upstream = match open_download(&state, StreamKind::HttpDownload, (id, &name), start).await {
         Ok(stream) => stream,
         Err(status) => return status_response(&status),
     };

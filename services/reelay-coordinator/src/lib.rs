@@ -31,6 +31,7 @@ use std::time::Duration;
 use reelay_core::machine::Policy;
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::{ClusterAuth, TokenCheck};
+use reelay_proto::net::serve_bounded;
 use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_store::SledStore;
 use reelay_store::sled_store::SledOptions;
@@ -67,6 +68,9 @@ pub struct CoordinatorConfig {
     pub tls: Option<ServerTls>,
     /// How links verify workers whose address is `https://`.
     pub peer_tls: ClientTls,
+    /// On shutdown, how long clients' connections get to close after their streams were ended,
+    /// before they are cut.
+    pub drain_grace: Duration,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -83,12 +87,14 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("cache_bytes", &self.cache_bytes)
             .field("tls", &self.tls)
             .field("peer_tls", &self.peer_tls)
+            .field("drain_grace", &self.drain_grace)
             .finish()
     }
 }
 
-/// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams,
-/// lets in-flight calls finish, stops the engine and flushes storage.
+/// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams
+/// (`UNAVAILABLE`), sends GOAWAY and lets in-flight calls finish for at most `drain_grace`, then
+/// stops the engine and flushes storage — whether or not every client went away.
 pub async fn run(
     mut config: CoordinatorConfig,
     listener: TcpListener,
@@ -153,6 +159,7 @@ pub async fn run(
         clients: TokenCheck::new(config.api_tokens.clone(), config.read_tokens.clone()),
         cluster: TokenCheck::new(config.cluster_token.iter().cloned().collect(), Vec::new()),
         shutdown: shutdown.clone(),
+        streams: metrics.streams.clone(),
     };
     let routes = http::routes(state, metrics)?;
     tracing::info!(
@@ -173,19 +180,20 @@ pub async fn run(
         .initial_connection_window_size(16 * 1024 * 1024)
         .initial_stream_window_size(1024 * 1024)
         .layer(http::cors())
+        .layer(reelay_proto::limits::MessageLimitLayer)
         .add_routes(routes);
-    let stop = shutdown.cancelled_owned();
+    let stop = shutdown.clone().cancelled_owned();
+    let grace = config.drain_grace;
     // With a certificate the port serves TLS only: gRPC, grpc-web, the UI, downloads, metrics.
     let served = match &config.tls {
         Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(tls.incoming(listener), stop)
-                .await
+            let serve = router.serve_with_incoming_shutdown(tls.incoming(listener), stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
         None => {
-            router
-                .serve_with_incoming_shutdown(reelay_proto::net::incoming(listener), stop)
-                .await
+            let incoming = reelay_proto::net::incoming(listener);
+            let serve = router.serve_with_incoming_shutdown(incoming, stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
     };
     tracing::info!("coordinator stops: finishing the engine and flushing storage");

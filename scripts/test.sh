@@ -2,7 +2,7 @@
 # test.sh — the whole test suite, from a fresh Debian machine: `scripts/test.sh`
 #
 # 1. installs and starts what the tests need (scripts/setup-test-env.sh: Debian packages, a Docker
-#    daemon, grpcurl, npm packages, the pipeline images) — idempotent;
+#    daemon, grpcurl, SeaweedFS, npm packages, the pipeline images) — idempotent;
 # 2. builds the web UI (embedded in the binary) and the workspace;
 # 3. checks formatting and lints (cargo fmt, clippy -D warnings, TypeScript);
 # 4. runs the Rust unit and integration tests (real reelay processes, real Docker, real sled files);

@@ -24,12 +24,15 @@ pub fn reelay_bin() -> PathBuf {
     if let Some(path) = DEFAULT_BIN.get() {
         return path.clone();
     }
-    // The test binary is target/<profile>/deps/<name>; the binary is target/<profile>/reelay.
+    // A test binary is target/<profile>/deps/<name>, the benchmark target/<profile>/reelay-bench;
+    // the binary is target/<profile>/reelay.
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir");
+    let exe_dir = exe.parent().expect("the executable's dir");
+    let profile_dir = if exe_dir.ends_with("deps") {
+        exe_dir.parent().expect("target profile dir")
+    } else {
+        exe_dir
+    };
     let bin = profile_dir.join("reelay");
     assert!(
         bin.exists(),
@@ -49,6 +52,58 @@ pub fn rss_mib(pid: u32) -> f64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or(0.0);
     kib / 1024.0
+}
+
+/// Resident memory of processes before and at the highest while something ran, in MiB
+/// ([`rss_peak_while`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RssPeak {
+    pub before: f64,
+    pub peak: f64,
+}
+
+impl RssPeak {
+    /// How much the process grew at most: `peak - before`.
+    pub fn growth(&self) -> f64 {
+        self.peak - self.before
+    }
+}
+
+/// Runs `work` while sampling the RSS of each of `pids` every `every` (and once before and
+/// after): its output and each process's [`RssPeak`], in the order of `pids`. For "RSS of the
+/// coordinator and the worker while a 2 GB file passes through". A peak shorter than `every` can
+/// be missed: sample often (10 ms costs little, it reads /proc).
+pub async fn rss_peak_while<T>(
+    pids: &[u32],
+    every: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Vec<RssPeak>) {
+    let mut peaks: Vec<RssPeak> = pids
+        .iter()
+        .map(|&pid| {
+            let now = rss_mib(pid);
+            RssPeak {
+                before: now,
+                peak: now,
+            }
+        })
+        .collect();
+    let sample = |peaks: &mut Vec<RssPeak>| {
+        for (peak, &pid) in peaks.iter_mut().zip(pids) {
+            peak.peak = peak.peak.max(rss_mib(pid));
+        }
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut work = std::pin::pin!(work);
+    let output = loop {
+        tokio::select! {
+            output = &mut work => break output,
+            _ = ticks.tick() => sample(&mut peaks),
+        }
+    };
+    sample(&mut peaks);
+    (output, peaks)
 }
 
 /// A free loopback port (bound, then released for the process to take).
@@ -182,5 +237,31 @@ impl Drop for ReelayProcess {
     fn drop(&mut self) {
         // Clean up even when a test fails: stop gracefully (so workers leave nothing behind), then kill.
         self.terminate(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rss_peak_while_sees_memory_that_was_touched_and_given_back() {
+        let pid = std::process::id();
+        let (sum, peaks) = rss_peak_while(&[pid], Duration::from_millis(5), async {
+            // 128 MiB, every page written, held across a few samples, then freed.
+            let block = vec![1u8; 128 << 20];
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let sum: u64 = block.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+            drop(block);
+            sum
+        })
+        .await;
+        assert_eq!(sum, (128 << 20) / 4096);
+        assert_eq!(peaks.len(), 1);
+        assert!(peaks[0].growth() >= 100.0, "peak missed: {:?}", peaks[0]);
+        assert!(
+            rss_mib(pid) < peaks[0].peak - 100.0,
+            "the block was given back"
+        );
     }
 }

@@ -30,7 +30,7 @@ use crate::api::nodes::NodeApi;
 use crate::api::pipelines::PipelineApi;
 use crate::api::{ApiState, parse_id};
 use crate::error::CoordinatorError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamKind};
 use crate::web;
 
 mod upload;
@@ -143,7 +143,7 @@ async fn download(
 ) -> Response<Body> {
     // Any valid token may download (a read token is enough); none or a wrong one gets 401.
     if let Err(response) = authorize(&state, &headers, Access::Read) {
-        return response;
+        return *response;
     }
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -175,7 +175,7 @@ async fn download(
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
     let length = if size == 0 { 0 } else { end + 1 - start };
-    let upstream = match open_download(&state, id, &name, start).await {
+    let upstream = match open_download(&state, StreamKind::HttpDownload, (id, &name), start).await {
         Ok(stream) => stream,
         Err(status) => return status_response(&status),
     };
@@ -185,7 +185,7 @@ async fn download(
             let mut data = chunk.data;
             data.truncate(remaining.min(data.len() as u64) as usize);
             remaining -= data.len() as u64;
-            bytes::Bytes::from(data)
+            data
         })
     });
     let mut response = Response::new(Body::from_stream(body));
@@ -216,15 +216,15 @@ pub(crate) fn authorize(
     state: &ApiState,
     headers: &HeaderMap,
     needed: Access,
-) -> Result<(), Response<Body>> {
+) -> Result<(), Box<Response<Body>>> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     match state.clients.access(authorization) {
-        Ok(Access::Read) if needed == Access::Write => Err(plain(
+        Ok(Access::Read) if needed == Access::Write => Err(Box::new(plain(
             StatusCode::FORBIDDEN,
             "this token may only read; uploading needs an --api-token",
-        )),
+        ))),
         Ok(_) => Ok(()),
         Err(status) => {
             let mut response = plain(StatusCode::UNAUTHORIZED, status.message());
@@ -232,7 +232,7 @@ pub(crate) fn authorize(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"reelay\""),
             );
-            Err(response)
+            Err(Box::new(response))
         }
     }
 }

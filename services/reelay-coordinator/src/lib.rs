@@ -35,6 +35,7 @@ use std::time::Duration;
 use reelay_core::machine::Policy;
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::{ClusterAuth, TokenCheck};
+use reelay_proto::net::serve_bounded;
 use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_store::SledStore;
 use reelay_store::sled_store::SledOptions;
@@ -79,6 +80,9 @@ pub struct CoordinatorConfig {
     pub artifacts: Option<StoreLocation>,
     /// S3 settings (the `AWS_*` variables) for an S3 store; handed to workers too.
     pub s3: S3Options,
+    /// On shutdown, how long clients' connections get to close after their streams were ended,
+    /// before they are cut.
+    pub drain_grace: Duration,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -97,12 +101,14 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("peer_tls", &self.peer_tls)
             .field("artifacts", &self.artifacts)
             .field("s3", &self.s3)
+            .field("drain_grace", &self.drain_grace)
             .finish()
     }
 }
 
-/// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams,
-/// lets in-flight calls finish, stops the engine and flushes storage.
+/// Runs a coordinator on `listener` until `shutdown` is cancelled: stops accepting, ends streams
+/// (`UNAVAILABLE`), sends GOAWAY and lets in-flight calls finish for at most `drain_grace`, then
+/// stops the engine and flushes storage — whether or not every client went away.
 pub async fn run(
     mut config: CoordinatorConfig,
     listener: TcpListener,
@@ -188,6 +194,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         uploads,
         store_access,
+        streams: metrics.streams.clone(),
     };
     let routes = http::routes(state, metrics)?;
     tracing::info!(
@@ -209,19 +216,20 @@ pub async fn run(
         .initial_connection_window_size(16 * 1024 * 1024)
         .initial_stream_window_size(1024 * 1024)
         .layer(http::cors())
+        .layer(reelay_proto::limits::MessageLimitLayer)
         .add_routes(routes);
-    let stop = shutdown.cancelled_owned();
+    let stop = shutdown.clone().cancelled_owned();
+    let grace = config.drain_grace;
     // With a certificate the port serves TLS only: gRPC, grpc-web, the UI, downloads, metrics.
     let served = match &config.tls {
         Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(tls.incoming(listener), stop)
-                .await
+            let serve = router.serve_with_incoming_shutdown(tls.incoming(listener), stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
         None => {
-            router
-                .serve_with_incoming_shutdown(reelay_proto::net::incoming(listener), stop)
-                .await
+            let incoming = reelay_proto::net::incoming(listener);
+            let serve = router.serve_with_incoming_shutdown(incoming, stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
     };
     tracing::info!("coordinator stops: finishing the engine and flushing storage");

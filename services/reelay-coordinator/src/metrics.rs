@@ -1,7 +1,8 @@
 //! Prometheus metrics at `/metrics`.
 //!
 //! Counters are bumped by the engine as things happen; gauges (nodes, watchers) are read from the
-//! live state when scraped.
+//! live state when scraped, except the open-stream gauges, which each stream's guard moves
+//! ([`OpenStreams`]).
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct Metrics {
     pub cycle_commands: Histogram,
     nodes: Family<Labels, Gauge>,
     watchers: Gauge,
+    /// Server streams open now, by kind.
+    pub streams: OpenStreams,
     sources: Arc<std::sync::OnceLock<(Engine, Arc<Hub>)>>,
 }
 
@@ -68,7 +71,17 @@ impl Default for Metrics {
         let nodes = Family::<Labels, Gauge>::default();
         registry.register("nodes", "Nodes by state", nodes.clone());
         let watchers = Gauge::default();
-        registry.register("job_watchers", "Open WatchJobs streams", watchers.clone());
+        registry.register(
+            "job_watchers",
+            "Subscribers of every job's changes (WatchJobs streams)",
+            watchers.clone(),
+        );
+        let streams = OpenStreams::default();
+        registry.register(
+            "open_streams",
+            "Server streams open now, by kind",
+            streams.gauges.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             jobs_created,
@@ -77,6 +90,7 @@ impl Default for Metrics {
             cycle_commands,
             nodes,
             watchers,
+            streams,
             sources: Arc::default(),
         }
     }
@@ -104,5 +118,90 @@ impl Metrics {
             text = "# metrics could not be encoded\n".to_owned();
         }
         text
+    }
+}
+
+/// The kinds of server stream the coordinator holds open (the `kind` label of
+/// `reelay_open_streams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    WatchJob,
+    WatchJobs,
+    /// `GetJobLogs`, following or not.
+    GetJobLogs,
+    WatchNodes,
+    /// `DownloadOutput` over gRPC.
+    DownloadOutput,
+    /// `GET /download/…` over plain HTTP.
+    HttpDownload,
+}
+
+impl StreamKind {
+    const ALL: [StreamKind; 6] = [
+        StreamKind::WatchJob,
+        StreamKind::WatchJobs,
+        StreamKind::GetJobLogs,
+        StreamKind::WatchNodes,
+        StreamKind::DownloadOutput,
+        StreamKind::HttpDownload,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::WatchJob => "WatchJob",
+            StreamKind::WatchJobs => "WatchJobs",
+            StreamKind::GetJobLogs => "GetJobLogs",
+            StreamKind::WatchNodes => "WatchNodes",
+            StreamKind::DownloadOutput => "DownloadOutput",
+            StreamKind::HttpDownload => "http_download",
+        }
+    }
+}
+
+/// Gauges of open server streams. A stream counts from [`OpenStreams::open`] until its guard is
+/// dropped, which the stream's task does when it ends: the gauge shows tasks and subscriptions
+/// held, not merely connections.
+#[derive(Debug, Clone)]
+pub struct OpenStreams {
+    gauges: Family<Labels, Gauge>,
+}
+
+impl Default for OpenStreams {
+    fn default() -> Self {
+        let gauges = Family::<Labels, Gauge>::default();
+        // Every kind is shown from the start, at 0: a baseline to compare with.
+        for kind in StreamKind::ALL {
+            drop(gauges.get_or_create(&vec![("kind", kind.label().to_owned())]));
+        }
+        OpenStreams { gauges }
+    }
+}
+
+impl OpenStreams {
+    /// Counts one more open stream of `kind` until the returned guard is dropped.
+    pub fn open(&self, kind: StreamKind) -> OpenStream {
+        let gauge = self
+            .gauges
+            .get_or_create(&vec![("kind", kind.label().to_owned())])
+            .clone();
+        gauge.inc();
+        OpenStream(gauge)
+    }
+
+    /// Streams of `kind` open now.
+    pub fn count(&self, kind: StreamKind) -> i64 {
+        self.gauges
+            .get_or_create(&vec![("kind", kind.label().to_owned())])
+            .get()
+    }
+}
+
+/// One open stream, counted in its kind's gauge until dropped.
+#[derive(Debug)]
+pub struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod codec;
 pub mod convert;
+pub mod limits;
 pub mod net;
 pub mod reflection;
 pub mod tls;

@@ -3,7 +3,10 @@
 //!
 //! The stream reads the log where the server polls it (its connection task), not in a task of its
 //! own that hands events over through a channel: one thread hand-off fewer between a pipeline's
-//! line and the coordinator.
+//! line and the coordinator. It also means a client that leaves (cancel, deadline, closed
+//! connection) frees the stream at once, however quiet the log: the server drops the stream, and
+//! with it its subscriptions and its [`OpenStream`] guard. On shutdown the stream ends with
+//! `UNAVAILABLE`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::metrics::OpenStream;
 use crate::supervisor::Supervisor;
 
 /// Events read from the log at a time.
@@ -41,18 +45,21 @@ struct State {
     cursor: u64,
     pending: VecDeque<v1::WorkerEvent>,
     node_event_due: bool,
-    failed: bool,
+    /// Set once the stream's last item (an error) was returned.
+    finished: bool,
     /// Also holds the shutdown token the stream ends on.
     end: EndSignal,
+    /// Counts the stream in `/metrics` while it lives.
+    _open: OpenStream,
 }
 
 /// Every event after `after_seq`, live, until the client goes away or `shutdown`. `ended` is
-/// notified when the stream is dropped, unless the worker is shutting down.
+/// notified when the stream is dropped, unless the worker is shutting down; `open` counts it.
 pub fn events(
     supervisor: Arc<Supervisor>,
     after_seq: u64,
-    ended: Arc<Notify>,
-    shutdown: CancellationToken,
+    (ended, shutdown): (Arc<Notify>, CancellationToken),
+    open: OpenStream,
 ) -> impl Stream<Item = Result<v1::WorkerEvent, Status>> + Send + 'static {
     let appended = supervisor.log().subscribe();
     let mut condition = supervisor.condition.subscribe();
@@ -64,15 +71,19 @@ pub fn events(
         cursor: after_seq,
         pending: VecDeque::new(),
         node_event_due: true,
-        failed: false,
+        finished: false,
         end: EndSignal { ended, shutdown },
+        _open: open,
     };
     futures::stream::unfold(state, next)
 }
 
 async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, State)> {
-    if state.failed || state.end.shutdown.is_cancelled() {
+    if state.finished {
         return None;
+    }
+    if state.end.shutdown.is_cancelled() {
+        return Some(shutting_down(state));
     }
     loop {
         if std::mem::take(&mut state.node_event_due) {
@@ -92,7 +103,7 @@ async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, Stat
             }
             Ok(_) => {}
             Err(err) => {
-                state.failed = true;
+                state.finished = true;
                 return Some((Err(err.into()), state));
             }
         }
@@ -104,9 +115,16 @@ async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, Stat
                 }
                 state.node_event_due = true;
             }
-            () = state.end.shutdown.cancelled() => return None,
+            () = state.end.shutdown.cancelled() => return Some(shutting_down(state)),
         }
     }
+}
+
+/// The stream's last item when the worker shuts down: the coordinator reconnects from its cursor.
+fn shutting_down(mut state: State) -> (Result<v1::WorkerEvent, Status>, State) {
+    state.finished = true;
+    let status = Status::unavailable("the worker is shutting down: reconnect to resume");
+    (Err(status), state)
 }
 
 /// The node's own event: its info, not part of the log (`seq` = 0).

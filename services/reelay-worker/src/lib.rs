@@ -11,7 +11,8 @@
 //! - [`outputs`]: a job's output files, listed with SHA-256 and opened safely.
 //! - `transfers`: an attempt's input staged from the artifact store, its outputs uploaded to it;
 //!   [`cache`]: the node's input cache; [`store_access`]: where the store is (from the coordinator).
-//! - [`service`]: WorkerService over gRPC (thin).
+//! - [`service`]: WorkerService over gRPC (thin), with [`event_stream`] for `StreamEvents`.
+//! - [`metrics`]: `/metrics` on the worker's port — its open streams and running jobs.
 //! - [`registration`]: registering with the coordinator, again after its stream ends.
 //!
 //! [`run`] wires them on a listener until a shutdown token fires.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod event_log;
 pub mod event_stream;
 pub mod executor;
+pub mod metrics;
 pub mod outputs;
 pub mod registration;
 pub(crate) mod runner;
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use reelay_core::pipeline::Pipelines;
 use reelay_proto::auth::{ClusterAuth, RequireToken, TokenCheck};
+use reelay_proto::net::serve_bounded;
 use reelay_proto::tls::{ClientTls, ServerTls};
 use reelay_proto::v1;
 use reelay_proto::v1::worker_service_server::WorkerServiceServer;
@@ -63,6 +66,9 @@ pub struct WorkerConfig {
     pub cluster_token: Option<String>,
     /// How long shutdown waits for attempts to stop or detach.
     pub shutdown_grace: Duration,
+    /// On shutdown, how long clients' connections get to close after their streams were ended,
+    /// before they are cut (before attempts are stopped or detached).
+    pub drain_grace: Duration,
     /// The certificate the WorkerService port serves TLS with; `None` serves plain HTTP/2.
     pub tls: Option<ServerTls>,
     /// How the coordinator is verified when its URL is `https://`.
@@ -79,6 +85,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("advertise", &self.advertise)
             .field("cluster_token", &self.cluster_token.is_some())
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("drain_grace", &self.drain_grace)
             .field("tls", &self.tls)
             .field("coordinator_tls", &self.coordinator_tls)
             .finish()
@@ -163,7 +170,12 @@ pub async fn run(
         ));
     }
 
-    let api = WorkerApi::new(Arc::clone(&supervisor), stream_ended, shutdown.clone());
+    let metrics = metrics::WorkerMetrics::new(Arc::clone(&supervisor));
+    let api = WorkerApi::new(
+        Arc::clone(&supervisor),
+        (stream_ended, shutdown.clone()),
+        metrics.clone(),
+    );
     let token_check = TokenCheck::new(config.cluster_token.iter().cloned().collect(), Vec::new());
     let worker_service = WorkerServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -176,28 +188,40 @@ pub async fn run(
         reelay_proto::reflection::v1alpha(reelay_proto::reflection::WORKER_SERVICES)
             .map_err(|err| WorkerError::Internal(err.to_string()))?;
 
-    let router = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .initial_connection_window_size(16 * 1024 * 1024)
-        .add_service(health_service)
+    let mut routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             worker_service,
             RequireToken(token_check),
         ));
+    let router = routes.axum_router_mut();
+    *router = std::mem::take(router).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move { metrics.render().await }
+        }),
+    );
+    // HTTP/1.1 too, for Prometheus; gRPC clients speak HTTP/2.
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .layer(reelay_proto::limits::MessageLimitLayer)
+        .add_routes(routes);
     let stop = shutdown.clone().cancelled_owned();
+    let grace = config.drain_grace;
     let served = match &config.tls {
         Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(tls.incoming(listener), stop)
-                .await
+            let serve = router.serve_with_incoming_shutdown(tls.incoming(listener), stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
         None => {
-            router
-                .serve_with_incoming_shutdown(reelay_proto::net::incoming(listener), stop)
-                .await
+            let incoming = reelay_proto::net::incoming(listener);
+            let serve = router.serve_with_incoming_shutdown(incoming, stop);
+            serve_bounded(serve, shutdown.cancelled(), grace).await
         }
     };
     tracing::info!("worker stops: stopping or detaching attempts");

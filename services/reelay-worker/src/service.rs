@@ -9,12 +9,14 @@ use futures::Stream;
 use reelay_proto::v1;
 use reelay_proto::v1::worker_service_server::WorkerService;
 use tokio::sync::{Notify, mpsc};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::WorkerError;
 use crate::event_stream;
+use crate::metrics::{StreamKind, WorkerMetrics};
 use crate::outputs;
 use crate::supervisor::Supervisor;
 
@@ -38,18 +40,21 @@ pub struct WorkerApi {
     stream_ended: Arc<Notify>,
     /// Ends every event stream, so the server can shut down.
     shutdown: CancellationToken,
+    /// Counts the open streams.
+    metrics: WorkerMetrics,
 }
 
 impl WorkerApi {
     pub fn new(
         supervisor: Arc<Supervisor>,
-        stream_ended: Arc<Notify>,
-        shutdown: CancellationToken,
+        (stream_ended, shutdown): (Arc<Notify>, CancellationToken),
+        metrics: WorkerMetrics,
     ) -> Self {
         WorkerApi {
             supervisor,
             stream_ended,
             shutdown,
+            metrics,
         }
     }
 }
@@ -109,8 +114,8 @@ impl WorkerService for WorkerApi {
         let events = event_stream::events(
             Arc::clone(&self.supervisor),
             request.after_seq,
-            Arc::clone(&self.stream_ended),
-            self.shutdown.clone(),
+            (Arc::clone(&self.stream_ended), self.shutdown.clone()),
+            self.metrics.open(StreamKind::StreamEvents),
         );
         Ok(Response::new(Box::pin(events)))
     }
@@ -185,8 +190,15 @@ impl WorkerService for WorkerApi {
         })
         .await
         .map_err(|err| Status::internal(err.to_string()))??;
+        // The reader ends when the client leaves: its send fails as soon as the response stream
+        // is dropped, even while it waits for room. The stream is counted while it lives.
         tokio::task::spawn_blocking(move || send_chunks(opened, &tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let open = self.metrics.open(StreamKind::DownloadOutput);
+        let chunks = ReceiverStream::new(rx).map(move |chunk| {
+            let _counted = &open;
+            chunk
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn delete_job(
@@ -225,8 +237,6 @@ impl WorkerService for WorkerApi {
     }
 }
 
-/// Sends the node's info, then the log after `after_seq`, then every new event, until the client
-/// goes away. The executor's condition is re-sent whenever it changes.
 /// Reads an opened file in chunks into `tx` (blocking).
 fn send_chunks(
     opened: (std::fs::File, u64, u64),

@@ -28,6 +28,10 @@ pub(crate) struct CommonArgs {
     /// Allow listening beyond loopback without a token (anyone who can connect may use it).
     #[arg(long, env = "REELAY_INSECURE")]
     pub(crate) insecure: bool,
+    /// On SIGTERM, how long clients' connections get to close after their streams were ended
+    /// (UNAVAILABLE) and GOAWAY sent; then they are cut and shutdown goes on (e.g. 5s, 500ms).
+    #[arg(long, env = "REELAY_DRAIN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) drain_grace: Duration,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
 }
@@ -171,7 +175,8 @@ pub(crate) struct WorkerArgs {
     /// Shared secret of the coordinator and its workers.
     #[arg(long, env = "REELAY_CLUSTER_TOKEN", hide_env_values = true)]
     pub(crate) cluster_token: Option<String>,
-    /// How long shutdown waits for jobs to stop (process executor) or detach (docker).
+    /// How long shutdown waits for jobs to stop (process executor) or detach (docker), after the
+    /// connections were drained (--drain-grace).
     #[arg(long, env = "REELAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_grace: Duration,
 }
@@ -328,6 +333,7 @@ pub(crate) fn coordinator_config(
     tokens: Tokens,
     tls: Option<ServerTls>,
     peer_tls: ClientTls,
+    drain_grace: Duration,
 ) -> reelay_coordinator::CoordinatorConfig {
     reelay_coordinator::CoordinatorConfig {
         data_dir,
@@ -342,6 +348,7 @@ pub(crate) fn coordinator_config(
         peer_tls,
         artifacts: tuning.artifacts.clone(),
         s3: S3Options::from_env(),
+        drain_grace,
     }
 }
 
@@ -371,6 +378,7 @@ pub(crate) async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCod
         },
         tls,
         peer_tls,
+        args.common.drain_grace,
     );
     reelay_coordinator::run(config, listener, shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -407,6 +415,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         advertise,
         cluster_token: args.cluster_token,
         shutdown_grace: args.shutdown_grace,
+        drain_grace: args.common.drain_grace,
         tls,
         coordinator_tls,
     };

@@ -166,6 +166,7 @@ async fn grpc_web_with_broken_framing_gets_a_clear_error() {
 
     // (case, headers, body, declared length)
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<u8>, Option<usize>);
+    const OVER_LIMIT: [&str; 2] = ["a frame of 4 GiB", "a body over 4 MiB"];
     let cases: Vec<Case<'_>> = vec![
         ("an empty body", &web, Vec::new(), None),
         ("a truncated frame header", &web, vec![0, 0, 0], None),
@@ -263,6 +264,10 @@ async fn grpc_web_with_broken_framing_gets_a_clear_error() {
         let clear = match &grpc {
             // tonic answers the first message of a unary call and ignores the rest.
             Some((code, _)) if case == TWO_MESSAGES => *code == Code::NotFound as i32,
+            // Over the message limit: RESOURCE_EXHAUSTED naming the limit (percent-encoded).
+            Some((code, message)) if OVER_LIMIT.contains(&case) => {
+                *code == Code::ResourceExhausted as i32 && message.contains("limit%20of%204194304")
+            }
             // A gRPC error with a message.
             Some((code, message)) => *code != 0 && !message.is_empty(),
             // Or an HTTP client error.

@@ -12,8 +12,8 @@ use reelay_tests::{TestCluster, spec};
 use tonic::Code;
 
 use super::{
-    LIMIT, MISSING_ID, TOO_BIG, Table, assert_still_runs_jobs, bad_strings, first, malformed,
-    oversized, raw_call,
+    LIMIT, MISSING_ID, Table, assert_still_runs_jobs, bad_strings, first, malformed, oversized,
+    raw_call,
 };
 
 const INVALID: &[Code] = &[Code::InvalidArgument];
@@ -437,11 +437,12 @@ async fn job_service_refuses_bad_arguments() {
         "GetJob of bytes that are no GetJobRequest",
         raw_call::<_, reelay_proto::v1::Job>(channel.clone(), path, malformed()).await,
     );
-    t.expect(TOO_BIG, "");
     let mut big = spec("count", &[]);
     big.params.insert("steps".into(), "1".repeat(LIMIT + 1024));
-    t.case(
+    let path = "/reelay.v1.JobService/CreateJob";
+    t.too_big(
         "CreateJob of 4 MiB + 1 KiB",
+        path,
         jobs.create_job(create(big)).await,
     );
     t.ok(
@@ -451,11 +452,24 @@ async fn job_service_refuses_bad_arguments() {
         })
         .await,
     );
-    let path = "/reelay.v1.JobService/CreateJob";
-    t.case(
+    t.too_big(
         "CreateJob of 4 MiB + 1 KiB (raw)",
-        raw_call::<_, reelay_proto::v1::Job>(channel, path, oversized()).await,
+        path,
+        raw_call::<_, reelay_proto::v1::Job>(channel.clone(), path, oversized()).await,
     );
+    // A server stream is refused the same way, before it starts.
+    let path = "/reelay.v1.JobService/WatchJob";
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<_, reelay_proto::v1::JobEvent>::default();
+    let watch = grpc
+        .server_streaming(
+            tonic::Request::new(oversized()),
+            http::uri::PathAndQuery::from_static(path),
+            codec,
+        )
+        .await;
+    t.too_big("WatchJob of 4 MiB + 1 KiB", path, first(watch).await);
 
     // The refused calls created nothing: the two jobs, the extremes and no other.
     let all = jobs

@@ -12,8 +12,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::{
-    LIMIT, TOO_BIG, Table, assert_still_runs_jobs, bad_strings, first, malformed, oversized,
-    raw_call,
+    LIMIT, Table, assert_still_runs_jobs, bad_strings, first, malformed, oversized, raw_call,
 };
 
 const INVALID: &[Code] = &[Code::InvalidArgument];
@@ -191,16 +190,17 @@ async fn worker_service_refuses_bad_arguments() {
     // Oversized and undecodable requests; the worker still answers and runs nothing.
     let url = format!("http://127.0.0.1:{}", cluster.workers[0].port);
     let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
-    t.expect(TOO_BIG, "");
     let mut big = spec("count", &[]);
     big.params.insert("steps".into(), "1".repeat(LIMIT + 1024));
-    t.case(
+    t.too_big(
         "StartJob of 4 MiB + 1 KiB",
+        "/reelay.v1.WorkerService/StartJob",
         worker.start_job(start(FRESH_ID, 1, Some(big))).await,
     );
     let path = "/reelay.v1.WorkerService/GetInfo";
-    t.case(
+    t.too_big(
         "GetInfo of 4 MiB + 1 KiB",
+        path,
         raw_call::<_, WorkerInfo>(channel.clone(), path, oversized()).await,
     );
     t.expect(&[Code::Internal], "decode");

@@ -8,12 +8,12 @@ use reelay_core::{JobId, JobSpec, JobState};
 use reelay_proto::convert::job_state;
 use reelay_proto::v1;
 use reelay_proto::v1::job_service_server::JobService;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::stream::{self, Gone, Tx};
 use super::{ApiState, ServerStream, parse_id, watch};
 use crate::error::CoordinatorError;
+use crate::metrics::StreamKind;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -201,7 +201,13 @@ impl JobService for JobApi {
         self.0.read(&request)?;
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        let stream = open_download(&self.0, id, &request.name, request.offset).await?;
+        let stream = open_download(
+            &self.0,
+            StreamKind::DownloadOutput,
+            (id, &request.name),
+            request.offset,
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -343,12 +349,12 @@ fn parse_page_token(token: &str) -> Result<Option<JobId>, Status> {
     })
 }
 
-/// Opens output `name` of job `id` in the artifact store, from `offset`: its worker need not be
-/// there.
+/// Opens output `name` of job `id` in the artifact store, from `offset`: a stream of `kind`. The
+/// job's worker need not be there.
 pub(crate) async fn open_download(
     state: &ApiState,
-    id: JobId,
-    name: &str,
+    kind: StreamKind,
+    (id, name): (JobId, &str),
     offset: u64,
 ) -> Result<ServerStream<v1::DataChunk>, Status> {
     validate_output_name(name, "name").map_err(CoordinatorError::from)?;
@@ -366,7 +372,7 @@ pub(crate) async fn open_download(
     }
     let size = file.size;
     let key = reelay_artifacts::keys::output(&id.to_string(), job.attempt, name);
-    let mut source = if offset == size {
+    let source = if offset == size {
         futures::stream::empty().boxed()
     } else {
         state
@@ -376,32 +382,35 @@ pub(crate) async fn open_download(
             .await
             .map_err(CoordinatorError::from)?
     };
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, stream) = stream::channel(&state.streams, kind, state.shutdown.clone());
     tokio::spawn(async move {
-        let mut at = offset;
-        loop {
-            let next = tokio::select! {
-                next = source.next() => next,
-                () = tx.closed() => return,
-            };
-            let Some(chunk) = next else { return };
-            let item = chunk
-                .map(|data| {
-                    let len = data.len() as u64;
-                    let chunk = v1::DataChunk {
-                        data,
-                        offset: at,
-                        size: if at == offset { size } else { 0 },
-                    };
-                    at += len;
-                    chunk
-                })
-                .map_err(|err| Status::from(CoordinatorError::from(err)));
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                return;
-            }
-        }
+        tx.run(relay(source, (offset, size), &tx)).await;
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
+}
+
+/// Relays an object's bytes to the client as chunks until it ends or either side fails (run by
+/// [`Tx::run`], which also ends it when the client leaves, dropping the read of the store).
+async fn relay(
+    mut source: reelay_artifacts::ByteStream,
+    (offset, size): (u64, u64),
+    tx: &Tx<v1::DataChunk>,
+) -> Result<(), Gone> {
+    let mut at = offset;
+    while let Some(chunk) = source.next().await {
+        match chunk {
+            Ok(data) => {
+                let len = data.len() as u64;
+                let chunk = v1::DataChunk {
+                    data,
+                    offset: at,
+                    size: if at == offset { size } else { 0 },
+                };
+                at += len;
+                tx.send(Ok(chunk)).await?;
+            }
+            Err(err) => return tx.send(Err(CoordinatorError::from(err).into())).await,
+        }
+    }
+    Ok(())
 }

@@ -3,13 +3,16 @@
 //!
 //! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs) and
 //!   `inputs` for a new job's `input_uri`.
-//! - [`nodes`] — NodeService.
+//! - [`nodes`] — NodeService (its WatchNodes in [`watch`] too).
 //! - [`pipelines`] — PipelineService.
+//! - [`stream`] — the one channel every server stream sends through: ends the stream's task when
+//!   its client leaves or the server shuts down, and counts it in `/metrics`.
 
 mod inputs;
 pub mod jobs;
 pub mod nodes;
 pub mod pipelines;
+mod stream;
 mod watch;
 
 use std::pin::Pin;
@@ -24,6 +27,7 @@ use tonic::{Request, Status};
 use crate::engine::Engine;
 use crate::hub::Hub;
 use crate::links::Links;
+use crate::metrics::OpenStreams;
 use crate::store::JobStore;
 use crate::uploads::Uploads;
 
@@ -52,6 +56,8 @@ pub struct ApiState {
     pub uploads: Arc<Uploads>,
     /// How workers reach the artifact store (told at registration).
     pub store_access: Arc<v1::StoreAccess>,
+    /// Gauges of open server streams.
+    pub streams: OpenStreams,
 }
 
 impl ApiState {

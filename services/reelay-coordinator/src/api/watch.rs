@@ -1,9 +1,11 @@
-//! The streams of JobService: one job's changes, every job's changes, one job's log lines.
+//! The streams of JobService and NodeService: one job's changes, every job's changes, one job's
+//! log lines, the nodes.
 //!
 //! Each stream subscribes to the hub *before* it reads storage, then skips what storage already
 //! gave it (by version or line number): nothing is missed between the read and the live feed, and
-//! nothing is sent twice. A watcher that lags behind the hub resyncs from storage. The send to the
-//! client is bounded; a failed send means the client left and ends the task.
+//! nothing is sent twice. A watcher that lags behind the hub resyncs from storage. Each stream's
+//! loop runs under [`Tx::run`], which drops it when the client leaves or the server shuts down, so
+//! a quiet feed never keeps a departed client's task and subscription.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,37 +15,23 @@ use reelay_proto::convert::{job_state, timestamp};
 use reelay_proto::v1;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::stream::{Gone, Tx};
 use super::{ApiState, LIST_POSITION_CAP, ServerStream};
+use crate::metrics::StreamKind;
 
-/// Messages buffered per stream towards its client.
-const CLIENT_BUFFER: usize = 64;
 /// Snapshots of active jobs sent at most when WatchJobs starts (or resyncs).
 const SNAPSHOT_LIMIT: usize = 1000;
 /// Log lines read from storage per round.
 const LOG_CHUNK: usize = 1000;
 
-/// The sending side of a stream towards a client. Items are boxed: a channel allocates its slots
-/// in blocks, and an idle watcher should hold a block of pointers, not of whole events.
-struct Tx<T>(mpsc::Sender<Box<Result<T, Status>>>);
-
-impl<T> Tx<T> {
-    /// Sends an item; `Err` when the client has gone. The item is boxed before the returned
-    /// future exists, so a watcher waiting to send holds a pointer, not a whole event.
-    fn send(&self, item: Result<T, Status>) -> impl Future<Output = Result<(), ()>> + '_ {
-        let item = Box::new(item);
-        async move { self.0.send(item).await.map_err(drop) }
-    }
-}
-
-/// A bounded channel to a client and the response stream reading it.
-fn client_channel<T: Send + 'static>() -> (Tx<T>, ServerStream<T>) {
-    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-    (Tx(tx), Box::pin(ReceiverStream::new(rx).map(|item| *item)))
+/// A stream of `kind` towards a client: its sending side and the response stream.
+fn client_channel<T: Send + 'static>(
+    state: &ApiState,
+    kind: StreamKind,
+) -> (Tx<T>, ServerStream<T>) {
+    super::stream::channel(&state.streams, kind, state.shutdown.clone())
 }
 
 fn is_terminal(event: &v1::JobEvent) -> bool {
@@ -73,75 +61,81 @@ pub(crate) fn job(
     after_version: u64,
 ) -> Result<ServerStream<v1::JobEvent>, Status> {
     let live = state.hub.subscribe_job(id);
-    let job = match state.store.require_job(id) {
+    let checked = state
+        .store
+        .require_job(id)
+        .map_err(Status::from)
+        .and_then(|job| {
+            if after_version > job.version {
+                return Err(Status::out_of_range(format!(
+                    "after_version: {after_version} is ahead of job {id}, which is at version {}",
+                    job.version
+                )));
+            }
+            Ok(job)
+        });
+    let job = match checked {
         Ok(job) => job,
-        Err(err) => {
+        Err(status) => {
             drop(live);
             state.hub.release(id);
-            return Err(err.into());
+            return Err(status);
         }
     };
-    if after_version > job.version {
-        return Err(Status::out_of_range(format!(
-            "after_version: {after_version} is ahead of job {id}, which is at version {}",
-            job.version
-        )));
-    }
-    let (tx, stream) = client_channel();
+    let (tx, stream) = client_channel(&state, StreamKind::WatchJob);
     tokio::spawn(async move {
-        let hub = std::sync::Arc::clone(&state.hub);
-        follow_job(state, id, job, after_version, live, tx).await;
+        let hub = Arc::clone(&state.hub);
+        tx.run(follow_job(&state, id, job, after_version, live, &tx))
+            .await;
+        drop(tx);
         hub.release(id);
     });
     Ok(stream)
 }
 
 async fn follow_job(
-    state: ApiState,
+    state: &ApiState,
     id: JobId,
     job: reelay_core::Job,
     after_version: u64,
     mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
-    tx: Tx<v1::JobEvent>,
-) {
+    tx: &Tx<v1::JobEvent>,
+) -> Result<(), Gone> {
     // The first part (snapshot or history) runs boxed, so the long wait below keeps only what it
     // needs: an idle watcher is small.
-    let Some(mut last) = Box::pin(send_first(&state, id, job, after_version, &tx)).await else {
-        return;
+    let Some(mut last) = Box::pin(send_first(state, id, job, after_version, tx)).await? else {
+        return Ok(());
     };
     loop {
-        let received = tokio::select! {
-            received = live.recv() => received,
-            () = state.shutdown.cancelled() => return,
-        };
-        let event = match received {
+        let event = match live.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => match state.store.job(id) {
                 Ok(Some(job)) => Arc::new(snapshot(state.view(&job))),
-                _ => return,
+                _ => return Ok(()),
             },
-            Err(RecvError::Closed) => return,
+            Err(RecvError::Closed) => return Ok(()),
         };
         if event.version <= last {
             continue;
         }
         last = event.version;
         let done = is_terminal(&event) || event.change == v1::JobChange::Deleted as i32;
-        if tx.send(Ok((*event).clone())).await.is_err() || done {
-            return;
+        tx.send(Ok((*event).clone())).await?;
+        if done {
+            return Ok(());
         }
     }
 }
 
 /// Sends WatchJob's first part: a snapshot, or the history after `after_version`. Returns the last
-/// version sent, or `None` when the stream is over (the job is finished, or the client left).
+/// version sent, or `None` when the stream is over (the job is finished, or storage failed).
 async fn send_first(
     state: &ApiState,
     id: JobId,
     job: reelay_core::Job,
     after_version: u64,
     tx: &Tx<v1::JobEvent>,
-) -> Option<u64> {
+) -> Result<Option<u64>, Gone> {
     let mut last = after_version;
     let first: Vec<v1::JobEvent> = if after_version == 0 {
         vec![snapshot(state.view(&job))]
@@ -149,22 +143,23 @@ async fn send_first(
         match state.store.events_after(id, after_version, usize::MAX) {
             Ok(events) => events,
             Err(err) => {
-                let _ = tx.send(Err(err.into())).await;
-                return None;
+                tx.send(Err(err.into())).await?;
+                return Ok(None);
             }
         }
     };
     for event in first {
         last = last.max(event.version);
         let done = is_terminal(&event) && event.version >= job.version;
-        if tx.send(Ok(event)).await.is_err() || done {
-            return None;
+        tx.send(Ok(event)).await?;
+        if done {
+            return Ok(None);
         }
     }
     if job.state.is_terminal() && last >= job.version {
-        return None;
+        return Ok(None);
     }
-    Some(last)
+    Ok(Some(last))
 }
 
 /// WatchJobs: snapshots of the active jobs (newest first, bounded), then every change of jobs in
@@ -174,52 +169,54 @@ pub(crate) fn jobs(
     states: BTreeSet<JobState>,
     snapshots: bool,
 ) -> ServerStream<v1::JobEvent> {
-    let mut live = state.hub.subscribe_all();
-    let (tx, stream) = client_channel();
+    let live = state.hub.subscribe_all();
+    let (tx, stream) = client_channel(&state, StreamKind::WatchJobs);
     tokio::spawn(async move {
-        let mut seen = HashMap::new();
-        if snapshots && send_active(&state, &states, &tx, &mut seen).await.is_err() {
-            return;
-        }
-        let wanted = |value: i32| {
-            states.is_empty() || job_state(value, "state").is_ok_and(|s| states.contains(&s))
-        };
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                () = state.shutdown.cancelled() => return,
-            };
-            let event = match received {
-                Ok(event) => event,
-                Err(RecvError::Lagged(_)) => {
-                    seen.clear();
-                    if send_active(&state, &states, &tx, &mut seen).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            let Ok(id) = JobId::parse(&event.job_id, "job_id") else {
-                continue;
-            };
-            if seen
-                .get(&id)
-                .is_some_and(|version| event.version <= *version)
-            {
-                continue;
-            }
-            seen.remove(&id);
-            let now_wanted = event.job.as_ref().is_some_and(|job| wanted(job.state));
-            if !(now_wanted || wanted(event.previous_state)) {
-                continue;
-            }
-            if tx.send(Ok((*event).clone())).await.is_err() {
-                return;
-            }
-        }
+        tx.run(follow_all(&state, &states, snapshots, live, &tx))
+            .await;
     });
     stream
+}
+
+async fn follow_all(
+    state: &ApiState,
+    states: &BTreeSet<JobState>,
+    snapshots: bool,
+    mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
+    tx: &Tx<v1::JobEvent>,
+) -> Result<(), Gone> {
+    let mut seen = HashMap::new();
+    if snapshots {
+        send_active(state, states, tx, &mut seen).await?;
+    }
+    let wanted = |value: i32| {
+        states.is_empty() || job_state(value, "state").is_ok_and(|s| states.contains(&s))
+    };
+    loop {
+        let event = match live.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => {
+                seen.clear();
+                send_active(state, states, tx, &mut seen).await?;
+                continue;
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        let Ok(id) = JobId::parse(&event.job_id, "job_id") else {
+            continue;
+        };
+        if seen
+            .get(&id)
+            .is_some_and(|version| event.version <= *version)
+        {
+            continue;
+        }
+        seen.remove(&id);
+        let now_wanted = event.job.as_ref().is_some_and(|job| wanted(job.state));
+        if now_wanted || wanted(event.previous_state) {
+            tx.send(Ok((*event).clone())).await?;
+        }
+    }
 }
 
 /// Sends snapshots of active jobs in `states`; records the versions sent in `seen`.
@@ -228,7 +225,7 @@ async fn send_active(
     states: &BTreeSet<JobState>,
     tx: &Tx<v1::JobEvent>,
     seen: &mut HashMap<JobId, u64>,
-) -> Result<(), ()> {
+) -> Result<(), Gone> {
     let mut remaining = SNAPSHOT_LIMIT;
     for active in [JobState::Running, JobState::Assigned, JobState::Queued] {
         if !states.is_empty() && !states.contains(&active) {
@@ -236,7 +233,7 @@ async fn send_active(
         }
         let ids = match state.store.ids_in_state(active, None, remaining) {
             Ok(ids) => ids,
-            Err(err) => return tx.send(Err(err.into())).await.map_err(drop),
+            Err(err) => return tx.send(Err(err.into())).await,
         };
         let jobs: Vec<reelay_core::Job> = ids
             .into_iter()
@@ -273,10 +270,19 @@ pub(crate) fn logs(
             return Err(status);
         }
     };
-    let (tx, stream) = client_channel();
+    let (tx, stream) = client_channel(&state, StreamKind::GetJobLogs);
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
-        follow_logs(state, id, job, (after_line, follow), feeds, tx).await;
+        tx.run(follow_logs(
+            &state,
+            id,
+            job,
+            (after_line, follow),
+            feeds,
+            &tx,
+        ))
+        .await;
+        drop(tx);
         hub.release(id);
     });
     Ok(stream)
@@ -306,73 +312,80 @@ type LogFeeds = (
     broadcast::Receiver<Arc<v1::JobEvent>>,
 );
 
+/// What a log follower waits for: a new line or a change of the job.
+enum LogFeed {
+    Line(Result<Arc<v1::LogLine>, RecvError>),
+    Change(Result<Arc<v1::JobEvent>, RecvError>),
+}
+
 async fn follow_logs(
-    state: ApiState,
+    state: &ApiState,
     id: JobId,
     job: reelay_core::Job,
     (after_line, follow): (u64, bool),
     (mut lines, mut changes): LogFeeds,
-    tx: Tx<v1::LogLine>,
-) {
+    tx: &Tx<v1::LogLine>,
+) -> Result<(), Gone> {
     let mut last = after_line;
-    if send_stored(&state, id, &mut last, &tx).await.is_err() || !follow || job.state.is_terminal()
-    {
-        return;
+    let complete = send_stored(state, id, &mut last, tx).await?;
+    if !complete || !follow || job.state.is_terminal() {
+        return Ok(());
     }
     loop {
-        tokio::select! {
-            line = lines.recv() => match line {
-                Ok(line) if line.number <= last => {}
-                Ok(line) if line.number == last + 1 => {
-                    last = line.number;
-                    if tx.send(Ok((*line).clone())).await.is_err() {
-                        return;
-                    }
+        let feed = tokio::select! {
+            line = lines.recv() => LogFeed::Line(line),
+            change = changes.recv() => LogFeed::Change(change),
+        };
+        match feed {
+            LogFeed::Line(Ok(line)) if line.number <= last => {}
+            LogFeed::Line(Ok(line)) if line.number == last + 1 => {
+                last = line.number;
+                tx.send(Ok((*line).clone())).await?;
+            }
+            // A gap (lag, or lines stored before we subscribed): read them from storage.
+            LogFeed::Line(Ok(_) | Err(RecvError::Lagged(_))) => {
+                if !send_stored(state, id, &mut last, tx).await? {
+                    return Ok(());
                 }
-                // A gap (lag, or lines stored before we subscribed): read them from storage.
-                Ok(_) | Err(RecvError::Lagged(_)) => {
-                    if send_stored(&state, id, &mut last, &tx).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Closed) => return,
-            },
-            change = changes.recv() => match change {
-                Ok(event) if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 => {
-                    // Every line of the attempt is stored before its end: send the rest and stop.
-                    let _ = send_stored(&state, id, &mut last, &tx).await;
-                    return;
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-            () = state.shutdown.cancelled() => return,
+            }
+            LogFeed::Change(Ok(event))
+                if is_terminal(&event) || event.change == v1::JobChange::Deleted as i32 =>
+            {
+                // Every line of the attempt is stored before its end: send the rest and stop.
+                send_stored(state, id, &mut last, tx).await?;
+                return Ok(());
+            }
+            LogFeed::Change(Ok(_) | Err(RecvError::Lagged(_))) => {}
+            LogFeed::Line(Err(RecvError::Closed)) | LogFeed::Change(Err(RecvError::Closed)) => {
+                return Ok(());
+            }
         }
     }
 }
 
-/// Sends the stored lines after `last`, advancing it.
+/// Sends the stored lines after `last`, advancing it. `Ok(false)` when storage failed (the client
+/// was sent the error, and the stream is over).
 async fn send_stored(
     state: &ApiState,
     id: JobId,
     last: &mut u64,
     tx: &Tx<v1::LogLine>,
-) -> Result<(), ()> {
+) -> Result<bool, Gone> {
     loop {
         let lines = match state.store.logs_after(id, *last, LOG_CHUNK) {
             Ok(lines) => lines,
             Err(err) => {
-                let _ = tx.send(Err(err.into())).await;
-                return Err(());
+                tx.send(Err(err.into())).await?;
+                return Ok(false);
             }
         };
         let count = lines.len();
         for line in lines {
             *last = line.number;
-            tx.send(Ok(line)).await.map_err(drop)?;
+            tx.send(Ok(line)).await?;
         }
         if count < LOG_CHUNK {
-            return Ok(());
+            return Ok(true);
         }
     }
 }
@@ -380,43 +393,42 @@ async fn send_stored(
 /// WatchNodes: every node as last published, `synced`, then each change. A watcher that lags
 /// gets every node again, `removed` for those it knew that are gone, and `synced`.
 pub(crate) fn nodes(state: ApiState) -> ServerStream<v1::NodeEvent> {
-    let (first, mut live) = state.hub.subscribe_nodes();
-    let (tx, stream) = client_channel();
+    let (first, live) = state.hub.subscribe_nodes();
+    let (tx, stream) = client_channel(&state, StreamKind::WatchNodes);
     tokio::spawn(async move {
-        let mut known = std::collections::HashSet::new();
-        if send_all_nodes(first, &mut known, &tx).await.is_err() {
-            return;
-        }
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                () = state.shutdown.cancelled() => return,
-            };
-            match received {
-                Ok(event) => {
-                    if let Some(node) = &event.node {
-                        if event.removed {
-                            known.remove(&node.id);
-                        } else {
-                            known.insert(node.id.clone());
-                        }
-                    }
-                    if tx.send(Ok((*event).clone())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    let (nodes, resubscribed) = state.hub.subscribe_nodes();
-                    live = resubscribed;
-                    if send_all_nodes(nodes, &mut known, &tx).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Closed) => return,
-            }
-        }
+        tx.run(follow_nodes(&state, first, live, &tx)).await;
     });
     stream
+}
+
+async fn follow_nodes(
+    state: &ApiState,
+    first: Vec<v1::Node>,
+    mut live: broadcast::Receiver<Arc<v1::NodeEvent>>,
+    tx: &Tx<v1::NodeEvent>,
+) -> Result<(), Gone> {
+    let mut known = std::collections::HashSet::new();
+    send_all_nodes(first, &mut known, tx).await?;
+    loop {
+        match live.recv().await {
+            Ok(event) => {
+                if let Some(node) = &event.node {
+                    if event.removed {
+                        known.remove(&node.id);
+                    } else {
+                        known.insert(node.id.clone());
+                    }
+                }
+                tx.send(Ok((*event).clone())).await?;
+            }
+            Err(RecvError::Lagged(_)) => {
+                let (nodes, resubscribed) = state.hub.subscribe_nodes();
+                live = resubscribed;
+                send_all_nodes(nodes, &mut known, tx).await?;
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
 }
 
 /// Sends `nodes`, `removed` for the ids in `known` not among them, then `synced`.
@@ -424,7 +436,7 @@ async fn send_all_nodes(
     nodes: Vec<v1::Node>,
     known: &mut std::collections::HashSet<String>,
     tx: &Tx<v1::NodeEvent>,
-) -> Result<(), ()> {
+) -> Result<(), Gone> {
     let ids: std::collections::HashSet<String> = nodes.iter().map(|node| node.id.clone()).collect();
     for id in known.difference(&ids) {
         let gone = v1::Node {

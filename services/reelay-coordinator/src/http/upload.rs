@@ -46,7 +46,7 @@ pub(crate) async fn post(
     body: Body,
 ) -> Response<Body> {
     if let Err(response) = authorize(&state, &headers, Access::Write) {
-        return response;
+        return *response;
     }
     let header = Header {
         name: params.name,
@@ -70,7 +70,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Response<Body> {
     if let Err(response) = authorize(&state, &headers, Access::Read) {
-        return response;
+        return *response;
     }
     match state.uploads.get(&id) {
         Ok(upload) => json(StatusCode::OK, &upload),

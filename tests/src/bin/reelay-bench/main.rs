@@ -6,6 +6,7 @@
 //! cargo run --release -p reelay-tests --bin reelay-bench            # full run (1,000,000 stored jobs)
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --quick # a smaller, faster run
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only create,watchers
+//! cargo run --release -p reelay-tests --bin reelay-bench -- --only transfer-limits
 //! ```
 //!
 //! Throughput figures are medians of several runs (`--runs`, default 3) on a fresh cluster each;
@@ -14,6 +15,7 @@
 mod api;
 mod limits;
 mod stats;
+mod transfer_limits;
 
 use std::time::Duration;
 
@@ -23,14 +25,18 @@ use stats::{median, ms};
 const USAGE: &str = "\
 reelay-bench: measures Reelay against the performance targets of DESIGN.md
 
-Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers N] [--only LIST]
+Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers N]
+                    [--transfer-mib N] [--only LIST]
 
-  --quick        a smaller run (5,000 creates, 100,000 stored jobs)
+  --quick        a smaller run (5,000 creates, 100,000 stored jobs, 256 MiB transfers)
   --runs N       fresh clusters per throughput figure; the median is printed (default 3)
   --creates N    CreateJob calls per throughput run (default 20,000)
   --stored N     jobs stored before the restart and ListJobs measures (default 1,000,000)
   --watchers N   idle WatchJob streams for the memory measure (default 10,000)
-  --only LIST    comma-separated: limits,create,latency,progress,start,watchers,stored
+  --transfer-mib N  MiB moved by each transfer-limits run (default 1024)
+  --only LIST    comma-separated: limits,transfer-limits,create,latency,progress,start,watchers,stored
+
+transfer-limits needs SeaweedFS (scripts/setup-test-env.sh puts it in ~/.cache/reelay-s3/)
 
 The reelay binary is the one REELAY_BIN names, else target/release/reelay when built.";
 
@@ -39,6 +45,8 @@ struct Options {
     creates: usize,
     stored: usize,
     watchers: usize,
+    /// Bytes each transfer-limits run moves.
+    transfer_bytes: u64,
     /// Measures to run (`--only create,watchers`); all when empty.
     only: Vec<String>,
 }
@@ -67,6 +75,8 @@ fn options() -> Options {
         creates: value("--creates").unwrap_or(if quick { 5_000 } else { 20_000 }),
         stored: value("--stored").unwrap_or(if quick { 100_000 } else { 1_000_000 }),
         watchers: value("--watchers").unwrap_or(10_000),
+        transfer_bytes: (value("--transfer-mib").unwrap_or(if quick { 256 } else { 1024 }) as u64)
+            << 20,
         only: args
             .iter()
             .position(|a| a == "--only")
@@ -111,6 +121,10 @@ async fn main() {
             ms(batch),
             ms(single)
         );
+    }
+
+    if options.wants("transfer-limits") {
+        transfer_limits_section(&options).await;
     }
 
     println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
@@ -242,4 +256,60 @@ async fn main() {
                 <= Duration::from_millis(5),
         );
     }
+}
+
+/// The transfer ceilings of this machine (medians of `--runs`), printed like the other limits.
+async fn transfer_limits_section(options: &Options) {
+    let bytes = options.transfer_bytes;
+    let runs = options.runs.max(1);
+    let (mut loopback, mut disk) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        loopback.push(transfer_limits::loopback_mb_s(bytes).await);
+        disk.push(transfer_limits::disk_write_fsync_mb_s(bytes));
+    }
+    let loopback = median(&mut loopback);
+    let disk = median(&mut disk);
+    println!(
+        "\n## Transfer limits of this machine ({} MiB, median of {runs}; MB = 10^6 bytes)\n",
+        bytes >> 20
+    );
+    println!(
+        "- loopback TCP, 1 MiB writes: {loopback:.0} MB/s (80%, the transfer target: {:.0} MB/s)",
+        loopback * 0.8
+    );
+    println!("- disk write + fsync of one file, 1 MiB writes: {disk:.0} MB/s");
+
+    if !reelay_tests::s3::weed_bin_path().exists() {
+        println!("- SeaweedFS: skipped, weed is missing (scripts/setup-test-env.sh fetches it)\n");
+        return;
+    }
+    let server = reelay_tests::s3::S3Server::start().await;
+    server.create_bucket("bench").await;
+    // The first write to a bucket makes its volumes: not part of any run.
+    server
+        .put_object("bench", "warm-up", b"warm".to_vec())
+        .await;
+    for unsigned in [false, true] {
+        let mut figures = Vec::new();
+        for _ in 0..runs {
+            figures.push(transfer_limits::s3_round_trip(&server, "bench", bytes, unsigned).await);
+        }
+        let put = median(&mut figures.iter().map(|f| f.put).collect::<Vec<_>>());
+        let get = median(&mut figures.iter().map(|f| f.get).collect::<Vec<_>>());
+        let rss = figures
+            .iter()
+            .map(|f| f.server_rss.growth())
+            .fold(0.0, f64::max);
+        println!(
+            "- SeaweedFS alone, object_store{}: put_multipart ({} MiB parts, {} in flight) {put:.0} MB/s, get {get:.0} MB/s (weed RSS +{rss:.0} MiB at most)",
+            if unsigned {
+                " with unsigned payload"
+            } else {
+                " (SigV4 hashes each part)"
+            },
+            transfer_limits::PART >> 20,
+            transfer_limits::PARTS_IN_FLIGHT,
+        );
+    }
+    println!();
 }

@@ -1,0 +1,162 @@
+//! The ceilings of a file transfer on this machine, next to which Reelay's upload, staging and
+//! output figures are read: raw loopback TCP (the limit of any upload through the coordinator),
+//! disk write + fsync (the limit of a local artifact store), and SeaweedFS alone through a plain
+//! S3 client (the limit of an `s3://` store). MB are 10^6 bytes.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use reelay_tests::process::{RssPeak, rss_peak_while};
+use reelay_tests::s3::S3Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The size of one write (TCP, disk) and of the buffer a reader reads into.
+const CHUNK: usize = 1 << 20;
+/// The part size of the S3 multipart upload.
+pub const PART: usize = 16 << 20;
+/// Parts in flight at once: 2 was the best of 1, 2, 4 and 8 here (2 cores; 8 and 16 MiB parts).
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+/// A buffer whose bytes vary (nothing on the path may shortcut runs of zeros).
+fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i * 31 + i / 4093) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// MB/s of a plain tokio TCP sender → receiver on 127.0.0.1 moving `bytes` in 1 MiB writes,
+/// timed from the first write until the receiver has read the last byte.
+pub async fn loopback_mb_s(bytes: u64) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let address = listener.local_addr().expect("local addr");
+    let receiver = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut buffer = vec![0u8; CHUNK];
+        let mut received = 0u64;
+        loop {
+            let n = socket.read(&mut buffer).await.expect("read");
+            if n == 0 {
+                return received;
+            }
+            received += n as u64;
+        }
+    });
+    let mut sender = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let chunk = pattern(CHUNK);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        sender.write_all(&chunk[..n]).await.expect("write");
+        sent += n as u64;
+    }
+    sender.shutdown().await.expect("shutdown");
+    let received = receiver.await.expect("receiver");
+    let elapsed = started.elapsed();
+    assert_eq!(received, bytes, "the receiver got every byte");
+    mb_per_s(bytes, elapsed)
+}
+
+/// MB/s of writing `bytes` to a new file in 1 MiB writes, then fsync, timed together (in the
+/// system's temp dir, on the same disk as the data dirs here).
+pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut file = std::fs::File::create(dir.path().join("transfer")).expect("file");
+    let chunk = pattern(CHUNK);
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < bytes {
+        let n = (bytes - written).min(CHUNK as u64) as usize;
+        file.write_all(&chunk[..n]).expect("write");
+        written += n as u64;
+    }
+    file.sync_all().expect("fsync");
+    mb_per_s(bytes, started.elapsed())
+}
+
+/// One round trip of an object through SeaweedFS alone.
+#[derive(Debug, Clone, Copy)]
+pub struct S3Figures {
+    /// MB/s of `put_multipart` ([`PART`]-sized parts, [`PARTS_IN_FLIGHT`] at once), until
+    /// the upload completed.
+    pub put: f64,
+    /// MB/s of a streamed `get` of the same object, read to its end.
+    pub get: f64,
+    /// weed's RSS during both.
+    pub server_rss: RssPeak,
+}
+
+/// Puts `bytes` into `bucket` on `server` with a plain S3 client, then gets it back; deletes it.
+/// `unsigned_payload`: skip the SHA-256 of each part that SigV4 signs by default.
+pub async fn s3_round_trip(
+    server: &S3Server,
+    bucket: &str,
+    bytes: u64,
+    unsigned_payload: bool,
+) -> S3Figures {
+    let store = server
+        .client_builder(bucket)
+        .with_unsigned_payload(unsigned_payload)
+        .build()
+        .expect("S3 client");
+    let path = ObjectPath::from(format!("bench/transfer-{unsigned_payload}"));
+    let pid = server.pid().expect("weed runs");
+    let part = pattern(PART);
+
+    let (put, rss_put) = rss_peak_while(&[pid], Duration::from_millis(20), async {
+        let started = Instant::now();
+        let upload = store
+            .put_multipart(&path)
+            .await
+            .expect("start multipart upload");
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut sent = 0u64;
+        while sent < bytes {
+            let n = (bytes - sent).min(PART as u64) as usize;
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .expect("part uploaded");
+            writer.put(part.slice(..n));
+            sent += n as u64;
+        }
+        writer.finish().await.expect("complete multipart upload");
+        mb_per_s(bytes, started.elapsed())
+    })
+    .await;
+
+    let (get, rss_get) = rss_peak_while(&[pid], Duration::from_millis(20), async {
+        let started = Instant::now();
+        let mut stream = store.get(&path).await.expect("get").into_stream();
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next().await {
+            received += chunk.expect("read object").len() as u64;
+        }
+        assert_eq!(received, bytes, "the object read back has every byte");
+        mb_per_s(bytes, started.elapsed())
+    })
+    .await;
+
+    store.delete(&path).await.expect("delete");
+    S3Figures {
+        put,
+        get,
+        server_rss: RssPeak {
+            before: rss_put[0].before,
+            peak: rss_put[0].peak.max(rss_get[0].peak),
+        },
+    }
+}

@@ -1,6 +1,7 @@
 //! Reelay's integration-test harness: real `reelay` processes on loopback ports, temp dirs,
 //! real sled files, and clients that follow jobs the way a real client should.
 //!
+//! - [`artifacts`]: uploads over gRPC, jobs that name them, the local store on disk.
 //! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
 //! - [`connect`]: how a test client reaches a server (URL, token, CA).
 //! - [`grpc_web`]: a minimal grpc-web client over HTTP/1.1, for browser-style calls.
@@ -22,6 +23,7 @@
     unreachable_pub
 )]
 
+pub mod artifacts;
 pub mod cluster;
 pub mod config;
 pub mod connect;

@@ -13,6 +13,8 @@
 //! - [`FaultProxy::cut`]: close every open connection but keep accepting (a connection reset).
 //! - [`FaultProxy::tear`]: cut in the middle of a message: of the next bytes the target sends,
 //!   only the first half is delivered, then every connection closes (a stream broken mid-event).
+//! - [`FaultProxy::throttle`]: at most so many bytes a second per connection and direction (a slow
+//!   link, so a test can act while a transfer is under way).
 //!
 //! Workers advertise the proxy's URL (`--advertise`) so that the coordinator's link to them goes
 //! through it: [`add_proxied_worker`].
@@ -75,6 +77,8 @@ struct Shared {
     stats: ProxyStats,
     /// The next chunk from the target is torn.
     tear: AtomicBool,
+    /// Bytes a second per connection and direction; 0: as fast as they come.
+    rate: AtomicU64,
 }
 
 impl Shared {
@@ -120,6 +124,7 @@ impl FaultProxy {
             target: Mutex::new(None),
             stats: ProxyStats::default(),
             tear: AtomicBool::new(false),
+            rate: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         FaultProxy {
@@ -127,6 +132,11 @@ impl FaultProxy {
             shared,
             accept,
         }
+    }
+
+    /// At most `bytes_per_second` per connection and direction from now on (0: no limit).
+    pub fn throttle(&self, bytes_per_second: u64) {
+        self.shared.rate.store(bytes_per_second, Ordering::SeqCst);
     }
 
     /// Where new connections are forwarded.
@@ -384,6 +394,10 @@ async fn pump(
                     if wrote == 0 { return Err(Closed); }
                     written += wrote;
                     stats.bytes.fetch_add(wrote as u64, Ordering::SeqCst);
+                    let rate = shared.rate.load(Ordering::SeqCst);
+                    if rate > 0 {
+                        tokio::time::sleep(Duration::from_secs_f64(wrote as f64 / rate as f64)).await;
+                    }
                 }
                 changed = rx.changed() => {
                     if changed.is_err() { return Err(Closed); }

@@ -15,6 +15,12 @@ pub(crate) async fn resolve(state: &ApiState, spec: &JobSpec) -> Result<Option<I
     if spec.input_uri.is_empty() {
         return Ok(None);
     }
+    // The spec's own mistakes first (a wrong pipeline, two inputs), before asking the store.
+    state
+        .engine
+        .pipelines()
+        .validate(spec)
+        .map_err(CoordinatorError::from)?;
     let uri = InputUri::parse(&spec.input_uri, "spec.input_uri").map_err(CoordinatorError::from)?;
     let canonical = uri.to_string();
     match &uri {

@@ -148,7 +148,6 @@ impl Executor for ProcessExecutor {
     async fn cleanup(&self, _run_ref: &str) {}
 }
 
-/// Waits for the child; when `stop` fires, SIGTERM to the group, then SIGKILL after `grace`.
 /// The program to start: a relative path with a `/` (`./bin/x`, `bin/x`) is taken from the config
 /// file's directory, not from the output directory the program runs in; a bare name is looked up on
 /// `PATH`; an absolute path is used as is.
@@ -160,6 +159,7 @@ fn resolve_program(program: &str, base_dir: Option<&std::path::Path>) -> std::pa
     }
 }
 
+/// Waits for the child; when `stop` fires, SIGTERM to the group, then SIGKILL after `grace`.
 async fn wait_or_stop(
     child: &mut Child,
     group: Pid,

@@ -15,7 +15,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// `size` bytes that differ from file to file (`seed`) and do not compress.
 pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut data = Vec::with_capacity(size);
     while data.len() < size {
         state ^= state << 13;
@@ -29,7 +31,12 @@ pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
 
 /// The UploadInput messages of `data`: the header (with `id` and `offset` for a resume), then
 /// 1 MiB chunks of the bytes from `offset`.
-pub fn upload_messages(name: &str, data: &[u8], id: &str, offset: u64) -> Vec<v1::UploadInputRequest> {
+pub fn upload_messages(
+    name: &str,
+    data: &[u8],
+    id: &str,
+    offset: u64,
+) -> Vec<v1::UploadInputRequest> {
     let header = v1::UploadHeader {
         name: name.to_owned(),
         size: data.len() as u64,
@@ -40,9 +47,13 @@ pub fn upload_messages(name: &str, data: &[u8], id: &str, offset: u64) -> Vec<v1
     let mut messages = vec![v1::UploadInputRequest {
         part: Some(v1::upload_input_request::Part::Header(header)),
     }];
-    messages.extend(data[offset as usize..].chunks(1 << 20).map(|chunk| v1::UploadInputRequest {
-        part: Some(v1::upload_input_request::Part::Data(chunk.to_vec().into())),
-    }));
+    messages.extend(
+        data[offset as usize..]
+            .chunks(1 << 20)
+            .map(|chunk| v1::UploadInputRequest {
+                part: Some(v1::upload_input_request::Part::Data(chunk.to_vec().into())),
+            }),
+    );
     messages
 }
 

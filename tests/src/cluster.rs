@@ -37,6 +37,8 @@ pub struct WorkerSpec {
     pub tls: Option<TlsFiles>,
     /// The URL the worker registers at instead of the coordinator's (a fault proxy).
     pub coordinator: Option<String>,
+    /// Environment of this worker on top of the cluster's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for WorkerSpec {
@@ -48,6 +50,7 @@ impl Default for WorkerSpec {
             extra_args: Vec::new(),
             tls: None,
             coordinator: None,
+            env: Vec::new(),
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct ClusterBuilder {
     extra_config: String,
     coordinator_args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Environment of the coordinator only, on top of `env`.
+    coordinator_env: Vec<(String, String)>,
     node_prefix: String,
     client_token: Option<String>,
     tls: Option<TlsFiles>,
@@ -112,6 +117,13 @@ impl ClusterBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// An environment variable of the coordinator only (its S3 settings, say).
+    pub fn coordinator_env(mut self, key: &str, value: &str) -> Self {
+        self.coordinator_env
+            .push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -161,7 +173,11 @@ impl ClusterBuilder {
         let coordinator = ReelayProcess::start(
             "coordinator",
             args,
-            self.env.clone(),
+            self.env
+                .iter()
+                .chain(&self.coordinator_env)
+                .cloned()
+                .collect(),
             dir.path().join("coordinator.log"),
         );
         let mut cluster = TestCluster {
@@ -274,7 +290,8 @@ impl TestCluster {
         }
         args.extend(spec.extra_args);
         let log = self.dir.path().join(format!("{node_id}.log"));
-        let process = ReelayProcess::start(&node_id, args, self.env.clone(), log);
+        let env = self.env.iter().chain(&spec.env).cloned().collect();
+        let process = ReelayProcess::start(&node_id, args, env, log);
         self.workers.push(TestWorker {
             node_id,
             port,

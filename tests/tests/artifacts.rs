@@ -66,7 +66,10 @@ async fn outputs_outlive_their_worker_and_inputs_are_fetched_once_per_node() {
     let first = cluster.wait_finished_within(&first.id, TIMEOUT).await;
     assert_eq!(state(&first), v1::JobState::Succeeded, "{first:#?}");
     let input = first.input.clone().expect("the job shows its input");
-    assert_eq!((input.name.as_str(), input.size), ("clip.bin", data.len() as u64));
+    assert_eq!(
+        (input.name.as_str(), input.size),
+        ("clip.bin", data.len() as u64)
+    );
     assert_eq!(first.outputs.len(), 1);
     assert_eq!(first.outputs[0].sha256, sha256_hex(&data));
     // The history shows the transfers: staging the input, uploading the output.
@@ -77,7 +80,10 @@ async fn outputs_outlive_their_worker_and_inputs_are_fetched_once_per_node() {
         .filter_map(|event| event.job.as_ref().map(|job| job.stage.clone()))
         .collect();
     assert!(stages.iter().any(|stage| stage == "staging"), "{stages:?}");
-    assert!(stages.iter().any(|stage| stage == "uploading"), "{stages:?}");
+    assert!(
+        stages.iter().any(|stage| stage == "uploading"),
+        "{stages:?}"
+    );
 
     // A second job on the same input fetches nothing: the node's cache has it.
     let second = cluster.submit_spec(input_spec("copy", &[], &uri)).await;
@@ -85,7 +91,9 @@ async fn outputs_outlive_their_worker_and_inputs_are_fetched_once_per_node() {
     assert_eq!(state(&second), v1::JobState::Succeeded, "{second:#?}");
     let worker_log = cluster.workers[0].process.log_text();
     assert_eq!(
-        worker_log.matches("input found in the node's cache").count(),
+        worker_log
+            .matches("input found in the node's cache")
+            .count(),
         1,
         "{worker_log}"
     );
@@ -146,7 +154,11 @@ async fn bad_inputs_are_refused_at_submit_with_what_to_do() {
         .await
         .unwrap_err();
     assert_eq!(s3.code(), tonic::Code::InvalidArgument, "{s3:?}");
-    assert!(s3.message().contains("--artifacts s3://"), "{}", s3.message());
+    assert!(
+        s3.message().contains("--artifacts s3://"),
+        "{}",
+        s3.message()
+    );
     // Both an input path and an input URI.
     let mut both = input_spec("copy", &[], "s3://media/in.mp4");
     both.input_path = "/tmp/in.mp4".into();
@@ -154,22 +166,40 @@ async fn bad_inputs_are_refused_at_submit_with_what_to_do() {
     assert_eq!(both.code(), tonic::Code::InvalidArgument);
     assert!(both.message().contains("not both"), "{}", both.message());
     // A pipeline that needs an input, given none: the error says how to give one.
-    let none = jobs.create_job(create(input_spec("copy", &[], ""))).await.unwrap_err();
+    let none = jobs
+        .create_job(create(input_spec("copy", &[], "")))
+        .await
+        .unwrap_err();
     assert!(none.message().contains("--upload"), "{}", none.message());
     // A half-finished upload cannot feed a job.
     let data = random_bytes(3 << 20, 2);
     let id = "01a24389-0efd-7647-8346-000000000001";
     let mut messages = reelay_tests::artifacts::upload_messages("x.bin", &data, id, 0);
     messages.truncate(2);
-    let cut = jobs.upload_input(futures::stream::iter(messages)).await.unwrap_err();
+    let cut = jobs
+        .upload_input(futures::stream::iter(messages))
+        .await
+        .unwrap_err();
     assert_eq!(cut.code(), tonic::Code::InvalidArgument, "{cut:?}");
-    assert!(cut.message().contains("resume with offset 0"), "{}", cut.message());
+    assert!(
+        cut.message().contains("resume with offset 0"),
+        "{}",
+        cut.message()
+    );
     let partial = jobs
         .create_job(create(input_spec("copy", &[], &format!("upload:{id}"))))
         .await
         .unwrap_err();
-    assert_eq!(partial.code(), tonic::Code::FailedPrecondition, "{partial:?}");
-    assert!(partial.message().contains("of 3145728 bytes"), "{}", partial.message());
+    assert_eq!(
+        partial.code(),
+        tonic::Code::FailedPrecondition,
+        "{partial:?}"
+    );
+    assert!(
+        partial.message().contains("of 3145728 bytes"),
+        "{}",
+        partial.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -265,11 +295,18 @@ async fn kill9_while_uploading_outputs_resumes_and_leaves_no_torn_object() {
     let parts = reelay_tests::faults::poll(Duration::from_secs(60), async || {
         let job = cluster.get(&job.id).await;
         let uploading = job.stage == "uploading"
-            && job.transfer.as_ref().is_some_and(|t| t.done_bytes >= 12 << 20);
+            && job
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.done_bytes >= 12 << 20);
         (uploading && unfinished_writes(&store) == 1).then_some(())
     })
     .await;
-    assert!(parts.is_some(), "the upload got under way: {:#?}", cluster.get(&job.id).await);
+    assert!(
+        parts.is_some(),
+        "the upload got under way: {:#?}",
+        cluster.get(&job.id).await
+    );
     cluster.workers[0].process.kill9();
     let key = format!("outputs/{}/1/big.bin", job.id);
     assert!(

@@ -180,7 +180,7 @@ async fn invalid_specs_name_the_field() {
     assert_status(
         jobs.create_job(create(spec("copy", &[]))).await,
         Code::InvalidArgument,
-        "spec.input_path",
+        "spec.input_uri",
     );
     let mut attempts = spec("count", &[]);
     attempts.max_attempts = 1000;
@@ -232,6 +232,9 @@ async fn output_names_cannot_leave_the_job_directory() {
     // Something worth stealing next to the job's directory, and a symlink planted inside it.
     let outputs = cluster.workers[0].data_dir.join("outputs");
     std::fs::write(outputs.join("secret.txt"), "secret").unwrap();
+    // The worker keeps no copy of outputs in the artifact store: the job's directory is made
+    // again, as it would be while the job runs.
+    std::fs::create_dir_all(outputs.join(&job.id)).unwrap();
     std::os::unix::fs::symlink(
         outputs.join("secret.txt"),
         outputs.join(&job.id).join("link.txt"),

@@ -120,12 +120,15 @@ async fn a_job_lives_its_whole_life() {
     let files = outputs.into_inner().files;
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].name, "count.txt");
+    // The output is in the artifact store (the coordinator's directory by default); the worker
+    // keeps no copy of it.
     let worker = cluster.workers.iter().find(|w| w.node_id == node).unwrap();
+    assert!(!worker.data_dir.join("outputs").join(&job.id).exists());
     let on_disk = std::fs::read(
-        worker
-            .data_dir
+        reelay_tests::artifacts::local_store(&cluster)
             .join("outputs")
             .join(&job.id)
+            .join(done.attempt.to_string())
             .join("count.txt"),
     )
     .unwrap();
@@ -200,14 +203,16 @@ async fn a_job_lives_its_whole_life() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let dir = worker.data_dir.join("outputs").join(&job.id);
+    let dir = reelay_tests::artifacts::local_store(&cluster)
+        .join("outputs")
+        .join(&job.id);
     let deadline = Instant::now() + Duration::from_secs(10);
     while dir.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         !dir.exists(),
-        "the worker removed the deleted job's outputs"
+        "the deleted job's outputs left the artifact store"
     );
 }
 
@@ -231,8 +236,10 @@ async fn progress_reaches_watchers_while_the_job_runs() {
     let mut arrivals = Vec::new();
     while let Some(event) = stream.message().await.unwrap() {
         let job = event.job.unwrap();
+        // Progress from the pipeline's lines (not the upload of its outputs after it).
         if job.state == v1::JobState::Running as i32
             && event.change == v1::JobChange::Progress as i32
+            && job.transfer.is_none()
         {
             running_progress.push(job.progress);
             arrivals.push(Instant::now());

@@ -49,7 +49,11 @@ async fn the_reference_pipeline_transcodes_as_a_local_process() {
         names,
         ["final_without_post_process__clip.mp4", "thumbnail.jpg"]
     );
-    let outputs = cluster.workers[0].data_dir.join("outputs").join(&job.id);
+    // Read from the artifact store (the coordinator's directory): the worker keeps no copy.
+    let outputs = reelay_tests::artifacts::local_store(&cluster)
+        .join("outputs")
+        .join(&job.id)
+        .join(done.attempt.to_string());
     let probe = ffprobe(&outputs.join("final_without_post_process__clip.mp4"));
     assert_eq!(
         (probe.codec.as_str(), probe.height),

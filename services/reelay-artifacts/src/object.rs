@@ -61,12 +61,14 @@ impl ObjectBlobs {
                         &err,
                     )
                 })?;
-                let fs = Arc::new(LocalFileSystem::new_with_prefix(root).map_err(|err| {
+                // Empty directories go with the last object in them (a deleted job leaves none).
+                let fs = LocalFileSystem::new_with_prefix(root).map_err(|err| {
                     ArtifactError::from_store(
                         &format!("artifact directory {}", root.display()),
                         err,
                     )
-                })?);
+                })?;
+                let fs = Arc::new(fs.with_automatic_cleanup(true));
                 Ok(ObjectBlobs {
                     location: location.clone(),
                     store: fs.clone(),

@@ -133,6 +133,15 @@ impl PartWriter {
         Ok(stored)
     }
 
+    /// Waits for the parts in flight (not the buffered bytes): afterwards [`PartWriter::state`]
+    /// holds everything that can be kept of this write, for a resume.
+    pub async fn checkpoint(&mut self) -> Result<(), ArtifactError> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
     /// Stores the last part and waits for every part; the SHA-256 of all the bytes written.
     /// The object does not exist before [`PartWriter::complete`].
     pub async fn seal(&mut self) -> Result<String, ArtifactError> {

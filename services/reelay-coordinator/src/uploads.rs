@@ -169,6 +169,7 @@ impl Uploads {
                 Ok(chunk) => chunk,
                 Err(err) => {
                     // The client went away: what is stored stays, for a resume.
+                    self.keep(&mut record, &mut writer).await?;
                     return Err(err);
                 }
             };
@@ -188,6 +189,7 @@ impl Uploads {
             }
         }
         if writer.written() < header.size {
+            self.keep(&mut record, &mut writer).await?;
             let stored = writer.state().stored();
             return Err(Domain::invalid(
                 "data",
@@ -230,6 +232,13 @@ impl Uploads {
         self.save(&record).await?;
         tracing::info!(upload = %header.id, name = %header.name, size = header.size, "upload complete");
         Ok(self.view(&record))
+    }
+
+    /// Keeps what a cut upload stored: waits for the parts in flight and records them.
+    async fn keep(&self, record: &mut v1::StoredUpload, writer: &mut PartWriter) -> Result<()> {
+        writer.checkpoint().await?;
+        save_state(record, writer.state());
+        self.save(record).await
     }
 
     /// An upload as clients see it.

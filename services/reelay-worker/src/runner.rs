@@ -371,14 +371,13 @@ async fn finish(
     let stored = supervisor.store.is_some();
     if state == v1::JobState::Succeeded && stored && !files.is_empty() {
         control.set_phase(v1::AttemptPhase::Uploading);
-        let pipeline_stage = (job.phase != v1::AttemptPhase::Uploading as i32)
-            .then(|| (job.stage.clone(), job.progress));
+        let pipeline_stage =
+            (job.phase != v1::AttemptPhase::Uploading as i32).then(|| job.stage.clone());
         match transfers::upload_outputs(supervisor, job, control, &files).await {
             Ok(()) => {
                 job.outputs = files;
                 // The job ends showing what its pipeline said last, not the upload.
-                let (stage, progress) = pipeline_stage.unwrap_or_else(|| (String::new(), 100));
-                (job.stage, job.progress) = (stage, progress);
+                job.stage = pipeline_stage.unwrap_or_default();
             }
             Err(TransferEnd::Detached) => return,
             Err(TransferEnd::Stopped) => {

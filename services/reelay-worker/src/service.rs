@@ -170,10 +170,33 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<Self::DownloadOutputStream>, Status> {
         let request = request.into_inner();
         reelay_core::JobId::parse(&request.id, "id").map_err(WorkerError::from)?;
+        let listed = self.supervisor.log().get_job(&request.id)?.and_then(|job| {
+            job.outputs
+                .into_iter()
+                .find(|file| file.name == request.name)
+        });
+        if let Some(listed) = &listed
+            && request.offset > listed.size
+        {
+            return Err(Status::invalid_argument(format!(
+                "offset: {} is past the end of {:?} ({} bytes)",
+                request.offset, request.name, listed.size
+            )));
+        }
         let dir = self.supervisor.output_dir(&request.id);
+        let stored_elsewhere = listed.is_some() && self.supervisor.store.is_some();
         let (tx, rx) = mpsc::channel(8);
         let opened = tokio::task::spawn_blocking(move || -> Result<_, WorkerError> {
-            let mut file = outputs::open_file(&dir, &request.name)?;
+            let mut file = match outputs::open_file(&dir, &request.name) {
+                Err(WorkerError::Domain(reelay_core::Error::NotFound { .. })) if stored_elsewhere => {
+                    return Err(reelay_core::Error::not_found(
+                        "output on this node (it is in the artifact store: download it from the coordinator)",
+                        request.name.clone(),
+                    )
+                    .into());
+                }
+                other => other?,
+            };
             let size = file.metadata()?.len();
             if request.offset > size {
                 return Err(reelay_core::Error::invalid(

@@ -71,8 +71,9 @@ impl<'a> Progress<'a> {
             return;
         }
         self.last = Some(now);
+        // `progress` stays the pipeline's (0 before it runs, its last value after): the transfer
+        // has its own bytes, rate and time left.
         job.stage = self.stage.to_owned();
-        job.progress = self.meter.percent();
         job.fps = 0.0;
         job.eta_seconds = self.meter.eta_seconds().unwrap_or(0.0);
         job.transfer = Some(v1::Transfer {
@@ -81,9 +82,10 @@ impl<'a> Progress<'a> {
             bytes_per_second: self.meter.rate(),
         });
         job.message = format!(
-            "{} {}: {} of {}{}",
+            "{} {}: {}%, {} of {}{}",
             self.stage,
             self.what,
+            self.meter.percent(),
             human_bytes(self.meter.done() as f64),
             human_bytes(self.meter.total() as f64),
             match self.meter.rate() {

@@ -81,8 +81,9 @@ async fn worker_service_refuses_bad_arguments() {
             first(worker.download_output(download).await).await,
         );
     }
-    let kept =
-        data_dir.join("state/db").is_file() && data_dir.join("outputs").join(&finished.id).is_dir();
+    let kept = data_dir.join("state/db").is_file()
+        && data_dir.join("outputs").is_dir()
+        && data_dir.join("cache").is_dir();
     t.check(
         "the worker's files after DeleteJob of '' and '../..'",
         kept,

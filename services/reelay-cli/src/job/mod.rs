@@ -1,16 +1,20 @@
 //! `reelay job …`: submit, inspect, watch, control jobs; read their logs and download their outputs.
 //!
-//! - `submit`: CreateJob.
+//! - `submit`: CreateJob; with several jobs `batch` (CreateJobs), `from_file` (`--from`) and
+//!   `watch_many` (one watch of them all).
 //! - `show`: get, list, history, outputs (reads).
 //! - `control`: cancel, retry, delete.
 //! - `watch`: WatchJob with reconnection; `logs`: GetJobLogs with follow; `download`: outputs.
 
+mod batch;
 mod control;
 mod download;
+mod from_file;
 mod logs;
 mod show;
 mod submit;
 mod watch;
+mod watch_many;
 
 use std::process::ExitCode;
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ApiState, ServerStream, parse_id, watch};
+use super::{ApiState, ServerStream, batch, parse_id, watch};
 use crate::error::CoordinatorError;
 
 const DEFAULT_PAGE: usize = 50;
@@ -45,6 +45,15 @@ impl JobService for JobApi {
                 .pop()
                 .unwrap_or_default(),
         ))
+    }
+
+    async fn create_jobs(
+        &self,
+        request: Request<v1::CreateJobsRequest>,
+    ) -> Result<Response<v1::CreateJobsResponse>, Status> {
+        self.0.write(&request)?;
+        let response = batch::create_jobs(&self.0, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     async fn get_job(

@@ -1,10 +1,12 @@
 //! The coordinator's public gRPC services. Handlers check the caller's token, convert, delegate to
 //! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
 //!
-//! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs).
+//! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs) and
+//!   [`batch`] for CreateJobs.
 //! - [`nodes`] — NodeService.
 //! - [`pipelines`] — PipelineService.
 
+mod batch;
 pub mod jobs;
 pub mod nodes;
 pub mod pipelines;
@@ -19,7 +21,7 @@ use reelay_proto::auth::{Access, TokenCheck};
 use reelay_proto::v1;
 use tonic::{Request, Status};
 
-use crate::engine::Engine;
+use crate::engine::{Cluster, Engine};
 use crate::hub::Hub;
 use crate::links::Links;
 use crate::store::JobStore;
@@ -71,16 +73,22 @@ impl ApiState {
             .filter(|job| job.state == reelay_core::JobState::Queued)
             .map(|job| job.id)
             .collect();
-        let positions = self
-            .store
-            .queue_positions(&queued, position_cap)
-            .unwrap_or_default();
-        let cluster = self.engine.cluster();
+        let positions = if position_cap == 0 {
+            Default::default()
+        } else {
+            self.store
+                .queue_positions(&queued, position_cap)
+                .unwrap_or_default()
+        };
+        // The nodes' slots once for all the jobs, not once per job.
+        let slots = (!queued.is_empty()).then(|| self.engine.cluster().slots());
         jobs.iter()
             .map(|job| {
                 let mut wire = v1::Job::from(job);
-                if job.state == reelay_core::JobState::Queued {
-                    wire.pending_reason = cluster.pending_reason(job);
+                if let Some(slots) = &slots
+                    && job.state == reelay_core::JobState::Queued
+                {
+                    wire.pending_reason = Cluster::pending_reason_in(job, slots);
                     wire.queue_position = positions.get(&job.id).copied().unwrap_or(0) as u32;
                 }
                 wire

@@ -242,15 +242,25 @@ pub(crate) fn print(
     if ctx.json() || quiet {
         return Ok(());
     }
-    let mut summary = format!("submitted {} job{}", new + before, plural(new + before));
-    if before > 0 {
-        summary.push_str(&format!(
-            " ({before} of them submitted before with the same spec: not again; `reelay job retry ID` \
-             runs one again, --request-id NEW submits them anew)"
-        ));
-    }
+    let mut summary = match (new, before) {
+        (_, 0) => format!("submitted {new} job{}", plural(new)),
+        (0, _) => format!(
+            "nothing new: {} submitted before with the same spec (`reelay job retry ID` runs one \
+             again; a new --request-id submits them anew)",
+            if before == 1 {
+                "the job was".to_owned()
+            } else {
+                format!("all {before} jobs were")
+            }
+        ),
+        _ => format!(
+            "submitted {new} new job{}; {before} more {} submitted before with the same spec (not again)",
+            plural(new),
+            if before == 1 { "was" } else { "were" }
+        ),
+    };
     if refused > 0 {
-        summary.push_str(&format!("; {refused} refused"));
+        summary.push_str(&format!("; {refused} refused (above)"));
     }
     crate::out::line(summary)?;
     Ok(())
@@ -266,7 +276,7 @@ fn job_line(source: &str, submitted: &Submitted) -> String {
     let state = format::job_state(job.state).to_lowercase();
     let note = format::job_note(job);
     let mut line = format!("job {} {state}", job.id);
-    if !note.is_empty() {
+    if !note.is_empty() && !note.eq_ignore_ascii_case(&state) {
         line.push_str(&format!(": {note}"));
     }
     let before = if submitted.created {

@@ -294,13 +294,18 @@ impl Actor {
                 request_id,
                 reply,
             } => {
-                let result = self.create(txn, spec, request_id, now);
+                let result = self.create(txn, spec, request_id, JobId::new(now), now);
                 respond(txn, reply, result.map(|created| created.job), true);
             }
             Command::CreateMany { items, reply } => {
+                // Ids of one cycle share their millisecond and are random below it: handed out
+                // sorted, they queue a batch's jobs in the order of its requests.
+                let mut ids: Vec<JobId> = items.iter().map(|_| JobId::new(now)).collect();
+                ids.sort_unstable();
                 let results: Vec<Result<Created>> = items
                     .into_iter()
-                    .map(|item| self.create(txn, item.spec, item.request_id, now))
+                    .zip(ids)
+                    .map(|(item, id)| self.create(txn, item.spec, item.request_id, id, now))
                     .collect();
                 // Durable when something was created or found; all refused: nothing to flush.
                 let durable = results.iter().any(Result::is_ok);
@@ -408,6 +413,7 @@ impl Actor {
         txn: &mut Txn,
         spec: JobSpec,
         request_id: String,
+        id: JobId,
         now: SystemTime,
     ) -> Result<Created> {
         if request_id.len() > MAX_REQUEST_ID {
@@ -425,7 +431,7 @@ impl Actor {
             }
         }
         let spec = self.settings.pipelines.validate(&spec)?;
-        let job = Job::new(JobId::new(now), spec, request_id.clone(), now);
+        let job = Job::new(id, spec, request_id.clone(), now);
         txn.put_new(job.clone());
         if !request_id.is_empty() {
             txn.batch.put(

@@ -90,9 +90,11 @@ impl ManyRenderer {
                 // stdout closed: the watch goes on, its outcome still decides the exit code.
                 let _ = json::print_line(&json::event(&event));
             }
+            // A job that had ended before the watch (submitted before): its outcome at once.
             Mode::Lines if ended.is_some() => {
                 let _ = crate::out::line(outcome_line(label, job, ended));
             }
+            Mode::Bar if ended.is_some() => self.say(&outcome_line(label, job, ended)),
             Mode::Lines | Mode::Bar => {}
         }
         self.track(label, job, ended);

@@ -73,12 +73,8 @@ fn spec_hash(spec: &v1::JobSpec) -> anyhow::Result<String> {
 }
 
 /// Sends the items in batches, in order; a batch that fails on the way is sent again (its request
-/// ids make that safe). `progress` hears how many items have an answer.
-pub(crate) async fn submit(
-    ctx: &Ctx,
-    items: Vec<Item>,
-    mut progress: impl FnMut(usize),
-) -> anyhow::Result<Vec<Outcome>> {
+/// ids make that safe).
+pub(crate) async fn submit(ctx: &Ctx, items: Vec<Item>) -> anyhow::Result<Vec<Outcome>> {
     let mut client = ctx.conn.jobs().max_decoding_message_size(MAX_ANSWER_BYTES);
     let mut outcomes = Vec::with_capacity(items.len());
     for chunk in batches(&items) {
@@ -114,7 +110,6 @@ pub(crate) async fn submit(
                 result,
             });
         }
-        progress(outcomes.len());
     }
     Ok(outcomes)
 }

@@ -131,7 +131,7 @@ async fn run_many(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let outcomes = batch::submit(ctx, items, |_| {}).await?;
+    let outcomes = batch::submit(ctx, items).await?;
     batch::print(ctx, &outcomes, args.quiet, args.watch)?;
     let refused = outcomes.iter().filter(|o| o.result.is_err()).count();
     let Some(watch) = watch else {

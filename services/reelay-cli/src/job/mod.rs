@@ -32,7 +32,7 @@ pub use watch::WatchArgs;
 /// The subcommands of `reelay job`.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Queue a job of a pipeline; print its id (and follow it with --watch).
+    /// Queue a job of a pipeline (or one per input file); print its id (and follow it with --watch).
     Submit(SubmitArgs),
     /// Show one job: state, progress, node, error, outputs, times.
     #[command(after_help = "Example:\n  reelay job get 0193a1b2-7c4e-7d10-9a0b-2f6c1e3d4a5b")]

@@ -45,7 +45,7 @@ pub struct SubmitArgs {
     /// The input file, as a path on the worker node (it is not uploaded). A relative path is
     /// made absolute against the current directory, which is right when the worker runs on this
     /// machine (`reelay dev`). Several files (`--input a.mov b.mov`, `--input a.mov --input
-    /// b.mov`, a shell glob) make one job each.
+    /// b.mov`, a shell glob: `transcode --input videos/*.mp4`) make one job each.
     #[arg(long, short = 'i', value_name = "PATH", num_args = 1..)]
     pub(crate) input: Vec<PathBuf>,
     /// Read the jobs from a JSON Lines file, one job per line (`-`: stdin); see below.

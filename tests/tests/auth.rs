@@ -34,6 +34,7 @@ const MISSING_ID: &str = "01a22300-0000-7000-8000-000000000000";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     CreateJob,
+    CreateJobs,
     GetJob,
     ListJobs,
     WatchJob,
@@ -54,8 +55,9 @@ enum Rpc {
 }
 
 /// Every public RPC but RegisterNode (workers', checked on its own).
-const RPCS: [Rpc; 18] = [
+const RPCS: [Rpc; 19] = [
     Rpc::CreateJob,
+    Rpc::CreateJobs,
     Rpc::GetJob,
     Rpc::ListJobs,
     Rpc::WatchJob,
@@ -80,6 +82,7 @@ impl Rpc {
         matches!(
             self,
             Rpc::CreateJob
+                | Rpc::CreateJobs
                 | Rpc::CancelJob
                 | Rpc::RetryJob
                 | Rpc::DeleteJob
@@ -111,7 +114,7 @@ impl Rpc {
     }
 }
 
-/// What the calls refer to: reads name a real finished job and node; writes other than CreateJob
+/// What the calls refer to: reads name a real finished job and node; writes other than the creates
 /// name a missing job or node, so an accepted call changes nothing (it answers NOT_FOUND).
 struct Ids {
     job: String,
@@ -132,6 +135,10 @@ fn encoded(rpc: Rpc, ids: &Ids) -> Vec<u8> {
     let missing = MISSING_ID.to_owned();
     match rpc {
         Rpc::CreateJob => create_request().encode_to_vec(),
+        Rpc::CreateJobs => v1::CreateJobsRequest {
+            requests: vec![create_request()],
+        }
+        .encode_to_vec(),
         Rpc::GetJob => v1::GetJobRequest { id: job }.encode_to_vec(),
         Rpc::ListJobs => v1::ListJobsRequest::default().encode_to_vec(),
         Rpc::WatchJob => v1::WatchJobRequest {
@@ -193,6 +200,10 @@ async fn call_grpc(
     let mut pipelines = PipelineServiceClient::with_interceptor(channel.clone(), auth);
     match rpc {
         Rpc::CreateJob => jobs.create_job(create_request()).await.map(drop),
+        Rpc::CreateJobs => jobs
+            .create_jobs(decoded::<v1::CreateJobsRequest>(rpc, ids))
+            .await
+            .map(drop),
         Rpc::GetJob => jobs
             .get_job(decoded::<v1::GetJobRequest>(rpc, ids))
             .await
@@ -267,8 +278,10 @@ fn expected(rpc: Rpc, may_write: Option<bool>) -> Code {
     match may_write {
         None => Code::Unauthenticated,
         Some(false) if rpc.mutating() => Code::PermissionDenied,
-        // Accepted writes other than CreateJob name missing things.
-        Some(true) if rpc.mutating() && rpc != Rpc::CreateJob => Code::NotFound,
+        // Accepted writes other than the creates name missing things.
+        Some(true) if rpc.mutating() && !matches!(rpc, Rpc::CreateJob | Rpc::CreateJobs) => {
+            Code::NotFound
+        }
         Some(_) => Code::Ok,
     }
 }

@@ -9,7 +9,8 @@
 //! - `error`: `error: …` and `hint: …` on stderr, exit codes.
 //! - `args`: parsing `KEY=VALUE`, durations, states and input paths.
 //! - `format`: tables, ages, sizes for people; `json`: the API's messages as JSON for scripts.
-//! - `render`: a watched job as a progress bar, lines or JSON; `reconnect`: backoff for streams.
+//! - `render`: a watched job as a progress bar, lines or JSON; `render_many`: several watched jobs
+//!   (an overall bar and a bar per running job); `reconnect`: backoff for streams.
 //! - `tty`: terminal checks and confirmation prompts; `out`: stdout without panics on a closed pipe.
 //!
 //! Exit codes: 0 success; 1 failure (an error, a job that ended FAILED or CANCELLED, a checksum
@@ -31,6 +32,7 @@ mod out;
 pub mod pipeline;
 mod reconnect;
 mod render;
+mod render_many;
 mod tty;
 
 pub use job::JobCommand;

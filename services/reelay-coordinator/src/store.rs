@@ -3,7 +3,7 @@
 //! | tree | key | value |
 //! | --- | --- | --- |
 //! | `jobs` | job id (16 bytes, UUIDv7: sorts by age) | `Job` |
-//! | `job_events` | id \| version (be u64) | `JobEvent` (the job after each change) |
+//! | `job_events` | id \| version (be u64) | `JobEvent` (the job after each change; version 1 is stored with version 2, see [`JobStore::events_after`]) |
 //! | `jobs_by_state` | state (1 byte) \| id | — |
 //! | `jobs_by_node` | node (length-prefixed) \| id | — |
 //! | `queue` | priority (flipped, be) \| id | pin and labels (`JobSpec` subset) |
@@ -138,6 +138,15 @@ impl JobStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<v1::JobEvent>> {
+        // A job still at version 1 has no stored history: its creation event is stored with its
+        // first change, and until then its record is that version.
+        if after_version == 0
+            && let Some(job) = self.job(id)?
+            && job.version == 1
+        {
+            let created = job_event(&job, reelay_core::JobChange::Created, None);
+            return Ok(std::iter::once(created).take(limit).collect());
+        }
         let from = Bound::Excluded(event_key(id, after_version));
         let (_, to) = prefix_range(id.as_bytes());
         let mut events = Vec::new();
@@ -313,6 +322,22 @@ impl JobStore {
 }
 
 // === keys and encodings ===
+
+/// The event of a change that left the job as `job`; `previous`: its state before a state change.
+pub(crate) fn job_event(
+    job: &Job,
+    change: reelay_core::JobChange,
+    previous: Option<JobState>,
+) -> v1::JobEvent {
+    v1::JobEvent {
+        job_id: job.id.to_string(),
+        version: job.version,
+        job: Some(v1::Job::from(job)),
+        change: v1::JobChange::from(change) as i32,
+        previous_state: previous.map_or(0, |state| v1::JobState::from(state) as i32),
+        time: Some(reelay_proto::convert::timestamp(job.updated_at)),
+    }
+}
 
 pub(crate) fn event_key(id: JobId, version: u64) -> Vec<u8> {
     [id.as_bytes().as_slice(), &u64_key(version)].concat()

@@ -268,7 +268,10 @@ impl Uploads {
         if let Some(upload) = record.upload.as_mut() {
             upload.expires_at = Some(timestamp(now + self.retain));
         }
-        self.save(&record).await?;
+        // Not flushed here: the job's creation is, and with it this write (one database).
+        let mut batch = WriteBatch::default();
+        batch.put(UPLOADS, record_key(id)?, record.encode_to_vec());
+        self.store.commit(&batch)?;
         Ok(InputFile {
             uri: uri.to_owned(),
             name: upload.name,

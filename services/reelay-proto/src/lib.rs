@@ -24,3 +24,7 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("reelay_descriptor");
 
 pub use prost_types::Timestamp;
+
+/// The most requests one `CreateJobs` call may carry; a larger batch is refused whole with
+/// `INVALID_ARGUMENT`. Part of the contract: clients split longer lists into batches of this size.
+pub const MAX_CREATE_JOBS: usize = 1000;

@@ -1,16 +1,20 @@
 //! `reelay job …`: submit, inspect, watch, control jobs; read their logs and download their outputs.
 //!
-//! - `submit`: CreateJob.
+//! - `submit`: CreateJob; with several jobs `batch` (CreateJobs), `from_file` (`--from`) and
+//!   `watch_many` (one watch of them all).
 //! - `show`: get, list, history, outputs (reads).
 //! - `control`: cancel, retry, delete.
 //! - `watch`: WatchJob with reconnection; `logs`: GetJobLogs with follow; `download`: outputs.
 
+mod batch;
 mod control;
 mod download;
+mod from_file;
 mod logs;
 mod show;
 mod submit;
 mod watch;
+mod watch_many;
 
 use std::process::ExitCode;
 
@@ -28,7 +32,7 @@ pub use watch::WatchArgs;
 /// The subcommands of `reelay job`.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Queue a job of a pipeline; print its id (and follow it with --watch).
+    /// Queue a job of a pipeline (or one per input file); print its id (and follow it with --watch).
     Submit(SubmitArgs),
     /// Show one job: state, progress, node, error, outputs, times.
     #[command(after_help = "Example:\n  reelay job get 0193a1b2-7c4e-7d10-9a0b-2f6c1e3d4a5b")]

@@ -1,4 +1,5 @@
-//! `reelay job submit`: CreateJob, then optionally the watch.
+//! `reelay job submit`: CreateJob, then optionally the watch; with several inputs or `--from`,
+//! one job each through CreateJobs (see [`super::batch`]) and a watch of them all.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,27 +10,47 @@ use reelay_proto::v1;
 
 use crate::{Ctx, args, format, json};
 
-use super::watch;
+use super::batch::{self, Item};
+use super::watch_many::{self, Tracked};
+use super::{from_file, watch};
 
 /// Flags of `reelay job submit`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
+Several jobs at once: each --input file (or each line of --from) is a job of its own, all sent in
+one CreateJobs call (batches of 1,000). Each of them gets a request id derived from its spec, so
+running the same command again submits nothing twice (it prints the jobs submitted before);
+--request-id PREFIX makes the ids PREFIX/…, a new PREFIX submits them anew. A --from line is a
+JSON object: {\"pipeline\": \"transcode\", \"params\": {\"height\": \"720\"}, \"input_path\": \"a.mov\"}
+with any of pipeline, params, input_path, node_id, priority, max_attempts, timeout_seconds, labels,
+request_id; what a line leaves out comes from PIPELINE and the flags. A bad line stops the command
+before anything is sent. With --watch: one overall bar and a bar per running job; the exit code is
+0 only when every job succeeded, and each job that did not is named with its error.
+
 Examples:
   reelay job submit count --param steps=50 --watch
   reelay job submit transcode --input clip.mov --param height=720 --priority 10
+  reelay job submit transcode --input videos/*.mp4 --param height=360 --watch
+  reelay job submit transcode --from jobs.jsonl
+  find /srv/videos -name '*.mov' | jq -Rc '{input_path: .}' | reelay job submit transcode --from -
   id=$(reelay job submit count -q) && reelay job watch \"$id\"
   reelay job submit count --watch && echo done")]
 pub struct SubmitArgs {
-    /// The pipeline to run (see `reelay pipeline list`).
-    pub(crate) pipeline: String,
+    /// The pipeline to run (see `reelay pipeline list`); with --from, for lines that name none.
+    #[arg(required_unless_present = "from")]
+    pub(crate) pipeline: Option<String>,
     /// A pipeline parameter, KEY=VALUE; repeat for several.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = args::key_value)]
     pub(crate) params: Vec<(String, String)>,
     /// The input file, as a path on the worker node (it is not uploaded). A relative path is
     /// made absolute against the current directory, which is right when the worker runs on this
-    /// machine (`reelay dev`).
-    #[arg(long, short = 'i', value_name = "PATH")]
-    pub(crate) input: Option<PathBuf>,
+    /// machine (`reelay dev`). Several files (`--input a.mov b.mov`, `--input a.mov --input
+    /// b.mov`, a shell glob: `transcode --input videos/*.mp4`) make one job each.
+    #[arg(long, short = 'i', value_name = "PATH", num_args = 1..)]
+    pub(crate) input: Vec<PathBuf>,
+    /// Read the jobs from a JSON Lines file, one job per line (`-`: stdin); see below.
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    pub(crate) from: Option<PathBuf>,
     /// Run only on this node (the job waits for it when it is busy, draining or offline).
     #[arg(long = "node", value_name = "ID")]
     pub(crate) node_id: Option<String>,
@@ -52,18 +73,29 @@ pub struct SubmitArgs {
     #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = args::key_value)]
     pub(crate) labels: Vec<(String, String)>,
     /// An idempotency key: submitting again with the same id returns the same job instead of a
-    /// new one (safe retries from scripts).
+    /// new one (safe retries from scripts). With several jobs, the prefix of their ids.
     #[arg(long, value_name = "ID")]
     pub(crate) request_id: Option<String>,
-    /// Then follow the job like `reelay job watch`: exit 0 if it succeeds, 1 if not.
+    /// Then follow the job like `reelay job watch`: exit 0 if it succeeds, 1 if not. With several
+    /// jobs, follow them all: exit 0 only if every one succeeds.
     #[arg(long, short = 'w')]
     pub(crate) watch: bool,
-    /// Print only the job id.
+    /// Print only the job id (one per line with several jobs).
     #[arg(long, short = 'q', conflicts_with = "watch")]
     pub(crate) quiet: bool,
 }
 
+impl SubmitArgs {
+    /// Several jobs (several inputs, or --from): CreateJobs rather than CreateJob.
+    fn is_batch(&self) -> bool {
+        self.from.is_some() || self.input.len() > 1
+    }
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    if args.is_batch() {
+        return run_many(ctx, args).await;
+    }
     let request = request(&args)?;
     let job = ctx
         .conn
@@ -88,10 +120,105 @@ pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode>
     watch::follow(ctx, &job.id, Some(job.state)).await
 }
 
-fn request(args: &SubmitArgs) -> anyhow::Result<v1::CreateJobRequest> {
+/// Several jobs: every item checked, request ids derived, CreateJobs in batches, then the watch.
+async fn run_many(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let mut items = items(&args)?;
+    batch::assign_request_ids(&mut items, args.request_id.as_deref())?;
+    let labels: Vec<String> = items.iter().map(label).collect();
+    // Opened before the jobs exist, so no change of theirs is missed.
+    let watch = if args.watch {
+        Some(watch_many::Watch::open(ctx).await?)
+    } else {
+        None
+    };
+    let outcomes = batch::submit(ctx, items).await?;
+    batch::print(ctx, &outcomes, args.quiet, args.watch)?;
+    let refused = outcomes.iter().filter(|o| o.result.is_err()).count();
+    let Some(watch) = watch else {
+        return Ok(if refused == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    };
+    let jobs: Vec<Tracked> = outcomes
+        .into_iter()
+        .zip(labels)
+        .filter_map(|(outcome, label)| {
+            outcome.result.ok().map(|submitted| Tracked {
+                job: submitted.job,
+                label,
+            })
+        })
+        .collect();
+    if !ctx.json() {
+        let count = jobs.len();
+        crate::out::line(format_args!(
+            "watching {count} job{}; Ctrl-C stops watching, not the jobs",
+            if count == 1 { "" } else { "s" }
+        ))?;
+    }
+    let watched = watch.follow(ctx, jobs).await;
+    match watched {
+        Ok(code) if refused > 0 && code == ExitCode::SUCCESS => {
+            eprintln!("error: {refused} job(s) were refused (above); the others succeeded");
+            Ok(ExitCode::FAILURE)
+        }
+        other => other,
+    }
+}
+
+/// The jobs of the command: one per --input, or one per line of --from.
+fn items(args: &SubmitArgs) -> anyhow::Result<Vec<Item>> {
+    let defaults = spec(args)?;
+    let cwd = std::env::current_dir()
+        .context("cannot read the current directory to make input paths absolute")?;
+    if let Some(path) = &args.from {
+        return from_file::read(path, &defaults, &cwd);
+    }
+    args.input
+        .iter()
+        .map(|path| {
+            let input_path = args::absolute_input(path, &cwd).map_err(anyhow::Error::msg)?;
+            Ok(Item {
+                spec: v1::JobSpec {
+                    input_path,
+                    ..defaults.clone()
+                },
+                request_id: None,
+                source: path.display().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// What a job is called while watched: its input file's name, else where it came from.
+fn label(item: &Item) -> String {
+    std::path::Path::new(&item.spec.input_path)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| item.source.clone())
+}
+
+/// The spec the flags give (no input).
+fn spec(args: &SubmitArgs) -> anyhow::Result<v1::JobSpec> {
     let params = args::pairs_to_map(&args.params, "--param").map_err(anyhow::Error::msg)?;
     let labels = args::pairs_to_map(&args.labels, "--label").map_err(anyhow::Error::msg)?;
-    let input_path = match &args.input {
+    Ok(v1::JobSpec {
+        pipeline: args.pipeline.clone().unwrap_or_default(),
+        params,
+        input_path: String::new(),
+        input_uri: String::new(),
+        node_id: args.node_id.clone().unwrap_or_default(),
+        priority: args.priority,
+        max_attempts: args.max_attempts.unwrap_or(0),
+        timeout_seconds: args.timeout.unwrap_or(0),
+        labels,
+    })
+}
+
+fn request(args: &SubmitArgs) -> anyhow::Result<v1::CreateJobRequest> {
+    let input_path = match args.input.first() {
         None => String::new(),
         Some(path) => {
             let cwd = std::env::current_dir()
@@ -101,15 +228,8 @@ fn request(args: &SubmitArgs) -> anyhow::Result<v1::CreateJobRequest> {
     };
     Ok(v1::CreateJobRequest {
         spec: Some(v1::JobSpec {
-            pipeline: args.pipeline.clone(),
-            params,
             input_path,
-            input_uri: String::new(),
-            node_id: args.node_id.clone().unwrap_or_default(),
-            priority: args.priority,
-            max_attempts: args.max_attempts.unwrap_or(0),
-            timeout_seconds: args.timeout.unwrap_or(0),
-            labels,
+            ..spec(args)?
         }),
         request_id: args.request_id.clone().unwrap_or_default(),
     })

@@ -11,7 +11,7 @@ use reelay_proto::v1::job_service_server::JobService;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::stream::{self, Gone, Tx};
-use super::{ApiState, ServerStream, parse_id, watch};
+use super::{ApiState, ServerStream, batch, parse_id, watch};
 use crate::error::CoordinatorError;
 use crate::metrics::StreamKind;
 
@@ -51,6 +51,15 @@ impl JobService for JobApi {
                 .pop()
                 .unwrap_or_default(),
         ))
+    }
+
+    async fn create_jobs(
+        &self,
+        request: Request<v1::CreateJobsRequest>,
+    ) -> Result<Response<v1::CreateJobsResponse>, Status> {
+        self.0.write(&request)?;
+        let response = batch::create_jobs(&self.0, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     async fn get_job(

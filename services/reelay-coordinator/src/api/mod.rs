@@ -2,12 +2,13 @@
 //! the engine (changes) or storage (reads) and map errors; the decisions live elsewhere.
 //!
 //! - [`jobs`] — JobService, with [`watch`] for its streams (WatchJob, WatchJobs, GetJobLogs) and
-//!   `inputs` for a new job's `input_uri`.
+//!   `inputs` for a new job's `input_uri`, [`batch`] for CreateJobs.
 //! - [`nodes`] — NodeService (its WatchNodes in [`watch`] too).
 //! - [`pipelines`] — PipelineService.
 //! - [`stream`] — the one channel every server stream sends through: ends the stream's task when
 //!   its client leaves or the server shuts down, and counts it in `/metrics`.
 
+mod batch;
 mod inputs;
 pub mod jobs;
 pub mod nodes;
@@ -24,7 +25,7 @@ use reelay_proto::auth::{Access, TokenCheck};
 use reelay_proto::v1;
 use tonic::{Request, Status};
 
-use crate::engine::Engine;
+use crate::engine::{Cluster, Engine};
 use crate::hub::Hub;
 use crate::links::Links;
 use crate::metrics::OpenStreams;
@@ -84,16 +85,22 @@ impl ApiState {
             .filter(|job| job.state == reelay_core::JobState::Queued)
             .map(|job| job.id)
             .collect();
-        let positions = self
-            .store
-            .queue_positions(&queued, position_cap)
-            .unwrap_or_default();
-        let cluster = self.engine.cluster();
+        let positions = if position_cap == 0 {
+            Default::default()
+        } else {
+            self.store
+                .queue_positions(&queued, position_cap)
+                .unwrap_or_default()
+        };
+        // The nodes' slots once for all the jobs, not once per job.
+        let slots = (!queued.is_empty()).then(|| self.engine.cluster().slots());
         jobs.iter()
             .map(|job| {
                 let mut wire = v1::Job::from(job);
-                if job.state == reelay_core::JobState::Queued {
-                    wire.pending_reason = cluster.pending_reason(job);
+                if let Some(slots) = &slots
+                    && job.state == reelay_core::JobState::Queued
+                {
+                    wire.pending_reason = Cluster::pending_reason_in(job, slots);
                     wire.queue_position = positions.get(&job.id).copied().unwrap_or(0) as u32;
                 }
                 wire

@@ -8,7 +8,7 @@ use reelay_core::error::quote;
 use reelay_core::machine::{Action, AttemptReport, Input, Outcome, apply};
 use reelay_core::names::{validate_labels, validate_node_id};
 use reelay_core::scheduler::plan;
-use reelay_core::{Error, InputFile, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState};
+use reelay_core::{Error, InputFile, Job, JobId, JobSpec, JobState, Node, NodeState};
 use reelay_proto::v1;
 use reelay_store::Direction;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, NodeEntry};
 use super::txn::{AfterCommit, Txn, WorkerAction};
-use super::{Command, Engine, EngineParts, EngineSettings, LinkUp, Registration, StartFailure};
+use super::{
+    Command, Created, Engine, EngineParts, EngineSettings, LinkUp, Registration, StartFailure,
+};
 use crate::error::{CoordinatorError, Result};
 use crate::hub::Hub;
 use crate::links::{LinkCall, Links};
@@ -298,8 +300,24 @@ impl Actor {
                 input,
                 reply,
             } => {
-                let result = self.create(txn, spec, request_id, input, now);
-                respond(txn, reply, result, true);
+                let result = self.create(txn, spec, request_id, input, JobId::new(now), now);
+                respond(txn, reply, result.map(|created| created.job), true);
+            }
+            Command::CreateMany { items, reply } => {
+                // Ids of one cycle share their millisecond and are random below it: handed out
+                // sorted, they queue a batch's jobs in the order of its requests.
+                let mut ids: Vec<JobId> = items.iter().map(|_| JobId::new(now)).collect();
+                ids.sort_unstable();
+                let results: Vec<Result<Created>> = items
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(item, id)| {
+                        self.create(txn, item.spec, item.request_id, item.input, id, now)
+                    })
+                    .collect();
+                // Durable when something was created or found; all refused: nothing to flush.
+                let durable = results.iter().any(Result::is_ok);
+                respond(txn, reply, Ok(results), durable);
             }
             Command::Cancel { id, reply } => {
                 let result = self.user_input(txn, id, Input::Cancel, now);
@@ -404,8 +422,9 @@ impl Actor {
         spec: JobSpec,
         request_id: String,
         input: Option<InputFile>,
+        id: JobId,
         now: SystemTime,
-    ) -> Result<Job> {
+    ) -> Result<Created> {
         if request_id.len() > MAX_REQUEST_ID {
             return Err(Error::invalid("request_id", "request ids are at most 256 bytes").into());
         }
@@ -417,13 +436,13 @@ impl Actor {
             if let Some(id) = existing
                 && let Some(job) = txn.job(&self.store, id)?
             {
-                return Ok(job);
+                return Ok(Created { job, new: false });
             }
         }
         let spec = self.settings.pipelines.validate(&spec)?;
-        let mut job = Job::new(JobId::new(now), spec, request_id.clone(), now);
+        let mut job = Job::new(id, spec, request_id.clone(), now);
         job.input = input;
-        txn.put(&self.store, job.clone(), JobChange::Created, None)?;
+        txn.put_new(job.clone());
         if !request_id.is_empty() {
             txn.batch.put(
                 REQUESTS,
@@ -433,7 +452,7 @@ impl Actor {
             txn.requests.insert(request_id, job.id);
         }
         self.schedule_needed = true;
-        Ok(job)
+        Ok(Created { job, new: true })
     }
 
     /// Applies a user's input to a job; returns the job after it.

@@ -51,6 +51,11 @@ impl Cluster {
 
     /// Why a queued job waits (empty when it does not, or would be placed at the next pass).
     pub fn pending_reason(&self, job: &Job) -> String {
+        Self::pending_reason_in(job, &self.slots())
+    }
+
+    /// Why a queued job waits, given the nodes' [`Cluster::slots`] (taken once for many jobs).
+    pub fn pending_reason_in(job: &Job, slots: &[NodeSlots]) -> String {
         if job.state != JobState::Queued {
             return String::new();
         }
@@ -60,7 +65,7 @@ impl Cluster {
             pinned: job.spec.node_id.clone(),
             labels: job.spec.labels.clone(),
         };
-        match place(&queued, &self.slots()) {
+        match place(&queued, slots) {
             Ok(_) => "starting: a node with a free slot is available".to_owned(),
             Err(Pending::NoNodes) => Pending::NoNodes.to_string(),
             Err(pending) => pending.to_string(),

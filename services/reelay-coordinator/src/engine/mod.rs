@@ -39,6 +39,23 @@ pub use cluster::Cluster;
 /// Commands waiting for the engine before callers wait for room.
 const COMMAND_QUEUE: usize = 4096;
 
+/// One job to create: what to run and the caller's idempotency key (empty: none).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub spec: JobSpec,
+    pub request_id: String,
+    /// The input from the artifact store, resolved from `spec.input_uri`.
+    pub input: Option<InputFile>,
+}
+
+/// A job a create asked for, and whether that create made it (`false`: its request id returned
+/// a job made before).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub job: Job,
+    pub new: bool,
+}
+
 /// What a node says when it registers.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -75,6 +92,12 @@ pub(crate) enum Command {
         /// The input from the artifact store, resolved from `spec.input_uri`.
         input: Option<InputFile>,
         reply: oneshot::Sender<Result<Job>>,
+    },
+    /// A batch create: every item in this one cycle (one commit, one flush), each validated and
+    /// de-duplicated on its own; the reply has one result per item, in order.
+    CreateMany {
+        items: Vec<NewJob>,
+        reply: oneshot::Sender<Result<Vec<Result<Created>>>>,
     },
     Cancel {
         id: JobId,
@@ -225,6 +248,12 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Creates every job of `items` in one engine cycle; one result per item, in order. The
+    /// outer error means nothing was stored (the engine stopped or storage failed).
+    pub async fn create_many(&self, items: Vec<NewJob>) -> Result<Vec<Result<Created>>> {
+        self.ask(|reply| Command::CreateMany { items, reply }).await
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<Job> {

@@ -14,7 +14,7 @@ use reelay_store::WriteBatch;
 
 use crate::error::{CoordinatorError, Result};
 use crate::store::{
-    JOB_EVENTS, JobStore, LOG_MARKS, LogMark, encode_mark, event_key, index_writes,
+    JOB_EVENTS, JobStore, LOG_MARKS, LogMark, encode_mark, event_key, index_writes, job_event,
 };
 
 /// A reply to send once the cycle's writes are stored (and flushed when durable).
@@ -81,14 +81,18 @@ impl Txn {
         if !self.current.contains_key(&job.id) {
             self.job(store, job.id)?;
         }
-        let event = v1::JobEvent {
-            job_id: job.id.to_string(),
-            version: job.version,
-            job: Some(v1::Job::from(&job)),
-            change: v1::JobChange::from(change) as i32,
-            previous_state: previous.map_or(0, |state| v1::JobState::from(state) as i32),
-            time: Some(timestamp(job.updated_at)),
-        };
+        // A job's creation event is stored with its first change (see `put_new`).
+        if let Some(Some(before)) = self.current.get(&job.id)
+            && before.version == 1
+        {
+            let created = job_event(before, JobChange::Created, None);
+            self.batch.put(
+                JOB_EVENTS,
+                event_key(before.id, before.version),
+                created.encode_to_vec(),
+            );
+        }
+        let event = job_event(&job, change, previous);
         self.batch.put(
             JOB_EVENTS,
             event_key(job.id, job.version),
@@ -97,6 +101,22 @@ impl Txn {
         self.events.push(Arc::new(event));
         self.current.insert(job.id, Some(job));
         Ok(())
+    }
+
+    /// Records a job just made, and publishes its creation. Its id is new (UUIDv7, random below
+    /// the millisecond), so storage is not asked whether it exists. The creation event is not
+    /// stored now: until the job's first change its record *is* that version (and
+    /// [`JobStore::events_after`] makes the event from it); the first change stores it. One key
+    /// less per created job, and the largest.
+    pub(crate) fn put_new(&mut self, job: Job) {
+        debug_assert!(
+            !self.current.contains_key(&job.id),
+            "a new job id seen before"
+        );
+        self.original.insert(job.id, None);
+        self.events
+            .push(Arc::new(job_event(&job, JobChange::Created, None)));
+        self.current.insert(job.id, Some(job));
     }
 
     /// Removes a job; `last` is its final snapshot for watchers.
@@ -162,5 +182,106 @@ impl Txn {
             batch.put(LOG_MARKS, id.as_bytes().to_vec(), encode_mark(*mark));
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use reelay_core::{JobSpec, JobState};
+    use reelay_store::SledStore;
+    use reelay_store::sled_store::SledOptions;
+
+    use super::*;
+    use crate::store::SCHEMA;
+
+    fn store() -> (tempfile::TempDir, JobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(
+            dir.path(),
+            &SCHEMA,
+            SledOptions {
+                cache_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        (dir, JobStore::new(Arc::new(sled)))
+    }
+
+    fn commit(store: &JobStore, txn: &mut Txn) {
+        store.raw().commit(&txn.take_writes()).unwrap();
+    }
+
+    fn versions(store: &JobStore, id: JobId) -> Vec<(u64, i32)> {
+        store
+            .events_after(id, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|event| (event.version, event.change))
+            .collect()
+    }
+
+    #[test]
+    fn a_creation_is_history_before_and_after_the_first_change() {
+        let (_dir, store) = store();
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let spec = JobSpec {
+            pipeline: "p".into(),
+            ..JobSpec::default()
+        };
+        let job = Job::new(JobId::new(at), spec, "r1".into(), at);
+        let mut create = Txn::default();
+        create.put_new(job.clone());
+        assert_eq!(
+            create.events.len(),
+            1,
+            "watchers hear of the creation at once"
+        );
+        commit(&store, &mut create);
+        let created = v1::JobChange::Created as i32;
+        assert_eq!(versions(&store, job.id), [(1, created)]);
+        assert!(store.events_after(job.id, 1, 100).unwrap().is_empty());
+
+        // The first change stores the creation with it, as it was.
+        let mut change = Txn::default();
+        let mut assigned = change.job(&store, job.id).unwrap().unwrap();
+        assigned.state = JobState::Assigned;
+        assigned.version = 2;
+        change
+            .put(
+                &store,
+                assigned.clone(),
+                JobChange::State,
+                Some(JobState::Queued),
+            )
+            .unwrap();
+        commit(&store, &mut change);
+        let history = store.events_after(job.id, 0, 100).unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(history[0].change, created);
+        assert_eq!(history[0].job, Some(v1::Job::from(&job)));
+        assert_eq!(store.events_after(job.id, 1, 100).unwrap().len(), 1);
+
+        // Created and changed in one cycle: both stored too.
+        let other = Job::new(JobId::new(at), JobSpec::default(), String::new(), at);
+        let mut both = Txn::default();
+        both.put_new(other.clone());
+        let mut cancelled = other.clone();
+        cancelled.state = JobState::Cancelled;
+        cancelled.version = 2;
+        both.put(&store, cancelled, JobChange::State, Some(JobState::Queued))
+            .unwrap();
+        commit(&store, &mut both);
+        assert_eq!(
+            versions(&store, other.id)
+                .iter()
+                .map(|v| v.0)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 }

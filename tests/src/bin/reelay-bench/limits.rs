@@ -31,7 +31,7 @@ pub fn fsync_p50() -> Duration {
 }
 
 /// A fresh sled store in a temporary directory (removed when the directory is dropped).
-fn temp_store() -> (tempfile::TempDir, SledStore) {
+pub fn temp_store() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(
         dir.path(),

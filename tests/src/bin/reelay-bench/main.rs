@@ -13,6 +13,7 @@
 //! latencies are percentiles over many calls. The machine is shared: compare ratios, not absolutes.
 
 mod api;
+mod batch;
 mod limits;
 mod stats;
 mod transfer_limits;
@@ -30,11 +31,13 @@ Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers 
 
   --quick        a smaller run (5,000 creates, 100,000 stored jobs, 256 MiB transfers)
   --runs N       fresh clusters per throughput figure; the median is printed (default 3)
-  --creates N    CreateJob calls per throughput run (default 20,000)
+  --creates N    CreateJob calls per throughput run (default 20,000); CreateJobs runs create
+                 as many jobs (a tenth of it in batches of 1)
   --stored N     jobs stored before the restart and ListJobs measures (default 1,000,000)
   --watchers N   idle WatchJob streams for the memory measure (default 10,000)
   --transfer-mib N  MiB moved by each transfer-limits run (default 1024)
-  --only LIST    comma-separated: limits,transfer-limits,create,latency,progress,start,watchers,stored
+  --only LIST    comma-separated: limits,transfer-limits,create,batch,latency,progress,start,
+                 watchers,stored
 
 transfer-limits needs SeaweedFS (scripts/setup-test-env.sh puts it in ~/.cache/reelay-s3/)
 
@@ -256,6 +259,56 @@ async fn main() {
                 <= Duration::from_millis(5),
         );
     }
+
+    if options.wants("batch") {
+        batch_section(&options).await;
+    }
+}
+
+/// CreateJobs in batches of 1, 10, 100, 1,000 from 1 and 4 clients, each next to sled alone
+/// storing the same writes with one flush per batch.
+async fn batch_section(options: &Options) {
+    println!(
+        "\n### CreateJobs: durable jobs/s by batch size (median of {} runs)\n",
+        options.runs
+    );
+    println!("| batch | 1 client | 4 clients | sled alone, same writes, one flush per batch |");
+    println!("| --- | --- | --- | --- |");
+    let mut at_100: f64 = 0.0;
+    for size in batch::SIZES {
+        // Batches of one are slow: a tenth of the jobs keeps the run short.
+        let jobs = if size == 1 {
+            options.creates / 10
+        } else {
+            options.creates.max(size * 8)
+        };
+        let mut cells = Vec::new();
+        for clients in batch::CLIENTS {
+            let mut runs = Vec::new();
+            for _ in 0..options.runs {
+                let cluster = TestCluster::builder()
+                    .extra_config(api::TICK_PIPELINE)
+                    .start()
+                    .await;
+                runs.push(batch::throughput(&cluster, jobs, size, clients).await);
+            }
+            let rate = median(&mut runs);
+            if size == 100 {
+                at_100 = at_100.max(rate);
+            }
+            cells.push(format!("{rate:.0}/s"));
+        }
+        let mut sled = Vec::new();
+        for _ in 0..options.runs {
+            sled.push(batch::sled_jobs_per_second(size, jobs.min(20_000)));
+        }
+        let sled = median(&mut sled);
+        println!("| {size} | {} | {} | {sled:.0}/s |", cells[0], cells[1]);
+    }
+    println!(
+        "\nTarget: durable CreateJobs in batches of 100 ≥ 50,000/s: {at_100:.0}/s (best of 1 and 4 clients) {}",
+        if at_100 >= 50_000.0 { "ok" } else { "MISSED" }
+    );
 }
 
 /// The transfer ceilings of this machine (medians of `--runs`), printed like the other limits.

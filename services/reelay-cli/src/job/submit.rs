@@ -1,4 +1,5 @@
-//! `reelay job submit`: CreateJob, then optionally the watch.
+//! `reelay job submit`: CreateJob (after uploading the input with `--upload`), then optionally the
+//! watch.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use reelay_proto::v1;
 
 use crate::{Ctx, args, format, json};
 
+use super::upload::{self, Show};
 use super::watch;
 
 /// Flags of `reelay job submit`.
@@ -16,7 +18,8 @@ use super::watch;
 #[command(after_help = "\
 Examples:
   reelay job submit count --param steps=50 --watch
-  reelay job submit transcode --input clip.mov --param height=720 --priority 10
+  reelay job submit transcode --upload clip.mov --param height=720 --watch
+  reelay job submit transcode --input /srv/media/clip.mov --param height=720 --priority 10
   id=$(reelay job submit count -q) && reelay job watch \"$id\"
   reelay job submit count --watch && echo done")]
 pub struct SubmitArgs {
@@ -25,11 +28,16 @@ pub struct SubmitArgs {
     /// A pipeline parameter, KEY=VALUE; repeat for several.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = args::key_value)]
     pub(crate) params: Vec<(String, String)>,
-    /// The input file, as a path on the worker node (it is not uploaded). A relative path is
+    /// The input file, as a path on the worker node (it is not uploaded: see --upload). A relative path is
     /// made absolute against the current directory, which is right when the worker runs on this
     /// machine (`reelay dev`).
     #[arg(long, short = 'i', value_name = "PATH")]
     pub(crate) input: Option<PathBuf>,
+    /// A file on this machine, sent to the coordinator as the job's input before the job is
+    /// submitted (the worker fetches it). Resumable: after a cut or Ctrl-C, the same command
+    /// continues where the upload stopped; a file already uploaded is not sent again.
+    #[arg(long, short = 'u', value_name = "FILE", conflicts_with = "input")]
+    pub(crate) upload: Option<PathBuf>,
     /// Run only on this node (the job waits for it when it is busy, draining or offline).
     #[arg(long = "node", value_name = "ID")]
     pub(crate) node_id: Option<String>,
@@ -64,7 +72,14 @@ pub struct SubmitArgs {
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let request = request(&args)?;
+    // Checked before a long upload.
+    let mut request = request(&args)?;
+    if let Some(path) = &args.upload {
+        let upload = upload::upload_file(ctx, path, Show::Auto).await?;
+        if let Some(spec) = request.spec.as_mut() {
+            spec.input_uri = format!("upload:{}", upload.id);
+        }
+    }
     let job = ctx
         .conn
         .jobs()
@@ -188,6 +203,17 @@ mod tests {
             "{}",
             spec.input_path
         );
+    }
+
+    #[test]
+    fn upload_and_input_exclude_each_other() {
+        let args = parse(&["copy", "--upload", "clip.mov", "-p", "label=x"]);
+        assert_eq!(args.upload.as_deref(), Some(std::path::Path::new("clip.mov")));
+        // The spec is checked before the upload; the upload sets input_uri, not input_path.
+        assert_eq!(request(&args).unwrap().spec.unwrap().input_path, "");
+        let both = Cli::try_parse_from(["submit", "copy", "--upload", "a", "--input", "b"]);
+        let err = both.unwrap_err().to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

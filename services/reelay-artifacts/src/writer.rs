@@ -133,6 +133,17 @@ impl PartWriter {
         Ok(stored)
     }
 
+    /// Waits for the parts in flight and counts them, without sending the bytes still buffered:
+    /// for a write that stops here (its source went away), so that a resume starts after every
+    /// part that was stored. Returns how many parts were newly counted.
+    pub async fn settle(&mut self) -> Result<usize, ArtifactError> {
+        let mut stored = 0;
+        while !self.in_flight.is_empty() {
+            stored += self.settle_one().await?;
+        }
+        Ok(stored)
+    }
+
     /// Stores the last part and waits for every part; the SHA-256 of all the bytes written.
     /// The object does not exist before [`PartWriter::complete`].
     pub async fn seal(&mut self) -> Result<String, ArtifactError> {

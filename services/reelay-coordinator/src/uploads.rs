@@ -169,6 +169,7 @@ impl Uploads {
                 Ok(chunk) => chunk,
                 Err(err) => {
                     // The client went away: what is stored stays, for a resume.
+                    self.keep_stored(&mut record, &mut writer).await;
                     return Err(err);
                 }
             };
@@ -188,6 +189,7 @@ impl Uploads {
             }
         }
         if writer.written() < header.size {
+            self.keep_stored(&mut record, &mut writer).await;
             let stored = writer.state().stored();
             return Err(Domain::invalid(
                 "data",
@@ -230,6 +232,23 @@ impl Uploads {
         self.save(&record).await?;
         tracing::info!(upload = %header.id, name = %header.name, size = header.size, "upload complete");
         Ok(self.view(&record))
+    }
+
+    /// Counts the parts still being stored when a call ends early, and records them: a resume
+    /// then starts after them rather than at the last part counted while data flowed.
+    async fn keep_stored(&self, record: &mut v1::StoredUpload, writer: &mut PartWriter) {
+        match writer.settle().await {
+            Ok(0) => {}
+            Ok(_) => {
+                save_state(record, writer.state());
+                if let Err(err) = self.save(record).await {
+                    tracing::warn!(error = %err, "cannot record the parts of a cut upload");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "a part of a cut upload was not stored");
+            }
+        }
     }
 
     /// An upload as clients see it.

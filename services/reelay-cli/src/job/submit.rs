@@ -66,7 +66,7 @@ pub struct SubmitArgs {
     /// Then follow the job like `reelay job watch`: exit 0 if it succeeds, 1 if not.
     #[arg(long, short = 'w')]
     pub(crate) watch: bool,
-    /// Print only the job id.
+    /// Print only the job id (and no upload progress).
     #[arg(long, short = 'q', conflicts_with = "watch")]
     pub(crate) quiet: bool,
 }
@@ -75,7 +75,12 @@ pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode>
     // Checked before a long upload.
     let mut request = request(&args)?;
     if let Some(path) = &args.upload {
-        let upload = upload::upload_file(ctx, path, Show::Auto).await?;
+        let show = if args.quiet {
+            Show::Nothing
+        } else {
+            Show::Auto
+        };
+        let upload = upload::upload_file(ctx, path, show).await?;
         if let Some(spec) = request.spec.as_mut() {
             spec.input_uri = format!("upload:{}", upload.id);
         }
@@ -208,7 +213,10 @@ mod tests {
     #[test]
     fn upload_and_input_exclude_each_other() {
         let args = parse(&["copy", "--upload", "clip.mov", "-p", "label=x"]);
-        assert_eq!(args.upload.as_deref(), Some(std::path::Path::new("clip.mov")));
+        assert_eq!(
+            args.upload.as_deref(),
+            Some(std::path::Path::new("clip.mov"))
+        );
         // The spec is checked before the upload; the upload sets input_uri, not input_path.
         assert_eq!(request(&args).unwrap().spec.unwrap().input_path, "");
         let both = Cli::try_parse_from(["submit", "copy", "--upload", "a", "--input", "b"]);

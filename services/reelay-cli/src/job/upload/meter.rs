@@ -16,7 +16,7 @@ use crate::format;
 pub(crate) enum Show {
     /// A bar when stderr is a terminal, a line per 10% otherwise.
     Auto,
-    /// Nothing but what goes wrong (for callers that draw their own progress).
+    /// Nothing but what goes wrong (`-q`; callers that draw their own progress).
     Nothing,
 }
 

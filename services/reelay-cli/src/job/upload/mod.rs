@@ -23,9 +23,9 @@ use reelay_proto::v1;
 use crate::error::Interrupted;
 use crate::{Ctx, format, json};
 
-pub(crate) use self::digest::{FileDigest, upload_id};
-pub(crate) use self::meter::Show;
+pub(crate) use self::digest::FileDigest;
 use self::meter::Meter;
+pub(crate) use self::meter::Show;
 
 /// Hashing shows a line per 10% without a terminal only for files this big (smaller ones take a
 /// moment).
@@ -45,13 +45,18 @@ Examples:
 pub struct UploadArgs {
     /// The file to upload.
     pub(crate) file: PathBuf,
-    /// Print only `upload:<id>`.
+    /// Print only `upload:<id>`, and no progress.
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: UploadArgs) -> anyhow::Result<ExitCode> {
-    let upload = upload_file(ctx, &args.file, Show::Auto).await?;
+    let show = if args.quiet {
+        Show::Nothing
+    } else {
+        Show::Auto
+    };
+    let upload = upload_file(ctx, &args.file, show).await?;
     if ctx.json() {
         json::print_line(&json::upload(&upload))?;
     } else if args.quiet {

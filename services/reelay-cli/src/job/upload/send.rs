@@ -115,8 +115,9 @@ pub(crate) async fn send(
                 pause(meter, failures, status.message()).await;
             }
             Err(CallError::Status(status)) => {
-                return Err(anyhow::Error::new(status)
-                    .context(format!("uploading {}", path.display())));
+                return Err(
+                    anyhow::Error::new(status).context(format!("uploading {}", path.display()))
+                );
             }
             Err(CallError::Local(err)) => return Err(err),
         }
@@ -201,7 +202,9 @@ async fn call(
     };
     // The queue is empty: the header always fits.
     if tx.try_send(header).is_err() {
-        return Err(CallError::Local(anyhow::anyhow!("the upload queue is full")));
+        return Err(CallError::Local(anyhow::anyhow!(
+            "the upload queue is full"
+        )));
     }
     let reader = {
         let path = path.to_owned();

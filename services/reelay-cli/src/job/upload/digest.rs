@@ -38,10 +38,10 @@ impl FileDigest {
 pub(crate) fn file_name(path: &Path) -> anyhow::Result<String> {
     let name = path
         .file_name()
-        .with_context(|| format!("--upload: {} names no file", path.display()))?;
+        .with_context(|| format!("{} names no file", path.display()))?;
     name.to_str()
         .map(str::to_owned)
-        .with_context(|| format!("--upload: the name {name:?} is not valid UTF-8; rename the file"))
+        .with_context(|| format!("the file name {name:?} is not valid UTF-8; rename the file"))
 }
 
 /// Reads `path` once and hashes it; `progress` is told the bytes read so far after each chunk.
@@ -53,7 +53,7 @@ pub(crate) fn hash_file(path: &Path, progress: impl Fn(u64)) -> anyhow::Result<F
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?;
     if !metadata.is_file() {
-        anyhow::bail!("--upload: {} is not a regular file", path.display());
+        anyhow::bail!("{} is not a regular file", path.display());
     }
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; CHUNK];

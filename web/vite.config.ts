@@ -3,7 +3,7 @@
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
-// Where `npm run dev` sends grpc-web calls and downloads.
+// Where `npm run dev` sends grpc-web calls, uploads and downloads.
 const coordinator = process.env.REELAY_DEV_TARGET ?? "http://127.0.0.1:7070";
 // REELAY_MOCK=1: serve an in-memory mock coordinator instead of proxying (dev/mockCoordinator.ts).
 const mock = process.env.REELAY_MOCK === "1";
@@ -22,6 +22,7 @@ export default defineConfig(async () => ({
       : {
           "^/reelay\\.v1\\..*": { target: coordinator, changeOrigin: true },
           "/download": { target: coordinator, changeOrigin: true },
+          "/upload": { target: coordinator, changeOrigin: true },
         },
   },
   test: {

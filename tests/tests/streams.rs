@@ -67,6 +67,15 @@ impl Quiet {
         // The output is in the artifact store; the worker keeps no copy. For the worker's own
         // DownloadOutput streams, put one back where the worker serves its outputs from.
         let local = cluster.workers[0].data_dir.join("outputs").join(&finished);
+        // The worker removes its copy right after the job's final state: wait for that first.
+        let removed = reelay_tests::faults::poll(Duration::from_secs(10), async || {
+            (!local.exists()).then_some(())
+        })
+        .await;
+        assert!(
+            removed.is_some(),
+            "the worker removed its copy of the stored output"
+        );
         std::fs::create_dir_all(&local).unwrap();
         std::fs::write(local.join("big.bin"), vec![0u8; 32 << 20]).unwrap();
         cluster

@@ -44,17 +44,26 @@ export function freePort() {
   });
 }
 
+/** The `copy` pipeline: copies its input (required) to copy.bin. */
+export const COPY_PIPELINE = `
+[[pipeline]]
+name = "copy"
+description = "copies its input to copy.bin"
+command = ["sh", "-c", "echo '::progress 50 copying'; cp \\"$REELAY_INPUT\\" \\"$REELAY_OUTPUT_DIR/copy.bin\\"; echo '::progress 100 done'"]
+input_required = true
+`;
+
 /**
  * Starts a coordinator (extra flags `coordinatorFlags`) and one worker (`workerFlags`, node id
- * `<name>-w0`). Returns { url, workerId, restartCoordinator(downMs), killWorker(), startWorker(),
- * cli(...args), stop() }.
+ * `<name>-w0`), both with CONFIG and `extraConfig`. Returns { url, workerId, dir,
+ * restartCoordinator(downMs), killWorker(), startWorker(), cli(...args), stop() }.
  */
-export async function startCluster({ name, coordinatorFlags = [], workerFlags = [] }) {
+export async function startCluster({ name, coordinatorFlags = [], workerFlags = [], extraConfig = "" }) {
   const bin = process.env.REELAY_BIN;
   if (!bin) throw new E2eError("set REELAY_BIN to the reelay binary (scripts/web-e2e.sh does)");
   const dir = mkdtempSync(join(tmpdir(), `reelay-web-${name}-`));
   const config = join(dir, "pipelines.toml");
-  writeFileSync(config, CONFIG);
+  writeFileSync(config, CONFIG + extraConfig);
   const port = await freePort();
   const workerPort = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -92,6 +101,8 @@ export async function startCluster({ name, coordinatorFlags = [], workerFlags = 
   return {
     url,
     workerId,
+    /** The cluster's temporary folder (removed by stop). */
+    dir,
     /** SIGKILL of the coordinator, by its PID, then the same command again after `downMs`. */
     async restartCoordinator(downMs) {
       const gone = new Promise((r) => coordinator.once("exit", r));

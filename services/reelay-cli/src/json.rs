@@ -74,11 +74,41 @@ pub(crate) fn spec(spec: &v1::JobSpec) -> Value {
         "pipeline": spec.pipeline,
         "params": map(&spec.params),
         "input_path": spec.input_path,
+        "input_uri": spec.input_uri,
         "node_id": spec.node_id,
         "priority": spec.priority,
         "max_attempts": spec.max_attempts,
         "timeout_seconds": spec.timeout_seconds,
         "labels": map(&spec.labels),
+    })
+}
+
+/// A job's input from the artifact store.
+pub(crate) fn input_file(input: &v1::InputFile) -> Value {
+    json!({ "uri": input.uri, "name": input.name, "size": input.size, "sha256": input.sha256 })
+}
+
+/// The transfer under way (stages `staging` and `uploading`).
+pub(crate) fn transfer(transfer: &v1::Transfer) -> Value {
+    json!({
+        "done_bytes": transfer.done_bytes,
+        "total_bytes": transfer.total_bytes,
+        "bytes_per_second": transfer.bytes_per_second,
+    })
+}
+
+/// An upload, with `uri` (`upload:<id>`, what a job names) besides the proto fields.
+pub(crate) fn upload(upload: &v1::Upload) -> Value {
+    json!({
+        "id": upload.id,
+        "uri": format!("upload:{}", upload.id),
+        "name": upload.name,
+        "size": upload.size,
+        "sha256": upload.sha256,
+        "received": upload.received,
+        "complete": upload.complete,
+        "created_at": timestamp(upload.created_at.as_ref()),
+        "expires_at": timestamp(upload.expires_at.as_ref()),
     })
 }
 
@@ -112,6 +142,8 @@ pub(crate) fn job(job: &v1::Job) -> Value {
         "expires_at": timestamp(job.expires_at.as_ref()),
         "request_id": job.request_id,
         "cancel_requested": job.cancel_requested,
+        "input": job.input.as_ref().map_or(Value::Null, input_file),
+        "transfer": job.transfer.as_ref().map_or(Value::Null, transfer),
     })
 }
 
@@ -241,6 +273,39 @@ mod tests {
         assert_eq!(value["progress"], 40);
         assert_eq!(value["stage"], "counting");
         assert_eq!(value["job"]["version"], 7);
+    }
+
+    #[test]
+    fn inputs_transfers_and_uploads() {
+        let mut staging = sample_job();
+        staging.input = Some(v1::InputFile {
+            uri: "upload:u1".into(),
+            name: "in.mp4".into(),
+            size: 40,
+            sha256: "ab".into(),
+        });
+        staging.transfer = Some(v1::Transfer {
+            done_bytes: 10,
+            total_bytes: 40,
+            bytes_per_second: 2.5,
+        });
+        let value = job(&staging);
+        assert_eq!(value["input"]["uri"], "upload:u1");
+        assert_eq!(value["input"]["size"], 40);
+        assert_eq!(value["transfer"]["done_bytes"], 10);
+        assert_eq!(value["transfer"]["bytes_per_second"], 2.5);
+        assert_eq!(job(&sample_job())["input"], Value::Null);
+        let value = upload(&v1::Upload {
+            id: "u1".into(),
+            name: "in.mp4".into(),
+            size: 40,
+            received: 40,
+            complete: true,
+            ..Default::default()
+        });
+        assert_eq!(value["uri"], "upload:u1");
+        assert_eq!(value["complete"], true);
+        assert_eq!(value["expires_at"], Value::Null);
     }
 
     #[test]

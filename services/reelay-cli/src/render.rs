@@ -134,6 +134,20 @@ pub(crate) fn bar_message(job: &v1::Job) -> String {
     if !job.stage.is_empty() {
         parts.push(job.stage.clone());
     }
+    // Staging the input or uploading the outputs: the bytes moved and the rate.
+    if let Some(transfer) = job.transfer.as_ref().filter(|t| t.total_bytes > 0) {
+        parts.push(format!(
+            "{} of {}",
+            format::size(transfer.done_bytes),
+            format::size(transfer.total_bytes)
+        ));
+        if transfer.bytes_per_second >= 1.0 {
+            parts.push(format!(
+                "{}/s",
+                format::size(transfer.bytes_per_second as u64)
+            ));
+        }
+    }
     if job.fps > 0.0 {
         parts.push(format!("{:.1} fps", job.fps));
     }
@@ -300,6 +314,37 @@ mod tests {
             change_line(Some(&later), &event(v1::JobChange::Info, later.clone())),
             None
         );
+    }
+
+    #[test]
+    fn transfers_show_bytes_and_rate() {
+        let mut staging = job(v1::JobState::Running, 25);
+        staging.stage = "staging".into();
+        staging.eta_seconds = 6.0;
+        staging.transfer = Some(v1::Transfer {
+            done_bytes: 10 << 20,
+            total_bytes: 40 << 20,
+            bytes_per_second: 5.0 * 1048576.0,
+        });
+        assert_eq!(
+            bar_message(&staging),
+            "staging · 10.0 MiB of 40.0 MiB · 5.0 MiB/s · eta 6s"
+        );
+        let running = job(v1::JobState::Running, 0);
+        let line = change_line(Some(&running), &event(v1::JobChange::Progress, staging));
+        assert_eq!(
+            line.unwrap(),
+            "25% staging · 10.0 MiB of 40.0 MiB · 5.0 MiB/s · eta 6s"
+        );
+        // The rate is not known yet at the first report.
+        let mut uploading = job(v1::JobState::Running, 0);
+        uploading.stage = "uploading".into();
+        uploading.transfer = Some(v1::Transfer {
+            done_bytes: 0,
+            total_bytes: 2048,
+            bytes_per_second: 0.0,
+        });
+        assert_eq!(bar_message(&uploading), "uploading · 0 B of 2.0 KiB");
     }
 
     #[test]

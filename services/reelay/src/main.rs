@@ -17,6 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Try it on one machine:   reelay dev            (then open http://127.0.0.1:7070)
 /// Submit a job:            reelay job submit count --param steps=50 --watch
+/// With an input file:      reelay job submit transcode --upload clip.mp4 --watch
 /// See what is configured:  reelay pipeline list
 ///
 /// In production run one `reelay coordinator` and a `reelay worker` on every machine that

@@ -1,4 +1,4 @@
-// Render tests of small components: progress bar, jobs table rows, connection indicator.
+// Render tests of small components: progress bar, jobs table rows, connection indicator, upload text.
 
 import { render, screen, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
@@ -8,6 +8,7 @@ import { job } from "../test/jobs";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { JobsTable } from "./JobsTable";
 import { ProgressBar } from "./ProgressBar";
+import { uploadDetail } from "./UploadField";
 import { act } from "react";
 
 describe("components", () => {
@@ -46,5 +47,17 @@ describe("components", () => {
     expect(screen.getByTestId("connection").textContent).toBe("offline");
     act(() => tracker.report("watch-jobs", "reconnecting"));
     expect(screen.getByTestId("connection").getAttribute("data-state")).toBe("reconnecting");
+  });
+
+  it("uploadDetail says bytes, rate, time left, a resume and a retry", () => {
+    const file = new File(["x"], "clip.mp4");
+    const MiB = 1048576;
+    const progress = { phase: "uploading" as const, done: 24 * MiB, total: 40 * MiB, rate: 8 * MiB, etaSeconds: 2, resumedFrom: 16 * MiB, retrying: null };
+    expect(uploadDetail({ file, status: "uploading", progress, upload: null, error: null })).toBe("Uploading 24 MiB of 40 MiB · 8.0 MiB/s · 2s left · resumed at 16 MiB");
+    expect(uploadDetail({ file, status: "uploading", progress: { ...progress, rate: 0, etaSeconds: null, resumedFrom: 0, retrying: "HTTP 503: shutting down" }, upload: null, error: null })).toBe(
+      "Uploading 24 MiB of 40 MiB · retrying after: HTTP 503: shutting down",
+    );
+    expect(uploadDetail({ file, status: "hashing", progress: { ...progress, phase: "hashing", done: 4 * MiB }, upload: null, error: null })).toBe("Checking the file… 4.0 MiB of 40 MiB");
+    expect(uploadDetail({ file, status: "failed", progress, upload: null, error: "HTTP 400: sha256: mismatch" })).toBe("HTTP 400: sha256: mismatch");
   });
 });

@@ -53,4 +53,12 @@ describe("the job form", () => {
     });
     expect(validateJobForm({ pipeline: "count", params: defaultParams(count), inputPath: "", nodeId: "", priority: "0", maxAttempts: "1" }, count)).toEqual({});
   });
+
+  it("takes a file to upload as the input, but not a file and a path", () => {
+    const values = { pipeline: "transcode", params: { height: "720" }, inputPath: "", nodeId: "", priority: "0", maxAttempts: "1" };
+    expect(validateJobForm(values, transcode, true)).toEqual({});
+    expect(validateJobForm({ ...values, inputPath: "/srv/in.mp4" }, transcode, true)).toEqual({
+      input_path: "choose a file to upload or give a path on the worker, not both",
+    });
+  });
 });

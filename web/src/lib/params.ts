@@ -45,8 +45,11 @@ export interface JobFormValues {
   maxAttempts: string;
 }
 
-/** Field name (as in the spec: `params.<name>`, `input_path`...) -> problem. Empty when all is fine. */
-export function validateJobForm(values: JobFormValues, pipeline: Pipeline | undefined): Record<string, string> {
+/**
+ * Field name (as in the spec: `params.<name>`, `input_path`...) -> problem. Empty when all is fine.
+ * `hasFile`: a file was chosen to upload as the input (it stands for `input_path`).
+ */
+export function validateJobForm(values: JobFormValues, pipeline: Pipeline | undefined, hasFile = false): Record<string, string> {
   const errors: Record<string, string> = {};
   if (!values.pipeline) errors.pipeline = "required";
   else if (!pipeline) errors.pipeline = "unknown pipeline";
@@ -54,7 +57,9 @@ export function validateJobForm(values: JobFormValues, pipeline: Pipeline | unde
     const problem = validateParam(param, values.params[param.name] ?? "");
     if (problem) errors[`params.${param.name}`] = problem;
   }
-  if (pipeline?.inputRequired && values.inputPath.trim() === "") errors.input_path = "required";
+  const hasPath = values.inputPath.trim() !== "";
+  if (pipeline?.inputRequired && !hasPath && !hasFile) errors.input_path = "required";
+  if (hasPath && hasFile) errors.input_path = "choose a file to upload or give a path on the worker, not both";
   if (values.priority.trim() !== "" && !/^-?\d+$/.test(values.priority.trim())) errors.priority = "must be a whole number";
   if (values.maxAttempts.trim() !== "" && !/^\d+$/.test(values.maxAttempts.trim())) errors.max_attempts = "must be a whole number ≥ 0";
   return errors;

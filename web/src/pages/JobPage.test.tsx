@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import { JobChange, JobState, LogLineSchema, type JobEvent, type LogLine } from "../gen/reelay/v1/job_pb";
+import { InputFileSchema, JobChange, JobState, LogLineSchema, TransferSchema, type JobEvent, type LogLine } from "../gen/reelay/v1/job_pb";
 import { ServicesContext } from "../state/services";
 import { fakeServices } from "../test/fakeServer";
 import { event, job } from "../test/jobs";
@@ -35,6 +35,11 @@ function pushable<T>() {
       }
     },
   };
+}
+
+/** A log stream with nothing in it, open until the client leaves. */
+async function* holdEmpty(_req: unknown, ctx: { signal: AbortSignal }) {
+  await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
 }
 
 const tick = () => act(() => new Promise<void>((resolve) => setTimeout(resolve, 20)));
@@ -114,5 +119,33 @@ describe("JobPage", () => {
     );
     await tick();
     expect((await screen.findAllByRole("alert"))[0].textContent).toMatch(/not found/);
+  });
+
+  it("shows an uploaded input and the bytes of a transfer while it runs", async () => {
+    const id = "0198aaaa-1111-7000-8000-000000000002";
+    const watch = pushable<JobEvent>();
+    const services = fakeServices({
+      jobs: {
+        watchJob: watch.handler as never,
+        getJobLogs: holdEmpty as never,
+        getJobHistory: () => ({ events: [] }),
+        listOutputs: () => ({ files: [] }),
+      },
+    });
+    render(
+      <ServicesContext.Provider value={services}>
+        <JobPage id={id} />
+      </ServicesContext.Provider>,
+    );
+    const input = create(InputFileSchema, { uri: "upload:u-1", name: "clip.mp4", size: 40n * 1048576n, sha256: "ab".repeat(32) });
+    const transfer = create(TransferSchema, { doneBytes: 10n * 1048576n, totalBytes: 40n * 1048576n, bytesPerSecond: 5 * 1048576 });
+    watch.push(event(job(id, 3, JobState.RUNNING, { progress: 25, stage: "staging", input, transfer }), JobChange.SNAPSHOT));
+    await tick();
+    expect(screen.getByTestId("job-input").textContent).toContain("clip.mp4 (40 MiB) upload:u-1");
+    expect(screen.getByTestId("job-stage").textContent).toBe("staging 10 MiB of 40 MiB · 5.0 MiB/s");
+    watch.push(event(job(id, 4, JobState.SUCCEEDED, { progress: 100, stage: "", input })));
+    await tick();
+    expect(screen.queryByTestId("job-transfer")).toBeNull();
+    expect(screen.getByTestId("job-input").getAttribute("data-uri")).toBe("upload:u-1");
   });
 });

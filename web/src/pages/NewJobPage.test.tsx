@@ -5,6 +5,7 @@ import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { JobState, type CreateJobRequest } from "../gen/reelay/v1/job_pb";
 import { ServicesContext } from "../state/services";
+import { uploadId, type UploadHttp, type UploadInfo, type UploadQuery } from "../lib/upload";
 import { fakeServices } from "../test/fakeServer";
 import { job } from "../test/jobs";
 import { NewJobPage } from "./NewJobPage";
@@ -20,8 +21,9 @@ const pipelines = [
   },
 ];
 
-function renderPage(createJob: (req: CreateJobRequest) => unknown) {
+function renderPage(createJob: (req: CreateJobRequest) => unknown, uploads?: UploadHttp) {
   const services = fakeServices({
+    uploads,
     pipelines: { listPipelines: () => ({ pipelines }) },
     nodes: { listNodes: () => ({ nodes: [{ id: "node-a", slots: 2 }] }) },
     jobs: { createJob: createJob as never },
@@ -86,5 +88,71 @@ describe("NewJobPage", () => {
     expect(seen[0].spec?.params).toEqual({ steps: "600", interval_ms: "100" });
     expect(seen[0].spec?.priority).toBe(5);
     expect(seen[0].requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("uploads a chosen file with its progress, then submits the job with its input_uri", async () => {
+    const posts: UploadQuery[] = [];
+    let finish: (info: UploadInfo) => void = () => {};
+    const uploads: UploadHttp = {
+      get: async () => null,
+      post: (query, body, onProgress) => {
+        posts.push(query);
+        onProgress(body.size / 2);
+        return new Promise((resolve) => {
+          finish = resolve;
+        });
+      },
+    };
+    const seen: CreateJobRequest[] = [];
+    renderPage((req) => {
+      seen.push(req);
+      return job("0198up", 1, JobState.QUEUED);
+    }, uploads);
+    await screen.findByLabelText(/^steps/);
+    const file = new File([new TextEncoder().encode("hello")], "hello.txt");
+    fireEvent.change(screen.getByTestId("upload-input"), { target: { files: [file] } });
+    await waitFor(() => expect(posts).toHaveLength(1));
+    const id = uploadId("hello.txt", 5, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    expect(posts[0]).toMatchObject({ name: "hello.txt", size: 5, id, offset: 0 });
+    expect(screen.getByTestId("upload-status").getAttribute("data-status")).toBe("uploading");
+    expect(screen.getByTestId("upload-progress").getAttribute("aria-valuenow")).toBe("50");
+    expect(screen.getByTestId("upload-detail").textContent).toMatch(/^Uploading 2\.5 B of 5 B/);
+
+    // Submitted while the upload runs: the job is created once the upload is complete.
+    fireEvent.click(screen.getByTestId("submit-job"));
+    await waitFor(() => expect(screen.getByTestId("submit-job").textContent).toBe("Uploading, then submitting…"));
+    expect(seen).toHaveLength(0);
+    finish({ id, name: "hello.txt", size: 5, sha256: posts[0].sha256, received: 5, complete: true });
+    await waitFor(() => expect(location.pathname).toBe("/jobs/0198up"));
+    expect(seen[0].spec?.inputUri).toBe(`upload:${id}`);
+    expect(seen[0].spec?.inputPath).toBe("");
+  });
+
+  it("shows a failed upload with a retry, and does not submit without it", async () => {
+    let calls = 0;
+    const uploads: UploadHttp = {
+      get: async () => null,
+      post: async () => {
+        calls++;
+        const { UploadHttpError } = await import("../lib/upload");
+        throw new UploadHttpError(403, "this token may only read; uploading needs an --api-token");
+      },
+    };
+    const seen: CreateJobRequest[] = [];
+    renderPage((req) => {
+      seen.push(req);
+      return job("x", 1);
+    }, uploads);
+    await screen.findByLabelText(/^steps/);
+    fireEvent.change(screen.getByTestId("upload-input"), { target: { files: [new File(["abc"], "a.bin")] } });
+    await waitFor(() => expect(screen.getByTestId("upload-status").getAttribute("data-status")).toBe("failed"));
+    expect(screen.getByTestId("upload-detail").textContent).toBe("HTTP 403: this token may only read; uploading needs an --api-token");
+    fireEvent.click(screen.getByTestId("submit-job"));
+    await waitFor(() => expect(screen.getByTestId("submit-job").textContent).toBe("Submit job"));
+    expect(seen).toHaveLength(0);
+    fireEvent.click(screen.getByTestId("upload-retry"));
+    await waitFor(() => expect(calls).toBe(2));
+    fireEvent.click(screen.getByTestId("upload-remove"));
+    expect(screen.queryByTestId("upload-status")).toBeNull();
   });
 });

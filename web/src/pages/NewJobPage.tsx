@@ -1,5 +1,7 @@
-// New job form: pipeline and its parameters (ListPipelines), input, node (ListNodes), priority,
-// attempts. Checks values before sending; places the server's INVALID_ARGUMENT next to the field.
+// New job form: pipeline and its parameters (ListPipelines), input (a file uploaded from here, or a
+// path on the worker), node (ListNodes), priority, attempts. Checks values before sending; places
+// the server's INVALID_ARGUMENT next to the field. A chosen file is uploaded at once (hashing, then
+// sending, resumable); the submit waits for it, then creates the job with `input_uri`.
 
 import { useEffect, useMemo, useState } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -7,7 +9,9 @@ import type { Node } from "../gen/reelay/v1/node_pb";
 import type { Pipeline } from "../gen/reelay/v1/pipeline_pb";
 import { errorMessage } from "../api/errors";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { Field, fieldAria } from "../components/Field";
+import { Field, fieldAria, fieldId } from "../components/Field";
+import { UploadField } from "../components/UploadField";
+import { useUpload } from "../hooks/useUpload";
 import { mapServerErrors } from "../lib/fieldErrors";
 import { nodeStateName } from "../lib/format";
 import { defaultParams, isRequired, paramsToSend, validateJobForm, type JobFormValues } from "../lib/params";
@@ -19,11 +23,13 @@ const emptyForm: JobFormValues = { pipeline: "", params: {}, inputPath: "", node
 
 /** Form field names, as the spec names them (server errors use the same). */
 function fieldNames(pipeline: Pipeline | undefined): string[] {
-  return ["pipeline", "input_path", "node_id", "priority", "max_attempts", ...(pipeline?.params ?? []).map((p) => `params.${p.name}`)];
+  return ["pipeline", "input_uri", "input_path", "node_id", "priority", "max_attempts", ...(pipeline?.params ?? []).map((p) => `params.${p.name}`)];
 }
 
 export function NewJobPage() {
-  const { clients, feed } = useServices();
+  const { clients, feed, uploads } = useServices();
+  const upload = useUpload(uploads);
+  const hasFile = upload.state.file !== null;
   const [pipelines, setPipelines] = useState<Pipeline[] | null>(null);
   const [nodes, setNodes] = useState<Node[]>([]);
   const [loadError, setLoadError] = useState<unknown>(null);
@@ -65,10 +71,20 @@ export function NewJobPage() {
 
   const submit = async () => {
     setGeneral([]);
-    const problems = validateJobForm(values, pipeline);
+    const problems = validateJobForm(values, pipeline, hasFile);
     setErrors(problems);
     if (Object.keys(problems).length > 0) return;
     setSubmitting(true);
+    let inputUri = "";
+    if (hasFile) {
+      try {
+        inputUri = `upload:${(await upload.wait()).id}`;
+      } catch {
+        // The upload field says what went wrong and offers a retry.
+        setSubmitting(false);
+        return;
+      }
+    }
     try {
       const job = await clients.jobs.createJob({
         requestId,
@@ -76,6 +92,7 @@ export function NewJobPage() {
           pipeline: values.pipeline,
           params: paramsToSend(values.params),
           inputPath: values.inputPath.trim(),
+          inputUri,
           nodeId: values.nodeId,
           priority: Number(values.priority || "0"),
           maxAttempts: Number(values.maxAttempts || "0"),
@@ -143,9 +160,26 @@ export function NewJobPage() {
             </Field>
           );
         })}
-        <Field name="input_path" label={`Input path${pipeline?.inputRequired ? " *" : ""}`} error={errors.input_path} hint="Absolute path of the input file on the worker">
+        <Field name="input_uri" label={`Input file${pipeline?.inputRequired ? " *" : ""}`} error={errors.input_uri} hint="Uploaded to the coordinator; the worker fetches it">
+          <UploadField
+            id={fieldId("input_uri")}
+            state={upload.state}
+            onFile={(file) => {
+              upload.start(file);
+              setRequestId(newRequestId());
+              setErrors(({ input_uri: _, input_path: __, ...rest }) => rest);
+            }}
+            onClear={() => {
+              upload.clear();
+              setRequestId(newRequestId());
+            }}
+            onRetry={upload.retry}
+            describedBy={`${fieldId("input_uri")}-hint`}
+          />
+        </Field>
+        <Field name="input_path" label="or an input path on the worker" error={errors.input_path} hint="Absolute path of a file already on the worker (not uploaded)">
           <input
-            {...fieldAria("input_path", errors.input_path, "Absolute path of the input file on the worker")}
+            {...fieldAria("input_path", errors.input_path, "Absolute path of a file already on the worker (not uploaded)")}
             type="text"
             value={values.inputPath}
             onChange={(e) => change({ ...values, inputPath: e.target.value }, "input_path")}
@@ -171,7 +205,7 @@ export function NewJobPage() {
         </div>
         <div className="form-buttons">
           <button type="submit" className="primary" disabled={submitting || !pipelines?.length} data-testid="submit-job">
-            {submitting ? "Submitting…" : "Submit job"}
+            {submitting ? (hasFile && upload.state.status !== "done" ? "Uploading, then submitting…" : "Submitting…") : "Submit job"}
           </button>
         </div>
       </form>

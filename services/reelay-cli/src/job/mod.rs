@@ -1,7 +1,8 @@
 //! `reelay job …`: submit, inspect, watch, control jobs; read their logs and download their outputs.
 //!
-//! - `submit`: CreateJob; with several jobs `batch` (CreateJobs), `from_file` (`--from`) and
-//!   `watch_many` (one watch of them all).
+//! - `submit`: CreateJob (after an upload with `--upload`); with several jobs `batch`
+//!   (CreateJobs), `from_file` (`--from`) and `watch_many` (one watch of them all).
+//! - `upload`: a local file into the coordinator's artifact store (UploadInput, resumable).
 //! - `show`: get, list, history, outputs (reads).
 //! - `control`: cancel, retry, delete.
 //! - `watch`: WatchJob with reconnection; `logs`: GetJobLogs with follow; `download`: outputs.
@@ -13,6 +14,7 @@ mod from_file;
 mod logs;
 mod show;
 mod submit;
+mod upload;
 mod watch;
 mod watch_many;
 
@@ -27,6 +29,7 @@ pub use download::DownloadArgs;
 pub use logs::LogsArgs;
 pub use show::ListArgs;
 pub use submit::SubmitArgs;
+pub use upload::UploadArgs;
 pub use watch::WatchArgs;
 
 /// The subcommands of `reelay job`.
@@ -60,6 +63,8 @@ pub enum JobCommand {
     Outputs(JobId),
     /// Download an output file, verify its SHA-256.
     Download(DownloadArgs),
+    /// Send a local file to the coordinator as a job input (resumable); print upload:<id>.
+    Upload(UploadArgs),
 }
 
 /// A job id, as printed by `reelay job submit` and `reelay job list`.
@@ -82,5 +87,6 @@ pub(crate) async fn run(ctx: &Ctx, command: JobCommand) -> anyhow::Result<ExitCo
         JobCommand::History(args) => show::history(ctx, &args.id).await,
         JobCommand::Outputs(args) => show::outputs(ctx, &args.id).await,
         JobCommand::Download(args) => download::run(ctx, args).await,
+        JobCommand::Upload(args) => upload::run(ctx, args).await,
     }
 }

@@ -168,6 +168,9 @@ fn describe_job(job: &v1::Job, now: SystemTime) -> String {
     if !spec.input_path.is_empty() {
         lines.push(("input", spec.input_path.clone()));
     }
+    if let Some(input) = &job.input {
+        lines.push(("input", input_line(input)));
+    }
     let mut state = format!("{} {}%", format::job_state(job.state), job.progress);
     let detail = crate::render::bar_message(job);
     if !detail.is_empty() {
@@ -285,6 +288,16 @@ pub(crate) async fn history(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     }
     crate::out::text(&table.render())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `in.mp4 (40.0 MiB, upload:<id>)`: a job's input from the artifact store.
+fn input_line(input: &v1::InputFile) -> String {
+    format!(
+        "{} ({}, {})",
+        input.name,
+        format::size(input.size),
+        input.uri
+    )
 }
 
 fn history_detail(prev: Option<&v1::Job>, event: &v1::JobEvent) -> String {
@@ -453,5 +466,42 @@ mod tests {
         assert!(text.contains("exit code: 3\n"), "{text}");
         assert!(text.contains("attempt:   1 of 1\n"), "{text}");
         assert!(!text.contains("input"), "{text}");
+    }
+
+    #[test]
+    fn get_shows_an_uploaded_input() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let job = v1::Job {
+            id: "j1".into(),
+            spec: Some(v1::JobSpec {
+                pipeline: "copy".into(),
+                input_uri: "upload:u1".into(),
+                ..Default::default()
+            }),
+            state: v1::JobState::Running as i32,
+            progress: 50,
+            stage: "staging".into(),
+            input: Some(v1::InputFile {
+                uri: "upload:u1".into(),
+                name: "in.mp4".into(),
+                size: 40 << 20,
+                sha256: "ab".into(),
+            }),
+            transfer: Some(v1::Transfer {
+                done_bytes: 20 << 20,
+                total_bytes: 40 << 20,
+                bytes_per_second: 0.0,
+            }),
+            ..Default::default()
+        };
+        let text = describe_job(&job, now);
+        assert!(
+            text.contains("input:    in.mp4 (40.0 MiB, upload:u1)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("state:    RUNNING 50% staging · 20.0 MiB of 40.0 MiB\n"),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `reelay job submit`: CreateJob, then optionally the watch; with several inputs or `--from`,
-//! one job each through CreateJobs (see [`super::batch`]) and a watch of them all.
+//! `reelay job submit`: CreateJob (after uploading the input with `--upload`), then optionally the
+//! watch; with several inputs or `--from`, one job each through CreateJobs (see [`super::batch`])
+//! and a watch of them all.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use reelay_proto::v1;
 use crate::{Ctx, args, format, json};
 
 use super::batch::{self, Item};
+use super::upload::{self, Show};
 use super::watch_many::{self, Tracked};
 use super::{from_file, watch};
 
@@ -29,8 +31,10 @@ before anything is sent. With --watch: one overall bar and a bar per running job
 
 Examples:
   reelay job submit count --param steps=50 --watch
-  reelay job submit transcode --input clip.mov --param height=720 --priority 10
-  reelay job submit transcode --input videos/*.mp4 --param height=360 --watch
+  reelay job submit transcode --upload clip.mov --param height=720 --watch
+  reelay job submit transcode --upload videos/*.mp4 --param height=360 --watch
+  reelay job submit transcode --input /srv/media/clip.mov --param height=720 --priority 10
+  reelay job submit transcode --input /srv/media/*.mp4 --param height=360 --watch
   reelay job submit transcode --from jobs.jsonl
   find /srv/videos -name '*.mov' | jq -Rc '{input_path: .}' | reelay job submit transcode --from -
   id=$(reelay job submit count -q) && reelay job watch \"$id\"
@@ -42,14 +46,20 @@ pub struct SubmitArgs {
     /// A pipeline parameter, KEY=VALUE; repeat for several.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = args::key_value)]
     pub(crate) params: Vec<(String, String)>,
-    /// The input file, as a path on the worker node (it is not uploaded). A relative path is
+    /// The input file, as a path on the worker node (it is not uploaded: see --upload). A relative path is
     /// made absolute against the current directory, which is right when the worker runs on this
     /// machine (`reelay dev`). Several files (`--input a.mov b.mov`, `--input a.mov --input
     /// b.mov`, a shell glob: `transcode --input videos/*.mp4`) make one job each.
     #[arg(long, short = 'i', value_name = "PATH", num_args = 1..)]
     pub(crate) input: Vec<PathBuf>,
+    /// Files on this machine, sent to the coordinator as the jobs' inputs before the jobs are
+    /// submitted (workers fetch them); one job per file, a few files sent at once with one overall
+    /// progress. Resumable: after a cut or Ctrl-C, the same command continues where the uploads
+    /// stopped; a file already uploaded is not sent again.
+    #[arg(long, short = 'u', value_name = "FILE", num_args = 1.., conflicts_with = "input")]
+    pub(crate) upload: Vec<PathBuf>,
     /// Read the jobs from a JSON Lines file, one job per line (`-`: stdin); see below.
-    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "upload"])]
     pub(crate) from: Option<PathBuf>,
     /// Run only on this node (the job waits for it when it is busy, draining or offline).
     #[arg(long = "node", value_name = "ID")]
@@ -80,15 +90,15 @@ pub struct SubmitArgs {
     /// jobs, follow them all: exit 0 only if every one succeeds.
     #[arg(long, short = 'w')]
     pub(crate) watch: bool,
-    /// Print only the job id (one per line with several jobs).
+    /// Print only the job id (one per line with several jobs), and no upload progress.
     #[arg(long, short = 'q', conflicts_with = "watch")]
     pub(crate) quiet: bool,
 }
 
 impl SubmitArgs {
-    /// Several jobs (several inputs, or --from): CreateJobs rather than CreateJob.
+    /// Several jobs (several inputs or uploads, or --from): CreateJobs rather than CreateJob.
     fn is_batch(&self) -> bool {
-        self.from.is_some() || self.input.len() > 1
+        self.from.is_some() || self.input.len() > 1 || self.upload.len() > 1
     }
 }
 
@@ -96,7 +106,14 @@ pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode>
     if args.is_batch() {
         return run_many(ctx, args).await;
     }
-    let request = request(&args)?;
+    // Checked before a long upload.
+    let mut request = request(&args)?;
+    if let Some(path) = args.upload.first() {
+        let upload = upload::upload_file(ctx, path, show(&args)).await?;
+        if let Some(spec) = request.spec.as_mut() {
+            spec.input_uri = format!("upload:{}", upload.id);
+        }
+    }
     let job = ctx
         .conn
         .jobs()
@@ -122,7 +139,7 @@ pub(crate) async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode>
 
 /// Several jobs: every item checked, request ids derived, CreateJobs in batches, then the watch.
 async fn run_many(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let mut items = items(&args)?;
+    let mut items = items(ctx, &args).await?;
     batch::assign_request_ids(&mut items, args.request_id.as_deref())?;
     let labels: Vec<String> = items.iter().map(label).collect();
     // Opened before the jobs exist, so no change of theirs is missed.
@@ -168,13 +185,30 @@ async fn run_many(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The jobs of the command: one per --input, or one per line of --from.
-fn items(args: &SubmitArgs) -> anyhow::Result<Vec<Item>> {
+/// The jobs of the command: one per --input or --upload (uploaded first), or one per line of
+/// --from.
+async fn items(ctx: &Ctx, args: &SubmitArgs) -> anyhow::Result<Vec<Item>> {
     let defaults = spec(args)?;
     let cwd = std::env::current_dir()
         .context("cannot read the current directory to make input paths absolute")?;
     if let Some(path) = &args.from {
         return from_file::read(path, &defaults, &cwd);
+    }
+    if !args.upload.is_empty() {
+        let uploads = upload::upload_files(ctx, &args.upload, show(args)).await?;
+        return Ok(args
+            .upload
+            .iter()
+            .zip(uploads)
+            .map(|(path, upload)| Item {
+                spec: v1::JobSpec {
+                    input_uri: format!("upload:{}", upload.id),
+                    ..defaults.clone()
+                },
+                request_id: None,
+                source: path.display().to_string(),
+            })
+            .collect());
     }
     args.input
         .iter()
@@ -190,6 +224,15 @@ fn items(args: &SubmitArgs) -> anyhow::Result<Vec<Item>> {
             })
         })
         .collect()
+}
+
+/// How uploads show their progress: not at all with -q.
+fn show(args: &SubmitArgs) -> Show {
+    if args.quiet {
+        Show::Nothing
+    } else {
+        Show::Auto
+    }
 }
 
 /// What a job is called while watched: its input file's name, else where it came from.
@@ -308,6 +351,20 @@ mod tests {
             "{}",
             spec.input_path
         );
+    }
+
+    #[test]
+    fn upload_and_input_exclude_each_other() {
+        let args = parse(&["copy", "--upload", "clip.mov", "-p", "label=x"]);
+        assert_eq!(args.upload, [std::path::PathBuf::from("clip.mov")]);
+        assert!(!args.is_batch());
+        let several = parse(&["copy", "--upload", "a.mov", "b.mov"]);
+        assert!(several.is_batch());
+        // The spec is checked before the upload; the upload sets input_uri, not input_path.
+        assert_eq!(request(&args).unwrap().spec.unwrap().input_path, "");
+        let both = Cli::try_parse_from(["submit", "copy", "--upload", "a", "--input", "b"]);
+        let err = both.unwrap_err().to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

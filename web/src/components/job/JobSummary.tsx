@@ -1,14 +1,25 @@
-// The job's live header: state, progress bar, stage, node, attempt, queue reason, times.
+// The job's live header: state, progress bar, stage (with the bytes and rate of a transfer while
+// the input is staged or the outputs uploaded), input, node, attempt, queue reason, times.
 
 import type { Job } from "../../gen/reelay/v1/job_pb";
-import { formatDuration, formatTime, shortId } from "../../lib/format";
+import { formatBytes, formatDuration, formatTime, shortId } from "../../lib/format";
 import { isActive, isTerminal } from "../../lib/jobMap";
 import { paths } from "../../lib/router";
 import { Link } from "../Link";
 import { ProgressBar } from "../ProgressBar";
 import { JobStateBadge } from "../StateBadge";
 
+/** `12.0 MiB of 40.0 MiB · 30 MiB/s`: the transfer under way, or "" when none. */
+export function transferText(job: Job): string {
+  const transfer = job.transfer;
+  if (!transfer || transfer.totalBytes === 0n) return "";
+  const parts = [`${formatBytes(transfer.doneBytes)} of ${formatBytes(transfer.totalBytes)}`];
+  if (transfer.bytesPerSecond >= 1) parts.push(`${formatBytes(transfer.bytesPerSecond)}/s`);
+  return parts.join(" · ");
+}
+
 export function JobSummary({ job }: { job: Job }) {
+  const transfer = isActive(job.state) ? transferText(job) : "";
   const params = Object.entries(job.spec?.params ?? {});
   return (
     <div className="job-summary">
@@ -17,6 +28,12 @@ export function JobSummary({ job }: { job: Job }) {
         <ProgressBar value={job.progress} label={`Progress of job ${shortId(job.id)}`} />
         <span className="stage" data-testid="job-stage">
           {job.stage}
+          {transfer ? (
+            <span className="muted" data-testid="job-transfer">
+              {" "}
+              {transfer}
+            </span>
+          ) : null}
         </span>
       </div>
       {job.cancelRequested && isActive(job.state) ? <p className="warn">Cancellation requested…</p> : null}
@@ -43,6 +60,14 @@ export function JobSummary({ job }: { job: Job }) {
           <>
             <dt>Input</dt>
             <dd className="mono">{job.spec.inputPath}</dd>
+          </>
+        ) : null}
+        {job.input ? (
+          <>
+            <dt>Input</dt>
+            <dd data-testid="job-input" data-uri={job.input.uri}>
+              <span className="mono">{job.input.name}</span> ({formatBytes(job.input.size)}) <span className="muted mono" title={job.input.sha256 ? `SHA-256 ${job.input.sha256}` : undefined}>{job.input.uri}</span>
+            </dd>
           </>
         ) : null}
         <dt>Node</dt>

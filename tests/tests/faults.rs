@@ -24,6 +24,18 @@
 //! retries a job because its node was lost, so two containers of one job at once would be a bug
 //! (node loss and its retry elsewhere are proved in node_loss.rs).
 //!
+//! Transfers (faults/transfers.rs): while the faults run, the harness uploads files to the
+//! coordinator's artifact store through a throttled proxy, resuming each after a coordinator kill,
+//! and creates `relay` jobs on them, which stage their input and upload an output twice its size
+//! through the (throttled) registration proxy; the schedule also kills -9 the worker or the
+//! coordinator (the store) of a job whose transfer is under way. The checker adds:
+//!
+//! - every relay job SUCCEEDED with its input shown as uploaded (size, SHA-256) and an output
+//!   whose listed SHA-256, and downloaded bytes, are those of the input twice;
+//! - the store holds exactly the uploads and the listed outputs of the succeeded jobs, each with
+//!   its listed size and SHA-256 (read from the store's directory): no torn object, no duplicate;
+//! - no worker found a staged input that did not verify.
+//!
 //! The seed is printed first (`fault campaign seed: N`); `REELAY_FAULT_SEED=N` replays the same
 //! schedule of faults and jobs (timings of real processes still vary). A failure prints every
 //! problem found, the fault schedule as it ran, and the seed.
@@ -43,6 +55,11 @@ use reelay_tests::proxy::FaultProxy;
 use reelay_tests::{TestCluster, WorkerSpec};
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
+
+#[path = "faults/transfers.rs"]
+mod transfers;
+
+use transfers::{PlannedRelay, PlannedUpload};
 
 const IMAGE: &str = "reelay/busybox:latest";
 /// Jobs of the campaign.
@@ -402,6 +419,8 @@ enum Part {
     Worker(usize),
     Link(usize),
     Registration,
+    /// The worker, or the coordinator (the store), of a job whose transfer is under way.
+    Transfer,
 }
 
 #[derive(Debug)]
@@ -420,6 +439,8 @@ struct Campaign {
     registration: FaultProxy,
     rng: Rng,
     journal: Journal,
+    /// The relay jobs created so far (their transfers are what `Part::Transfer` breaks).
+    relays: Arc<Mutex<Vec<String>>>,
     /// Counts of what was done.
     done: BTreeMap<&'static str, u32>,
 }
@@ -429,6 +450,8 @@ impl Campaign {
         let mut parts = vec![Part::Coordinator, Part::Registration];
         parts.extend((0..WORKERS).map(Part::Worker));
         parts.extend((0..WORKERS).map(Part::Link));
+        // Twice: transfers take seconds of the campaign's minute, and these faults need one.
+        parts.extend([Part::Transfer, Part::Transfer]);
         parts
     }
 
@@ -517,6 +540,7 @@ impl Campaign {
                     }
                 }
             }
+            Part::Transfer => self.break_transfer().await,
             Part::Registration => {
                 if self.rng.below(2) == 0 {
                     self.journal.say("drop registrations");
@@ -530,6 +554,51 @@ impl Campaign {
                 self.broken.insert(part, (Broken::Proxy, now));
             }
         }
+    }
+
+    /// Kills -9 the worker of a job whose transfer is under way (two times in three) or the
+    /// coordinator, which holds the store; nothing when no transfer is under way or what would be
+    /// killed is already broken.
+    async fn break_transfer(&mut self) {
+        let kill_coordinator = self.rng.below(3) == 0;
+        if self.broken.contains_key(&Part::Coordinator) {
+            return;
+        }
+        let ids = self.relays.lock().unwrap().clone();
+        let Some((job, node, stage)) = transfers::under_way(&self.cluster.url(), &ids).await
+        else {
+            self.journal.say("no transfer under way to break");
+            return;
+        };
+        let now = Instant::now();
+        if kill_coordinator {
+            self.journal
+                .say(format!("kill -9 coordinator while job {job} is {stage} on {node}"));
+            self.cluster.coordinator.kill9();
+            self.count("coordinator kill -9 during a transfer");
+            self.broken.insert(Part::Coordinator, (Broken::Killed, now));
+            return;
+        }
+        let Some(index) = self
+            .cluster
+            .workers
+            .iter()
+            .position(|worker| worker.node_id == node)
+        else {
+            return;
+        };
+        if self.broken.contains_key(&Part::Worker(index)) {
+            return;
+        }
+        self.journal
+            .say(format!("kill -9 worker {node} while job {job} is {stage}"));
+        self.cluster.workers[index].process.kill9();
+        self.count(if stage == "staging" {
+            "worker kill -9 while staging"
+        } else {
+            "worker kill -9 while uploading"
+        });
+        self.broken.insert(Part::Worker(index), (Broken::Killed, now));
     }
 
     async fn repair(&mut self, part: Part) {
@@ -570,6 +639,7 @@ impl Campaign {
                     .say(format!("restore registrations (broken {after:.1}s)"));
                 self.registration.restore();
             }
+            (Part::Transfer, _) => {}
         }
     }
 
@@ -658,15 +728,52 @@ fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// What one job of the campaign must end as.
+#[derive(Debug, Clone)]
+struct Expect {
+    /// How problems name the job.
+    name: String,
+    /// Its pipeline's exit code, every attempt.
+    exit_code: i32,
+    /// The progress lines of one attempt, in order.
+    progress: Vec<String>,
+    /// Its one output (name and bytes) when it succeeds.
+    output: (String, Vec<u8>),
+    /// Its input from the store (size, SHA-256), when it has one.
+    input: Option<(u64, String)>,
+}
+
+impl Planned {
+    fn expect(&self, id: &str) -> Expect {
+        Expect {
+            name: format!("job {} ({id}, exit {})", self.index, self.exit_code),
+            exit_code: self.exit_code,
+            progress: self.progress_lines(),
+            output: ("out.txt".to_owned(), self.output()),
+            input: None,
+        }
+    }
+}
+
+fn relay_expect(relay: &PlannedRelay, upload: &PlannedUpload, id: &str) -> Expect {
+    Expect {
+        name: format!("relay job {} ({id}, upload {})", relay.index, upload.index),
+        exit_code: 0,
+        progress: vec!["::progress 100 relayed".to_owned()],
+        output: ("relay.bin".to_owned(), PlannedRelay::output(upload)),
+        input: Some((upload.data.len() as u64, sha256(&upload.data))),
+    }
+}
+
 /// Everything wrong with one job, as sentences.
 async fn check_job(
     cluster: &TestCluster,
-    planned: &Planned,
+    planned: &Expect,
     id: &str,
     job: Option<&v1::Job>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let name = format!("job {} ({id}, exit {})", planned.index, planned.exit_code);
+    let name = planned.name.clone();
     let Some(job) = job else {
         return vec![format!("{name}: never read back (lost)")];
     };
@@ -697,6 +804,14 @@ async fn check_job(
             "{name}: its pipeline exits {} every time: expected FAILED with that code after {MAX_ATTEMPTS} attempts, got {summary}",
             planned.exit_code
         ));
+    }
+    if let Some((size, sha)) = &planned.input {
+        let shown = job.input.as_ref().map(|input| (input.size, input.sha256.clone()));
+        if shown != Some((*size, sha.clone())) {
+            problems.push(format!(
+                "{name}: its input shows as {shown:?}, uploaded as {size} bytes with SHA-256 {sha}"
+            ));
+        }
     }
 
     // History: versions 1, 2, 3…, one terminal state at the end, attempts never going back.
@@ -766,8 +881,7 @@ async fn check_job(
             .filter(|line| line.attempt == job.attempt && line.text.starts_with("::progress"))
             .map(|line| line.text.as_str())
             .collect();
-        let expected = planned.progress_lines();
-        if progress != expected {
+        if progress != planned.progress {
             problems.push(format!(
                 "{name}: the progress lines of attempt {} are not each printed line once: got {progress:?}",
                 job.attempt
@@ -777,7 +891,7 @@ async fn check_job(
 
     // Outputs: the file the pipeline wrote, listed and downloaded.
     if job.state == v1::JobState::Succeeded as i32 {
-        let expected = planned.output();
+        let (output, expected) = &planned.output;
         let listed = match client(&cluster.url()).await {
             Some(mut client) => client
                 .list_outputs(v1::ListOutputsRequest { id: id.to_owned() })
@@ -787,28 +901,28 @@ async fn check_job(
             None => Err("cannot connect".to_owned()),
         };
         match listed.as_deref() {
-            Ok([file]) if file.name == "out.txt" => {
-                if file.sha256 != sha256(&expected) || file.size != expected.len() as u64 {
+            Ok([file]) if file.name == *output => {
+                if file.sha256 != sha256(expected) || file.size != expected.len() as u64 {
                     problems.push(format!(
-                        "{name}: out.txt listed with sha256 {} and {} bytes, expected {} and {} bytes",
+                        "{name}: {output} listed with sha256 {} and {} bytes, expected {} and {} bytes",
                         file.sha256,
                         file.size,
-                        sha256(&expected),
+                        sha256(expected),
                         expected.len()
                     ));
                 }
-                match download(&cluster.url(), id, "out.txt").await {
-                    Ok(data) if data == expected => {}
+                match download(&cluster.url(), id, output).await {
+                    Ok(data) if data == *expected => {}
                     Ok(data) => problems.push(format!(
-                        "{name}: downloaded out.txt differs ({} bytes, sha256 {}): {:?}",
+                        "{name}: downloaded {output} differs ({} bytes, sha256 {}): {:?}",
                         data.len(),
                         sha256(&data),
-                        String::from_utf8_lossy(&data)
+                        String::from_utf8_lossy(&data[..data.len().min(200)])
                     )),
-                    Err(err) => problems.push(format!("{name}: download of out.txt failed: {err}")),
+                    Err(err) => problems.push(format!("{name}: download of {output} failed: {err}")),
                 }
             }
-            other => problems.push(format!("{name}: outputs are not [out.txt]: {other:?}")),
+            other => problems.push(format!("{name}: outputs are not [{output}]: {other:?}")),
         }
     }
     problems
@@ -882,11 +996,17 @@ async fn fault_campaign() {
     let mut cluster = TestCluster::builder()
         .node_prefix(&prefix)
         .extra_config(CAMPAIGN_PIPELINE)
+        .extra_config(transfers::RELAY_PIPELINE)
         .coordinator_arg("--node-lost-after")
         .coordinator_arg("10m")
         .start()
         .await;
     let registration = FaultProxy::start(([127, 0, 0, 1], cluster.coordinator_port).into()).await;
+    // The workers' way to the artifact store: slow enough that their transfers take seconds.
+    registration.throttle(transfers::TRANSFER_RATE);
+    // The harness's uploads, likewise.
+    let uploads_link = FaultProxy::start(([127, 0, 0, 1], cluster.coordinator_port).into()).await;
+    uploads_link.throttle(transfers::TRANSFER_RATE);
     let mut links = Vec::new();
     for _ in 0..WORKERS {
         let link = FaultProxy::unconnected().await;
@@ -922,6 +1042,18 @@ async fn fault_campaign() {
         seed,
         journal.clone(),
     ));
+    let (uploads, relays) = transfers::plan(seed);
+    let relays_created = Arc::new(Mutex::new(Vec::new()));
+    let uploader = tokio::spawn(transfers::upload_and_submit(
+        cluster.url(),
+        uploads_link.url(),
+        uploads.clone(),
+        relays.clone(),
+        MAX_ATTEMPTS,
+        seed,
+        Arc::clone(&relays_created),
+        journal.clone(),
+    ));
 
     let mut campaign = Campaign {
         broken: HashMap::new(),
@@ -930,6 +1062,7 @@ async fn fault_campaign() {
         registration,
         rng: Rng(seed),
         journal: journal.clone(),
+        relays: relays_created,
         done: BTreeMap::new(),
     };
     let faults_end = Instant::now() + FAULT_PHASE;
@@ -941,7 +1074,8 @@ async fn fault_campaign() {
     journal.say("fault phase over: repairing everything");
     campaign.repair_all().await;
     let ids = submitter.await.expect("the submitter");
-    for id in &ids {
+    let relay_ids = uploader.await.expect("the uploader");
+    for id in ids.iter().chain(&relay_ids) {
         containers.track(id);
     }
     let Campaign {
@@ -956,12 +1090,41 @@ async fn fault_campaign() {
     journal.say("every node is READY");
 
     let url = cluster.url();
-    let last = settle(&url, &ids, &journal).await;
+    let all_ids: Vec<String> = ids.iter().chain(&relay_ids).cloned().collect();
+    let last = settle(&url, &all_ids, &journal).await;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    for ((planned, id), job) in planned.iter().zip(&ids).zip(&last) {
-        problems.extend(check_job(&cluster, planned, id, job.as_ref()).await);
+    let expected: Vec<Expect> = planned
+        .iter()
+        .zip(&ids)
+        .map(|(planned, id)| planned.expect(id))
+        .chain(
+            relays
+                .iter()
+                .zip(&relay_ids)
+                .map(|(relay, id)| relay_expect(relay, &uploads[relay.upload], id)),
+        )
+        .collect();
+    for ((expect, id), job) in expected.iter().zip(&all_ids).zip(&last) {
+        problems.extend(check_job(&cluster, expect, id, job.as_ref()).await);
     }
+    // The store: the uploads and the outputs of the succeeded jobs, nothing else, none torn.
+    let outputs: Vec<(String, u32, v1::OutputFile)> = last
+        .iter()
+        .flatten()
+        .filter(|job| job.state == v1::JobState::Succeeded as i32)
+        .flat_map(|job| {
+            job.outputs
+                .iter()
+                .map(|file| (job.id.clone(), job.attempt, file.clone()))
+        })
+        .collect();
+    problems.extend(transfers::check_store(
+        &cluster,
+        &uploads,
+        &outputs,
+        &mut notes,
+    ));
     let count = |state: v1::JobState| {
         last.iter()
             .flatten()
@@ -975,7 +1138,7 @@ async fn fault_campaign() {
         count(v1::JobState::Failed),
         planned.iter().filter(|job| job.exit_code != 0).count()
     ));
-    problems.extend(check_job_count(&url, &ids).await);
+    problems.extend(check_job_count(&url, &all_ids).await);
 
     // Nothing left while the cluster runs: every finished attempt's container is removed.
     let nodes: Vec<String> = cluster
@@ -996,6 +1159,16 @@ async fn fault_campaign() {
         .map(|worker| worker.process.log_text())
         .collect();
     let coordinator_log = cluster.coordinator.log_text();
+    if worker_logs.contains("does not verify") {
+        problems.push(
+            "a worker fetched an input that did not verify (a resumed fetch wrote wrong bytes?)"
+                .to_owned(),
+        );
+    }
+    journal.say(format!(
+        "transfers: {} relay inputs found in a node's cache (the others were fetched)",
+        worker_logs.matches("input found in the node's cache").count(),
+    ));
     journal.say(format!(
         "workers re-attached to {} containers and resumed {} attempts; the coordinator resumed event streams {} times",
         worker_logs.matches("re-attached").count(),
@@ -1010,6 +1183,7 @@ async fn fault_campaign() {
     drop(cluster);
     drop(links);
     drop(registration);
+    drop(uploads_link);
     for node in &nodes {
         let left = docker::containers_labelled(LABEL_NODE_ID, node);
         if !left.is_empty() {
@@ -1018,7 +1192,7 @@ async fn fault_campaign() {
             ));
         }
     }
-    let processes = job_processes(&ids);
+    let processes = job_processes(&all_ids);
     if !processes.is_empty() {
         problems.push(format!(
             "after the cluster stopped, processes of jobs are alive: {processes:?}"
@@ -1036,7 +1210,7 @@ async fn fault_campaign() {
     ));
     problems.extend(overlaps(&lives));
     for (job, lives) in &lives {
-        if !ids.contains(job) {
+        if !all_ids.contains(job) {
             problems.push(format!("containers of an unknown job {job}: {lives:?}"));
         }
     }
@@ -1066,7 +1240,11 @@ async fn fault_campaign() {
         problems.join("\n"),
         journal.text()
     );
-    println!("fault campaign seed {seed}: {JOBS} jobs, nothing lost, nothing duplicated");
+    println!(
+        "fault campaign seed {seed}: {JOBS} jobs and {} relay jobs on {} uploads, nothing lost, nothing duplicated",
+        relay_ids.len(),
+        uploads.len()
+    );
     drop(containers);
 }
 

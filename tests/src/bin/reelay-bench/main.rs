@@ -7,6 +7,7 @@
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --quick # a smaller, faster run
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only create,watchers
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only transfer-limits
+//! cargo run --release -p reelay-tests --bin reelay-bench -- --only transfers
 //! ```
 //!
 //! Throughput figures are medians of several runs (`--runs`, default 3) on a fresh cluster each;
@@ -17,6 +18,7 @@ mod batch;
 mod limits;
 mod stats;
 mod transfer_limits;
+mod transfers;
 
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ const USAGE: &str = "\
 reelay-bench: measures Reelay against the performance targets of DESIGN.md
 
 Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers N]
-                    [--transfer-mib N] [--only LIST]
+                    [--transfer-mib N] [--rss-mib N] [--only LIST]
 
   --quick        a smaller run (5,000 creates, 100,000 stored jobs, 256 MiB transfers)
   --runs N       fresh clusters per throughput figure; the median is printed (default 3)
@@ -35,11 +37,14 @@ Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers 
                  as many jobs (a tenth of it in batches of 1)
   --stored N     jobs stored before the restart and ListJobs measures (default 1,000,000)
   --watchers N   idle WatchJob streams for the memory measure (default 10,000)
-  --transfer-mib N  MiB moved by each transfer-limits run (default 1024)
-  --only LIST    comma-separated: limits,transfer-limits,create,batch,latency,progress,start,
-                 watchers,stored
+  --transfer-mib N  MiB moved by each transfer-limits and transfers run (default 1024)
+  --rss-mib N    MiB of the file whose passage the transfers section measures RSS during
+                 (default 2048; 0 skips it)
+  --only LIST    comma-separated: limits,transfer-limits,transfers,create,batch,latency,progress,
+                 start,watchers,stored
 
-transfer-limits needs SeaweedFS (scripts/setup-test-env.sh puts it in ~/.cache/reelay-s3/)
+transfer-limits and the S3 half of transfers need SeaweedFS (scripts/setup-test-env.sh puts it in
+~/.cache/reelay-s3/); transfers prints the transfer limits too, to read its ratios against.
 
 The reelay binary is the one REELAY_BIN names, else target/release/reelay when built.";
 
@@ -48,8 +53,10 @@ struct Options {
     creates: usize,
     stored: usize,
     watchers: usize,
-    /// Bytes each transfer-limits run moves.
+    /// Bytes each transfer-limits and transfers run moves.
     transfer_bytes: u64,
+    /// Bytes of the file the transfers section measures RSS with (0: not measured).
+    rss_bytes: u64,
     /// Measures to run (`--only create,watchers`); all when empty.
     only: Vec<String>,
 }
@@ -80,6 +87,7 @@ fn options() -> Options {
         watchers: value("--watchers").unwrap_or(10_000),
         transfer_bytes: (value("--transfer-mib").unwrap_or(if quick { 256 } else { 1024 }) as u64)
             << 20,
+        rss_bytes: (value("--rss-mib").unwrap_or(if quick { 512 } else { 2048 }) as u64) << 20,
         only: args
             .iter()
             .position(|a| a == "--only")
@@ -126,8 +134,18 @@ async fn main() {
         );
     }
 
-    if options.wants("transfer-limits") {
-        transfer_limits_section(&options).await;
+    if options.wants("transfer-limits") || options.wants("transfers") {
+        let s3 = reelay_tests::s3::weed_bin_path()
+            .exists()
+            .then(reelay_tests::s3::S3Server::start);
+        let s3 = match s3 {
+            Some(starting) => Some(starting.await),
+            None => None,
+        };
+        let limits = transfer_limits_section(&options, s3.as_ref()).await;
+        if options.wants("transfers") {
+            transfers_section(&options, &limits, s3.as_ref()).await;
+        }
     }
 
     println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
@@ -311,8 +329,21 @@ async fn batch_section(options: &Options) {
     );
 }
 
+/// The transfer ceilings of this machine, MB/s (medians of `--runs`); `None` where not measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct TransferLimits {
+    loopback: f64,
+    disk: f64,
+    /// SeaweedFS alone, object_store signing each part as Reelay does (its default).
+    s3_put: Option<f64>,
+    s3_get: Option<f64>,
+}
+
 /// The transfer ceilings of this machine (medians of `--runs`), printed like the other limits.
-async fn transfer_limits_section(options: &Options) {
+async fn transfer_limits_section(
+    options: &Options,
+    s3: Option<&reelay_tests::s3::S3Server>,
+) -> TransferLimits {
     let bytes = options.transfer_bytes;
     let runs = options.runs.max(1);
     let (mut loopback, mut disk) = (Vec::new(), Vec::new());
@@ -320,23 +351,29 @@ async fn transfer_limits_section(options: &Options) {
         loopback.push(transfer_limits::loopback_mb_s(bytes).await);
         disk.push(transfer_limits::disk_write_fsync_mb_s(bytes));
     }
-    let loopback = median(&mut loopback);
-    let disk = median(&mut disk);
+    let mut limits = TransferLimits {
+        loopback: median(&mut loopback),
+        disk: median(&mut disk),
+        ..TransferLimits::default()
+    };
     println!(
         "\n## Transfer limits of this machine ({} MiB, median of {runs}; MB = 10^6 bytes)\n",
         bytes >> 20
     );
     println!(
-        "- loopback TCP, 1 MiB writes: {loopback:.0} MB/s (80%, the transfer target: {:.0} MB/s)",
-        loopback * 0.8
+        "- loopback TCP, 1 MiB writes: {:.0} MB/s (80%, the transfer target: {:.0} MB/s)",
+        limits.loopback,
+        limits.loopback * 0.8
     );
-    println!("- disk write + fsync of one file, 1 MiB writes: {disk:.0} MB/s");
+    println!(
+        "- disk write + fsync of one file, 1 MiB writes: {:.0} MB/s",
+        limits.disk
+    );
 
-    if !reelay_tests::s3::weed_bin_path().exists() {
+    let Some(server) = s3 else {
         println!("- SeaweedFS: skipped, weed is missing (scripts/setup-test-env.sh fetches it)\n");
-        return;
-    }
-    let server = reelay_tests::s3::S3Server::start().await;
+        return limits;
+    };
     server.create_bucket("bench").await;
     // The first write to a bucket makes its volumes: not part of any run.
     server
@@ -345,10 +382,14 @@ async fn transfer_limits_section(options: &Options) {
     for unsigned in [false, true] {
         let mut figures = Vec::new();
         for _ in 0..runs {
-            figures.push(transfer_limits::s3_round_trip(&server, "bench", bytes, unsigned).await);
+            figures.push(transfer_limits::s3_round_trip(server, "bench", bytes, unsigned).await);
         }
         let put = median(&mut figures.iter().map(|f| f.put).collect::<Vec<_>>());
         let get = median(&mut figures.iter().map(|f| f.get).collect::<Vec<_>>());
+        if !unsigned {
+            limits.s3_put = Some(put);
+            limits.s3_get = Some(get);
+        }
         let rss = figures
             .iter()
             .map(|f| f.server_rss.growth())
@@ -363,6 +404,98 @@ async fn transfer_limits_section(options: &Options) {
             transfer_limits::PART >> 20,
             transfer_limits::PARTS_IN_FLIGHT,
         );
+    }
+    println!();
+    limits
+}
+
+/// One cell of the transfers table: the figure, its limit and the ratio (target ≥ 80%).
+fn transfer_cell(measured: f64, limit: f64, misses: &mut Vec<String>, what: String) -> String {
+    let ratio = measured / limit;
+    if ratio < 0.8 {
+        misses.push(format!("{what}: {:.0}% of its limit", ratio * 100.0));
+    }
+    format!(
+        "{measured:.0} MB/s | {limit:.0} MB/s | {:.0}%{}",
+        ratio * 100.0,
+        if ratio >= 0.8 { "" } else { " MISSED" }
+    )
+}
+
+/// Reelay's transfers next to the limits: upload, staging and output upload on the local store and
+/// on S3 (medians of `--runs`, a fresh cluster each), then RSS while a big file passes through.
+async fn transfers_section(
+    options: &Options,
+    limits: &TransferLimits,
+    s3: Option<&reelay_tests::s3::S3Server>,
+) {
+    let bytes = options.transfer_bytes;
+    let runs = options.runs.max(1);
+    let mut stores = vec![(transfers::Store::Local, "local store")];
+    if s3.is_some() {
+        stores.push((transfers::Store::S3, "S3 store (SeaweedFS)"));
+    }
+    println!(
+        "\n### Transfers through Reelay ({} MiB, median of {runs}; MB = 10^6 bytes; target ≥ 80% of the limit)\n",
+        bytes >> 20
+    );
+    println!(
+        "The local store's limit is the lower of loopback TCP and disk write + fsync; the S3 store's is SeaweedFS alone\n\
+         (put for uploads, get — and the disk — for staging).\n"
+    );
+    println!("| transfer | store | measured | limit | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut misses = Vec::new();
+    for (store, label) in stores {
+        let mut figures = Vec::new();
+        for run in 0..runs {
+            figures.push(transfers::run(store, s3, bytes, run).await);
+        }
+        let pick = |f: fn(&transfers::Figures) -> f64| {
+            median(&mut figures.iter().map(f).collect::<Vec<_>>())
+        };
+        let local = limits.loopback.min(limits.disk);
+        let (upload_limit, staging_limit, output_limit) = match store {
+            transfers::Store::Local => (local, local, local),
+            transfers::Store::S3 => {
+                let put = limits.s3_put.unwrap_or(f64::NAN).min(limits.loopback);
+                let get = limits.s3_get.unwrap_or(f64::NAN).min(limits.disk);
+                (put, get, put)
+            }
+        };
+        for (what, measured, limit) in [
+            ("upload (UploadInput)", pick(|f| f.upload), upload_limit),
+            ("staging (ASSIGNED → RUNNING)", pick(|f| f.staging), staging_limit),
+            ("output upload (`uploading` stage)", pick(|f| f.output), output_limit),
+        ] {
+            let cell = transfer_cell(measured, limit, &mut misses, format!("{what}, {label}"));
+            println!("| {what} | {label} | {cell} |");
+        }
+    }
+    if options.rss_bytes > 0 {
+        let (coordinator, worker, figures) = transfers::rss(options.rss_bytes).await;
+        let budget = 64.0;
+        let ok = coordinator.growth() <= budget && worker.growth() <= budget;
+        println!(
+            "\nRSS while a {} MiB file is uploaded, staged and uploaded again as an output (local store; {:.0}, {:.0}, {:.0} MB/s): \
+             coordinator +{:.1} MiB ({:.1} → {:.1}), worker +{:.1} MiB ({:.1} → {:.1}); budget +{budget:.0} MiB: {}",
+            options.rss_bytes >> 20,
+            figures.upload,
+            figures.staging,
+            figures.output,
+            coordinator.growth(),
+            coordinator.before,
+            coordinator.peak,
+            worker.growth(),
+            worker.before,
+            worker.peak,
+            if ok { "ok" } else { "MISSED" }
+        );
+    }
+    if misses.is_empty() {
+        println!("\nEvery transfer is at 80% of its limit or more.");
+    } else {
+        println!("\nUnder 80% of the limit: {}.", misses.join("; "));
     }
     println!();
 }

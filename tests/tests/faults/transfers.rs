@@ -1,0 +1,301 @@
+//! The campaign's transfers: files uploaded to the coordinator's artifact store while it is being
+//! killed, jobs that stage them and upload outputs twice their size while workers are killed, and
+//! the check that the store holds exactly what the jobs list — no torn object, no duplicate.
+//!
+//! - The harness uploads [`UPLOADS`] files through a throttled proxy of its own (so a coordinator
+//!   kill lands in the middle of one), resuming each from `GetUpload` after every cut, as the CLI
+//!   does; then it creates [`RELAYS_PER_UPLOAD`] `relay` jobs on each.
+//! - The workers reach the store through the registration proxy, throttled too
+//!   ([`TRANSFER_RATE`]): staging and output uploads take seconds, and the schedule's
+//!   `Part::Transfer` kills -9 the worker (or the coordinator, which is the store) of a job whose
+//!   transfer is under way.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reelay_proto::v1;
+use reelay_tests::artifacts::{local_objects, random_bytes, unfinished_writes, upload_messages};
+use reelay_tests::TestCluster;
+
+use super::{Journal, Rng, client, sha256};
+
+/// Files uploaded during the campaign.
+pub const UPLOADS: usize = 4;
+/// `relay` jobs on each upload (the second on a node may find the input in its cache).
+pub const RELAYS_PER_UPLOAD: usize = 2;
+/// Bytes a second per connection and direction through the upload and registration proxies.
+pub const TRANSFER_RATE: u64 = 24 << 20;
+
+/// A busybox pipeline: its input, twice, into relay.bin.
+pub const RELAY_PIPELINE: &str = r#"
+[[pipeline]]
+name = "relay"
+description = "writes its input twice to relay.bin"
+image = "reelay/busybox:latest"
+pull = "never"
+input_required = true
+grace_seconds = 2
+resources = { cpus = 0.5, memory_mb = 64 }
+command = ["sh", "-c", """
+set -eu
+cat "$REELAY_INPUT" "$REELAY_INPUT" > "$REELAY_OUTPUT_DIR/relay.bin"
+echo "::progress 100 relayed"
+"""]
+"#;
+
+/// A file the campaign uploads.
+#[derive(Debug, Clone)]
+pub struct PlannedUpload {
+    pub index: usize,
+    /// The upload id, chosen by the harness (a UUID) so that a cut upload resumes.
+    pub id: String,
+    pub name: String,
+    pub data: Arc<Vec<u8>>,
+}
+
+/// A `relay` job of the campaign.
+#[derive(Debug, Clone)]
+pub struct PlannedRelay {
+    pub index: usize,
+    pub request_id: String,
+    pub upload: usize,
+}
+
+impl PlannedRelay {
+    pub fn spec(&self, upload: &PlannedUpload, max_attempts: u32) -> v1::JobSpec {
+        v1::JobSpec {
+            pipeline: "relay".into(),
+            input_uri: format!("upload:{}", upload.id),
+            max_attempts,
+            ..Default::default()
+        }
+    }
+
+    /// The bytes of relay.bin.
+    pub fn output(upload: &PlannedUpload) -> Vec<u8> {
+        [upload.data.as_slice(), upload.data.as_slice()].concat()
+    }
+}
+
+/// The uploads (12–40 MiB each) and relay jobs of the campaign seeded `seed`.
+pub fn plan(seed: u64) -> (Vec<PlannedUpload>, Vec<PlannedRelay>) {
+    let mut rng = Rng(seed ^ 0x7A45_F3E5);
+    let uploads: Vec<PlannedUpload> = (0..UPLOADS)
+        .map(|index| {
+            let size = (12 << 20) + rng.below(28 << 20) as usize;
+            let id = format!(
+                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                rng.next() as u32,
+                rng.next() as u16,
+                rng.below(0x1000),
+                rng.below(0x1000),
+                rng.next() & 0xFFFF_FFFF_FFFF
+            );
+            PlannedUpload {
+                index,
+                id,
+                name: format!("take-{index}.bin"),
+                data: Arc::new(random_bytes(size, seed ^ index as u64)),
+            }
+        })
+        .collect();
+    let relays = (0..UPLOADS * RELAYS_PER_UPLOAD)
+        .map(|index| PlannedRelay {
+            index,
+            request_id: format!("fault-campaign-{seed}-relay-{index}"),
+            upload: index / RELAYS_PER_UPLOAD,
+        })
+        .collect();
+    (uploads, relays)
+}
+
+/// Uploads `upload` through `url` as a resuming client does: asks `GetUpload` where it stands,
+/// sends the rest, and starts over from the answer after any failure.
+async fn upload_resumably(url: &str, upload: &PlannedUpload, journal: &Journal) -> v1::Upload {
+    let started = Instant::now();
+    let mut calls = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "upload {} could not be finished in 150 s",
+            upload.index
+        );
+        if let Some(mut client) = client(url).await {
+            let request = v1::GetUploadRequest {
+                id: upload.id.clone(),
+            };
+            let offset = match client.get_upload(request).await {
+                Ok(found) if found.get_ref().complete => return found.into_inner(),
+                Ok(found) => Some(found.into_inner().received),
+                Err(status) if status.code() == tonic::Code::NotFound => Some(0),
+                Err(_) => None,
+            };
+            if let Some(offset) = offset {
+                calls += 1;
+                if calls > 1 {
+                    journal.say(format!(
+                        "upload {} resumed at {offset} of {} bytes (call {calls})",
+                        upload.index,
+                        upload.data.len()
+                    ));
+                }
+                let messages = upload_messages(&upload.name, &upload.data, &upload.id, offset);
+                match client.upload_input(futures::stream::iter(messages)).await {
+                    Ok(done) if done.get_ref().complete => return done.into_inner(),
+                    Ok(partial) => panic!("an upload answered incomplete: {partial:?}"),
+                    Err(status)
+                        if status.code() == tonic::Code::InvalidArgument
+                            && !status.message().contains("resume with") =>
+                    {
+                        panic!("upload {} refused: {status}", upload.index)
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Creates a job, retrying with its request id until the coordinator answers; its id.
+async fn create(url: &str, spec: v1::JobSpec, request_id: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(mut client) = client(url).await {
+            let request = v1::CreateJobRequest {
+                spec: Some(spec.clone()),
+                request_id: request_id.to_owned(),
+            };
+            match client.create_job(request).await {
+                Ok(created) => return created.into_inner().id,
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    panic!("job {request_id} refused: {status}")
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job {request_id} could not be created for 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Uploads every file through `upload_url` (after a seeded pause each), then creates its relay
+/// jobs at `url`; each relay job's id is added to `created` as soon as it exists. The ids by
+/// relay index.
+pub async fn upload_and_submit(
+    url: String,
+    upload_url: String,
+    uploads: Vec<PlannedUpload>,
+    relays: Vec<PlannedRelay>,
+    max_attempts: u32,
+    seed: u64,
+    created: Arc<Mutex<Vec<String>>>,
+    journal: Journal,
+) -> Vec<String> {
+    let mut rng = Rng(seed ^ 0x0B10_AD5E);
+    let mut ids = Vec::new();
+    for upload in &uploads {
+        tokio::time::sleep(rng.millis(0, 8000)).await;
+        let stored = upload_resumably(&upload_url, upload, &journal).await;
+        assert_eq!(
+            (stored.size, stored.sha256.as_str()),
+            (upload.data.len() as u64, sha256(&upload.data).as_str()),
+            "upload {} is stored as another file",
+            upload.index
+        );
+        journal.say(format!(
+            "upload {} complete: {} bytes",
+            upload.index,
+            upload.data.len()
+        ));
+        for relay in relays.iter().filter(|relay| relay.upload == upload.index) {
+            let id = create(&url, relay.spec(upload, max_attempts), &relay.request_id).await;
+            created.lock().unwrap().push(id.clone());
+            ids.push(id);
+        }
+    }
+    journal.say(format!("all {} relay jobs created", ids.len()));
+    ids
+}
+
+/// A relay job of `ids` whose input or output is being transferred now, and its node.
+pub async fn under_way(url: &str, ids: &[String]) -> Option<(String, String, String)> {
+    let mut client = client(url).await?;
+    for id in ids {
+        let Ok(job) = client.get_job(v1::GetJobRequest { id: id.clone() }).await else {
+            continue;
+        };
+        let job = job.into_inner();
+        let moving = job
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.done_bytes > 0 && t.done_bytes < t.total_bytes);
+        let active = job.state == v1::JobState::Assigned as i32
+            || job.state == v1::JobState::Running as i32;
+        if active && moving && (job.stage == "staging" || job.stage == "uploading") {
+            return Some((id.clone(), job.node_id, job.stage));
+        }
+    }
+    None
+}
+
+/// What the coordinator's local store holds that it should not: objects no upload or listed
+/// output accounts for (a duplicate, a superseded attempt's leftovers), and objects whose size or
+/// SHA-256 is not the one listed (a torn write). Also notes the multipart writes left unfinished.
+pub fn check_store(
+    cluster: &TestCluster,
+    uploads: &[PlannedUpload],
+    outputs: &[(String, u32, v1::OutputFile)],
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let root = reelay_tests::artifacts::local_store(cluster);
+    let mut expected: Vec<(String, u64, String)> = uploads
+        .iter()
+        .map(|upload| {
+            (
+                format!("uploads/{}", upload.id),
+                upload.data.len() as u64,
+                sha256(&upload.data),
+            )
+        })
+        .collect();
+    expected.extend(outputs.iter().map(|(job, attempt, file)| {
+        (
+            format!("outputs/{job}/{attempt}/{}", file.name),
+            file.size,
+            file.sha256.clone(),
+        )
+    }));
+    let mut problems = Vec::new();
+    let objects = local_objects(&root);
+    for (key, size) in &objects {
+        let Some((_, want_size, want_sha)) = expected.iter().find(|(k, _, _)| k == key) else {
+            problems.push(format!(
+                "the store holds {key} ({size} bytes), which no upload or listed output accounts for (a duplicate?)"
+            ));
+            continue;
+        };
+        let data = std::fs::read(root.join(key)).unwrap_or_default();
+        if *size != *want_size || sha256(&data) != *want_sha {
+            problems.push(format!(
+                "the store holds {key} with {size} bytes and SHA-256 {}, listed as {want_size} bytes and {want_sha} (torn?)",
+                sha256(&data)
+            ));
+        }
+    }
+    for (key, _, _) in &expected {
+        if !objects.iter().any(|(k, _)| k == key) {
+            problems.push(format!("{key} is listed but not in the store"));
+        }
+    }
+    let unfinished = unfinished_writes(&root);
+    if unfinished > 0 {
+        notes.push(format!(
+            "{unfinished} multipart writes left unfinished in the store (begun by a process killed before it recorded them)"
+        ));
+    }
+    problems
+}

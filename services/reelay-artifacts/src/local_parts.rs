@@ -5,10 +5,17 @@
 //! `index × part_size` and synced before the part counts; completion syncs it and renames it to the
 //! object's path (atomic: a reader sees no object, then all of it). The part size is part of the
 //! upload id, so a write resumed after a restart needs nothing else.
+//!
+//! Parts stored at once share their syncs ([`SyncGroup`]): a flush costs this disk ~25 ms whatever
+//! it carries, so one `fdatasync` per 8 MiB part held a write to ~250 MB/s where the disk takes
+//! 1 GB/s; a part that finished writing while another part's sync ran waits for the next sync,
+//! which then covers every part written meanwhile.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 
@@ -21,11 +28,86 @@ const MULTIPART_DIR: &str = ".multipart";
 #[derive(Debug, Clone)]
 pub(crate) struct LocalParts {
     root: PathBuf,
+    /// The sync group of each write with parts being stored (dropped with its last part).
+    groups: Arc<Mutex<HashMap<String, Weak<SyncGroup>>>>,
+}
+
+/// The syncs of one write's file, shared by the parts being stored at once.
+#[derive(Debug, Default)]
+struct SyncGroup {
+    state: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Parts whose bytes are written (counted in order of finishing).
+    written: u64,
+    /// Every part up to this count is on disk.
+    synced: u64,
+    /// A sync is running.
+    syncing: bool,
+}
+
+impl SyncGroup {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a part's bytes are written to `file`: returns once a sync that began after that made
+    /// them durable — one this call runs, or another part's. Blocking.
+    fn sync_after_write(&self, file: &std::fs::File) -> std::io::Result<()> {
+        let mine = {
+            let mut state = self.lock();
+            state.written += 1;
+            state.written
+        };
+        let mut state = self.lock();
+        loop {
+            if state.synced >= mine {
+                return Ok(());
+            }
+            if !state.syncing {
+                state.syncing = true;
+                let covers = state.written;
+                drop(state);
+                let result = file.sync_data();
+                state = self.lock();
+                state.syncing = false;
+                if result.is_ok() {
+                    state.synced = state.synced.max(covers);
+                }
+                self.synced.notify_all();
+                // A failed sync fails the part that ran it; the others try their own.
+                result?;
+                continue;
+            }
+            state = self
+                .synced
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 impl LocalParts {
     pub(crate) fn new(root: PathBuf) -> Self {
-        LocalParts { root }
+        LocalParts {
+            root,
+            groups: Arc::default(),
+        }
+    }
+
+    /// The sync group of `upload_id`, made when no part of it is being stored.
+    fn group(&self, upload_id: &str) -> Arc<SyncGroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(group) = groups.get(upload_id).and_then(Weak::upgrade) {
+            return group;
+        }
+        groups.retain(|_, group| group.strong_count() > 0);
+        let group = Arc::new(SyncGroup::default());
+        groups.insert(upload_id.to_owned(), Arc::downgrade(&group));
+        group
     }
 
     fn file(&self, upload_id: &str) -> Result<(PathBuf, u64), ArtifactError> {
@@ -78,6 +160,7 @@ impl LocalParts {
         }
         let offset = u64::from(index) * part_size;
         let len = data.len();
+        let group = self.group(upload_id);
         blocking(move || {
             let file = OpenOptions::new().write(true).open(&path).map_err(|err| {
                 if err.kind() == std::io::ErrorKind::NotFound {
@@ -90,7 +173,7 @@ impl LocalParts {
                 }
             })?;
             file.write_all_at(&data, offset)
-                .and_then(|()| file.sync_data())
+                .and_then(|()| group.sync_after_write(&file))
                 .map_err(|err| ArtifactError::disk(&format!("writing {}", path.display()), &err))
         })
         .await?;
@@ -235,5 +318,58 @@ mod tests {
             Err(ArtifactError::NotFound(_))
         ));
         assert!(parts.file("nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn parts_stored_at_once_share_syncs_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = LocalParts::new(dir.path().to_path_buf());
+        let id = parts.create(1 << 16).await.unwrap();
+        let data: Vec<u8> = (0..(1 << 16) * 12).map(|i: u32| (i % 253) as u8).collect();
+        let puts = data.chunks(1 << 16).enumerate().map(|(index, chunk)| {
+            let parts = parts.clone();
+            let id = id.clone();
+            let chunk = Bytes::copy_from_slice(chunk);
+            tokio::spawn(async move { parts.put(&id, index as u32, chunk).await })
+        });
+        let mut part_ids = Vec::new();
+        for put in puts.collect::<Vec<_>>() {
+            part_ids.push(put.await.unwrap().unwrap());
+        }
+        let group = parts.group(&id);
+        {
+            let state = group.state.lock().unwrap();
+            assert_eq!(state.written, 0, "a new group once the parts are stored");
+        }
+        let target = dir.path().join("object");
+        parts.complete(&id, &part_ids, target.clone()).await.unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+    }
+
+    #[test]
+    fn a_part_written_during_a_sync_waits_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("f")).unwrap();
+        let group = Arc::new(SyncGroup::default());
+        // A sync is running (as if another part ran it): this part must not count it.
+        group.state.lock().unwrap().syncing = true;
+        let waiter = {
+            let group = Arc::clone(&group);
+            let file = file.try_clone().unwrap();
+            std::thread::spawn(move || group.sync_after_write(&file))
+        };
+        while group.state.lock().unwrap().written == 0 {
+            std::thread::yield_now();
+        }
+        {
+            // That sync ends having covered nothing of the new part.
+            let mut state = group.state.lock().unwrap();
+            state.syncing = false;
+            state.synced = 0;
+            group.synced.notify_all();
+        }
+        waiter.join().unwrap().unwrap();
+        let state = group.state.lock().unwrap();
+        assert_eq!((state.written, state.synced), (1, 1), "it ran a sync of its own");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - S3 (or an S3-compatible server): reads, deletes and multipart writes are `AmazonS3`'s; an
 //!   `s3://OTHER/KEY` input is read through a client of that bucket with the same options.
-//! - A local directory: reads and deletes are `LocalFileSystem`'s; multipart writes go through
+//! - A local directory: deletes are `LocalFileSystem`'s, and so is opening a file to read (then
+//!   read in 1 MiB chunks by [`crate::local_read`]); multipart writes go through
 //!   [`crate::local_parts`], since `LocalFileSystem` has no resumable multipart API.
 
 use std::collections::HashMap;
@@ -15,11 +16,14 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::{Path, PathPart};
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, RetryConfig,
+};
 
 use crate::blobs::{Blobs, ByteStream, ObjectInfo, ObjectRef};
 use crate::error::ArtifactError;
 use crate::local_parts::LocalParts;
+use crate::local_read::file_stream;
 use crate::location::{S3Options, StoreLocation};
 
 /// How long one request to S3 may take before it counts as failed (and is retried by the caller's
@@ -196,10 +200,13 @@ impl Blobs for ObjectBlobs {
             .get_opts(&path, options)
             .await
             .map_err(|err| ArtifactError::from_store(&what, err))?;
-        Ok(result
-            .into_stream()
-            .map_err(move |err| ArtifactError::from_store(&what, err))
-            .boxed())
+        match result.payload {
+            // A file of a local store: read in big chunks (see `local_read`).
+            GetResultPayload::File(file, _) => Ok(file_stream(file, result.range, what)),
+            GetResultPayload::Stream(stream) => Ok(stream
+                .map_err(move |err| ArtifactError::from_store(&what, err))
+                .boxed()),
+        }
     }
 
     async fn create_multipart(&self, key: &str, part_size: u64) -> Result<String, ArtifactError> {

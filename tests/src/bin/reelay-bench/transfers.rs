@@ -166,6 +166,19 @@ pub async fn copy_job(cluster: &TestCluster, upload: &v1::Upload) -> (f64, f64) 
             .map(time)
             .unwrap_or_else(|| panic!("no such event in {history:#?}"))
     };
+    if std::env::var_os("REELAY_BENCH_TRACE").is_some() {
+        let start = time(&history[0]);
+        for event in &history {
+            let job = event.job.as_ref().expect("job");
+            eprintln!(
+                "{:>8.3}s {:?} {} {:?}",
+                time(event).duration_since(start).unwrap_or_default().as_secs_f64(),
+                v1::JobState::try_from(job.state),
+                job.stage,
+                job.transfer.as_ref().map(|t| t.done_bytes >> 20)
+            );
+        }
+    }
     let assigned = first(&|job| job.state == v1::JobState::Assigned as i32);
     let running = first(&|job| job.state == v1::JobState::Running as i32);
     let uploading = first(&|job| job.stage == "uploading");

@@ -128,6 +128,10 @@ async fn drive(
         node_id: supervisor.node.node_id.clone(),
         pipeline: pipeline.clone(),
         params,
+        input_dir: job
+            .input
+            .is_some()
+            .then(|| supervisor.input_dir(&job.job_id)),
         input_path,
         output_dir: output_dir.clone(),
         grace: Duration::from_secs(u64::from(pipeline.grace_seconds)),

@@ -155,7 +155,10 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
     let first = prompt.run(command);
     let (out, err) = (text(&first.stdout), text(&first.stderr));
     assert!(first.status.success(), "{out}{err}");
-    assert!(err.contains("uploaded 3 files (12.0 MiB sent) in "), "{err}");
+    assert!(
+        err.contains("uploaded 3 files (12.0 MiB sent) in "),
+        "{err}"
+    );
     assert!(out.contains("submitted 3 jobs"), "{out}");
     assert!(out.contains("3 jobs: 3 succeeded"), "{out}");
     for (name, _) in &files {
@@ -183,10 +186,7 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
     assert_eq!(all_jobs(&cluster).await.len(), 3, "no job twice");
 
     // A new file in the folder: only it is sent, only its job is new.
-    files.extend(write_files(
-        &clips,
-        &[("d.bin", random_bytes(2 * MIB, 4))],
-    ));
+    files.extend(write_files(&clips, &[("d.bin", random_bytes(2 * MIB, 4))]));
     let more = prompt.run(command);
     let (out, err) = (text(&more.stdout), text(&more.stderr));
     assert!(more.status.success(), "{out}{err}");
@@ -196,7 +196,9 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
         "{err}"
     );
     assert!(
-        out.contains("submitted 1 new job; 3 more were submitted before (not again)"),
+        out.contains(
+            "submitted 1 new job; 3 more were submitted before with the same spec (not again)"
+        ),
         "{out}"
     );
     assert!(out.contains("4 jobs: 4 succeeded"), "{out}");

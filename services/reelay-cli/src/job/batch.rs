@@ -344,7 +344,10 @@ mod tests {
             labels: [("zone".to_owned(), "a".to_owned())].into(),
             ..Default::default()
         };
-        assert_eq!(spec_hash(&spec).unwrap(), "ccff377ec1145a3743d43b897fa1c7d0");
+        assert_eq!(
+            spec_hash(&spec).unwrap(),
+            "ccff377ec1145a3743d43b897fa1c7d0"
+        );
         let mut items = vec![Item {
             spec,
             request_id: None,

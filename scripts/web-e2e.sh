@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # web-e2e.sh — runs the web UI's end-to-end tests in headless Chromium against real processes:
 # `reelay dev` started here on a free port with a fresh data dir (stopped by its PID afterwards), then
-# the restart, live-nodes, token and upload tests, which start their own coordinator and worker.
+# the restart, live-nodes, token, upload and several-uploads tests, which start their own coordinator
+# and worker.
 # Needs: target/debug/reelay built after `npm --prefix web run build`, chromium (setup-test-env.sh).
 set -euo pipefail
 
@@ -40,3 +41,4 @@ node "$repo/web/e2e/restart.mjs" || { echo "web-e2e: restart test failed; logs i
 node "$repo/web/e2e/nodes.mjs" || { echo "web-e2e: live nodes test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/auth.mjs" || { echo "web-e2e: token test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/upload.mjs" || { echo "web-e2e: upload test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
+node "$repo/web/e2e/uploads-many.mjs" || { echo "web-e2e: several-uploads test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }

@@ -401,6 +401,7 @@ async fn list_pages_through_thousands_of_jobs_newest_first() {
             page_token: token,
             states: states.into_iter().map(|s| s as i32).collect(),
             node_id: node.to_owned(),
+            ..Default::default()
         };
     let mut client = cluster.jobs().await;
     let mut seen = Vec::new();

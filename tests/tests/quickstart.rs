@@ -210,7 +210,8 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
     let video = temp.path().join("in.mp4");
     let mut job_id: Option<String> = None;
     let mut outputs_of: Vec<(String, String)> = Vec::new();
-    let mut submitted: Vec<String> = Vec::new();
+    // (job id, the command that submitted it)
+    let mut submitted: Vec<(String, String)> = Vec::new();
     for command in &commands {
         if let Some(assignment) = command.strip_prefix("export ") {
             // `export NAME=VALUE`: what the newcomer's shell would keep for the next lines.
@@ -246,7 +247,7 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
         if line.contains(" job submit ") || line.contains("/CreateJob") {
             let id = job_id_in(&String::from_utf8_lossy(&output.stdout))
                 .unwrap_or_else(|| panic!("{line}: printed no job id:\n{said}"));
-            submitted.push(id.clone());
+            submitted.push((id.clone(), line.clone()));
             job_id = Some(id);
         }
         if line.contains(" job outputs ") {
@@ -261,7 +262,7 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
     }
 
     // The count job: its file listed and downloaded (verified) into the clone's root.
-    let count_id = &submitted[0];
+    let count_id = &submitted[0].0;
     let listed = &outputs_of
         .iter()
         .find(|(id, _)| id == count_id)
@@ -272,7 +273,12 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
     assert_eq!(count.lines().count(), 50, "{count}");
 
     // The transcode job: the H.264 file and the thumbnail, listed and downloadable.
-    let transcode_id = submitted.last().expect("the transcode job");
+    // The last transcode (the README uploads its input: the worker fetched it from the store).
+    let transcode_id = &submitted
+        .iter()
+        .rfind(|(_, line)| line.contains("submit transcode"))
+        .expect("the transcode job")
+        .0;
     let listed = &outputs_of
         .iter()
         .rfind(|(id, _)| id == transcode_id)

@@ -36,6 +36,7 @@ pub fn input_object(uri: &InputUri) -> ObjectRef {
             bucket: Some(bucket.clone()),
             key: key.clone(),
         },
+        InputUri::Output { job, attempt, name } => ObjectRef::stored(output(job, *attempt, name)),
     }
 }
 

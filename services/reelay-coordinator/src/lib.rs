@@ -167,6 +167,7 @@ pub async fn run(
             links: links.clone(),
             metrics: metrics.clone(),
             janitor: Arc::clone(&janitor),
+            blobs: Arc::clone(&blobs),
         },
         settings,
         background.clone(),

@@ -495,12 +495,20 @@ pub(crate) fn start_request(job: &reelay_core::Job, attempt: u32) -> v1::StartJo
         .as_ref()
         .and_then(|input| InputUri::parse(&input.uri, "input_uri").ok())
         .map(|uri| v1::ObjectRef::from(&reelay_artifacts::keys::input_object(&uri)));
+    let object = |input: &reelay_core::InputFile| {
+        InputUri::parse(&input.uri, "input_uri")
+            .ok()
+            .map(|uri| v1::ObjectRef::from(&reelay_artifacts::keys::input_object(&uri)))
+            .unwrap_or_default()
+    };
     v1::StartJobRequest {
         job_id: job.id.to_string(),
         spec: Some(v1::JobSpec::from(&job.spec)),
         attempt,
         input: job.input.as_ref().map(Into::into),
         input_object,
+        more_inputs: job.more_inputs.iter().map(Into::into).collect(),
+        more_objects: job.more_inputs.iter().map(object).collect(),
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `cursors` | node id | seq (be u64) \| log id |
 //! | `uploads` | upload id (16 bytes) | `StoredUpload` |
 //! | `gc` | job id | key prefix of objects to delete from the artifact store |
+//! | `jobs_by_parent` | parent id \| step job id | — |
 //!
 //! Every index entry is derived from the job by [`index_writes`], so indexes cannot drift from the
 //! job they point at: the engine writes a job and its index changes in one batch.
@@ -45,6 +46,7 @@ pub(crate) const NODES: &str = "nodes";
 pub(crate) const CURSORS: &str = "cursors";
 pub(crate) const UPLOADS: &str = "uploads";
 pub(crate) const GC: &str = "gc";
+pub(crate) const BY_PARENT: &str = "jobs_by_parent";
 
 /// The coordinator database's schema.
 pub const SCHEMA: Schema = Schema {
@@ -55,7 +57,7 @@ pub const SCHEMA: Schema = Schema {
         CURSORS, "meta",
         // Added after `meta` (a tree's key prefix is its place in this list): databases made before
         // them open unchanged, with these empty.
-        UPLOADS, GC,
+        UPLOADS, GC, BY_PARENT,
     ],
 };
 
@@ -219,6 +221,22 @@ impl JobStore {
         limit: usize,
     ) -> Result<Vec<JobId>> {
         self.index_ids(BY_NODE, &with_str_part(node, b""), before, limit)
+    }
+
+    /// Ids of the step jobs of `parent`, in the order they were made (at most `limit`).
+    pub fn ids_of_parent(&self, parent: JobId, limit: usize) -> Result<Vec<JobId>> {
+        let mut ids = Vec::new();
+        for entry in self
+            .store
+            .scan_prefix(BY_PARENT, parent.as_bytes(), Direction::Forward)?
+            .take(limit)
+        {
+            let (key, _) = entry?;
+            if let Some(id) = key.get(16..).and_then(job_id_from) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Ids of all jobs, newest first.
@@ -457,6 +475,20 @@ pub(crate) fn index_writes(before: Option<&Job>, after: Option<&Job>, batch: &mu
         new_queue
             .into_iter()
             .for_each(|(key, value)| batch.put(QUEUE, key, value));
+    }
+    let parent_key = |job: &Job| {
+        job.parent_id
+            .map(|parent| [parent.as_bytes().as_slice(), id.as_bytes()].concat())
+    };
+    let old_parent = before.and_then(parent_key);
+    let new_parent = after.and_then(parent_key);
+    if old_parent != new_parent {
+        old_parent
+            .into_iter()
+            .for_each(|key| batch.delete(BY_PARENT, key));
+        new_parent
+            .into_iter()
+            .for_each(|key| batch.put(BY_PARENT, key, Vec::new()));
     }
     let old_expiry = before.and_then(expiry);
     let new_expiry = after.and_then(expiry);

@@ -20,6 +20,13 @@ pub enum InputUri {
     Upload(String),
     /// `s3://BUCKET/KEY`.
     S3 { bucket: String, key: String },
+    /// `job:<id>/<attempt>/<name>`: an output of another job (how a step takes another step's
+    /// files).
+    Output {
+        job: String,
+        attempt: u32,
+        name: String,
+    },
 }
 
 impl InputUri {
@@ -42,6 +49,30 @@ impl InputUri {
                 )
             })?;
             return Ok(InputUri::Upload(id.hyphenated().to_string()));
+        }
+        if let Some(rest) = text.strip_prefix("job:") {
+            let bad = || {
+                Error::invalid(
+                    field,
+                    format!(
+                        "{} names no output: use job:<job id>/<attempt>/<output name>",
+                        quote(text)
+                    ),
+                )
+            };
+            let mut parts = rest.splitn(3, '/');
+            let (Some(job), Some(attempt), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            let job = uuid::Uuid::parse_str(job).map_err(|_| bad())?;
+            let attempt: u32 = attempt.parse().map_err(|_| bad())?;
+            crate::names::validate_output_name(name, field).map_err(|_| bad())?;
+            return Ok(InputUri::Output {
+                job: job.hyphenated().to_string(),
+                attempt,
+                name: name.to_owned(),
+            });
         }
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -77,6 +108,7 @@ impl fmt::Display for InputUri {
         match self {
             InputUri::Upload(id) => write!(f, "upload:{id}"),
             InputUri::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            InputUri::Output { job, attempt, name } => write!(f, "job:{job}/{attempt}/{name}"),
         }
     }
 }
@@ -102,6 +134,23 @@ mod tests {
         );
         assert_eq!(s3.to_string(), "s3://media/in/clip one.mov");
         assert_eq!(InputUri::s3_name("in/clip one.mov"), "clip one.mov");
+        let output = InputUri::parse(
+            "job:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/2/piece 1.mkv",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            output,
+            InputUri::Output {
+                job: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+                attempt: 2,
+                name: "piece 1.mkv".into()
+            }
+        );
+        assert_eq!(
+            output.to_string(),
+            "job:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/2/piece 1.mkv"
+        );
     }
 
     #[test]
@@ -117,6 +166,10 @@ mod tests {
             "s3://b/dir/",
             "http://x/y",
             "/local/path",
+            "job:",
+            "job:nope/1/x",
+            "job:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/x/y",
+            "job:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/1/../x",
         ] {
             let err = InputUri::parse(bad, "spec.input_uri").unwrap_err();
             assert!(

@@ -174,6 +174,89 @@ pub struct InputFile {
     pub sha256: String,
 }
 
+/// What a job is to the job made of it: one of its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Cuts the input into pieces (and encodes its audio).
+    Split,
+    /// Encodes one piece.
+    Map,
+    /// Joins the encoded pieces into the output.
+    Join,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Split => "split",
+            Step::Map => "map",
+            Step::Join => "join",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Step> {
+        match text {
+            "split" => Some(Step::Split),
+            "map" => Some(Step::Map),
+            "join" => Some(Step::Join),
+            _ => None,
+        }
+    }
+}
+
+/// A parent job's steps as they go: the split job, a job per piece, the join job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Steps {
+    pub split: Option<Piece>,
+    /// Empty until the split said how many pieces there are.
+    pub pieces: Vec<Piece>,
+    pub join: Option<Piece>,
+    /// Frames per second of the input (from the split).
+    pub frame_rate: f64,
+    /// Seconds of media in all pieces.
+    pub total_seconds: f64,
+}
+
+/// A step job, as its parent last heard of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Piece {
+    pub job: JobId,
+    /// Seconds of the input it covers (its weight in the parent's progress); 0 for split and join.
+    pub seconds: f64,
+    pub state: JobState,
+    pub progress: u32,
+    pub fps: f64,
+    pub node: Option<String>,
+}
+
+impl Piece {
+    /// A step job just made.
+    pub fn new(job: JobId, seconds: f64) -> Self {
+        Piece {
+            job,
+            seconds,
+            state: JobState::Queued,
+            progress: 0,
+            fps: 0.0,
+            node: None,
+        }
+    }
+}
+
+impl Steps {
+    /// Every step job made so far.
+    pub fn jobs(&self) -> impl Iterator<Item = &Piece> {
+        self.split.iter().chain(&self.pieces).chain(&self.join)
+    }
+
+    pub fn jobs_mut(&mut self) -> impl Iterator<Item = &mut Piece> {
+        self.split
+            .iter_mut()
+            .chain(self.pieces.iter_mut())
+            .chain(self.join.iter_mut())
+    }
+}
+
 /// Bytes moved by the transfer under way (staging the input, uploading the outputs).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Transfer {
@@ -226,6 +309,16 @@ pub struct Job {
     pub input: Option<InputFile>,
     /// The transfer under way while the attempt stages its input or uploads its outputs.
     pub transfer: Option<Transfer>,
+    /// The job this one is a step of.
+    pub parent_id: Option<JobId>,
+    /// Which step of its parent this job is.
+    pub step: Option<Step>,
+    /// For a map step: which piece, from 0.
+    pub piece: u32,
+    /// Inputs beside `input` (a join's pieces).
+    pub more_inputs: Vec<InputFile>,
+    /// For a job of a pipeline made of steps: its steps.
+    pub steps: Option<Steps>,
 }
 
 impl Job {
@@ -256,6 +349,11 @@ impl Job {
             cancel_requested: false,
             input: None,
             transfer: None,
+            parent_id: None,
+            step: None,
+            piece: 0,
+            more_inputs: Vec::new(),
+            steps: None,
         }
     }
 
@@ -266,6 +364,11 @@ impl Job {
         } else {
             None
         }
+    }
+
+    /// A job made of steps (it runs nowhere itself: its steps do).
+    pub fn is_parent(&self) -> bool {
+        self.steps.is_some()
     }
 
     /// Whether `attempt` on `node` is the attempt this job currently runs.

@@ -5,12 +5,14 @@
 //! - [`input`]: a job's `input_uri` (`upload:<id>`, `s3://BUCKET/KEY`).
 //! - [`node`]: worker nodes and their states.
 //! - [`machine`]: the job state machine, `apply(job, input, now) -> Outcome`.
+//! - [`composite`]: jobs made of jobs — a parent and its split, map and join steps.
 //! - [`scheduler`]: which queued job goes to which node, and why a job waits.
 //! - [`pipeline`]: the pipeline config file (TOML) and the validation of job specs against it.
 //! - [`progress`]: the `::progress` line of the pipeline protocol.
 //! - [`names`]: validation of ids and output file names.
 //! - [`error`]: the crate's error type.
 
+pub mod composite;
 pub mod error;
 pub mod input;
 pub mod job;
@@ -22,7 +24,9 @@ pub mod progress;
 pub mod scheduler;
 
 pub use error::{Error, Result};
-pub use job::{InputFile, Job, JobChange, JobId, JobSpec, JobState, OutputFile, Transfer};
+pub use job::{
+    InputFile, Job, JobChange, JobId, JobSpec, JobState, OutputFile, Piece, Step, Steps, Transfer,
+};
 pub use node::{Node, NodeState};
 
 /// The version every Reelay process reports (nodes, `--version`).

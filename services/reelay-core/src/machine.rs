@@ -257,7 +257,12 @@ fn stop_superseded(job: &Job, node: &str, attempt: u32) -> Action {
     }
 }
 
-fn finish_outcome(job: &Job, mut next: Job, now: SystemTime, actions: Vec<Action>) -> Outcome {
+pub(crate) fn finish_outcome(
+    job: &Job,
+    mut next: Job,
+    now: SystemTime,
+    actions: Vec<Action>,
+) -> Outcome {
     let change = classify(job, &next);
     let Some(change) = change else {
         return Outcome::unchanged(job, actions);
@@ -288,6 +293,7 @@ fn classify(before: &Job, after: &Job) -> Option<JobChange> {
         || before.fps != after.fps
         || before.eta_seconds != after.eta_seconds
         || before.transfer != after.transfer
+        || before.steps != after.steps
     {
         return Some(JobChange::Progress);
     }
@@ -403,7 +409,13 @@ fn fail_attempt(job: &mut Job, error: &str, now: SystemTime, policy: &Policy) {
     }
 }
 
-fn finish(job: &mut Job, state: JobState, message: &str, now: SystemTime, policy: &Policy) {
+pub(crate) fn finish(
+    job: &mut Job,
+    state: JobState,
+    message: &str,
+    now: SystemTime,
+    policy: &Policy,
+) {
     job.state = state;
     job.message = message.to_owned();
     job.finished_at = Some(now);

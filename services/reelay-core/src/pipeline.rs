@@ -99,6 +99,33 @@ pub struct Pipeline {
     /// Directory of the config file; a relative program path in `command` (`./bin/x`) is taken
     /// from it by the process executor. `None` for a config that is not a file.
     pub base_dir: Option<PathBuf>,
+    /// A pipeline made of steps: a job of it runs nowhere itself, it becomes a split job, a job
+    /// per piece and a join job, of the pipelines named here. `command` is then empty.
+    pub steps: Option<PipelineSteps>,
+}
+
+/// The pipelines of a job made of steps (`steps = { split = "…", map = "…", join = "…" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSteps {
+    /// Cuts the input into pieces: outputs `manifest.json` and the pieces it lists.
+    pub split: String,
+    /// Runs once per piece.
+    pub map: String,
+    /// Gets the manifest, the map jobs' outputs and the split's other outputs; its outputs are
+    /// the job's.
+    pub join: String,
+}
+
+impl PipelineSteps {
+    /// The pipeline of `step`.
+    pub fn pipeline(&self, step: crate::job::Step) -> &str {
+        match step {
+            crate::job::Step::Split => &self.split,
+            crate::job::Step::Map => &self.map,
+            crate::job::Step::Join => &self.join,
+        }
+    }
 }
 
 /// A file name pattern of a pipeline's `outputs`: `*` matches any run of characters, `?` one.
@@ -176,7 +203,8 @@ struct RawPipeline {
     #[serde(default)]
     description: String,
     image: Option<String>,
-    command: Spanned<Vec<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    steps: Option<Spanned<PipelineSteps>>,
     #[serde(default)]
     timeout_seconds: u32,
     resources: Option<Spanned<Resources>>,
@@ -248,10 +276,43 @@ impl Pipelines {
                     format!("pipeline {:?} is defined twice", pipeline.name),
                 ));
             }
-            by_name.insert(pipeline.name.clone(), pipeline);
+            by_name.insert(pipeline.name.clone(), (pipeline, span));
+        }
+        // Steps name pipelines of their own, which run commands.
+        for (pipeline, span) in by_name.values() {
+            let Some(steps) = &pipeline.steps else {
+                continue;
+            };
+            for step in [
+                crate::job::Step::Split,
+                crate::job::Step::Map,
+                crate::job::Step::Join,
+            ] {
+                let named = steps.pipeline(step);
+                let problem = match by_name.get(named) {
+                    None => Some("is not defined in this file"),
+                    Some((other, _)) if other.steps.is_some() => {
+                        Some("is made of steps itself; a step runs a command")
+                    }
+                    Some(_) => None,
+                };
+                if let Some(problem) = problem {
+                    return Err(at(
+                        Some(span.clone()),
+                        format!(
+                            "pipeline {:?}: its {} step names pipeline {named:?}, which {problem}",
+                            pipeline.name,
+                            step.name()
+                        ),
+                    ));
+                }
+            }
         }
         Ok(Pipelines {
-            by_name,
+            by_name: by_name
+                .into_iter()
+                .map(|(name, (pipeline, _))| (name, pipeline))
+                .collect(),
             source: None,
         })
     }
@@ -462,14 +523,36 @@ fn build_pipeline(raw: RawPipeline) -> Result<Pipeline, (Range<usize>, String)> 
             format!("pipeline name {name:?}: use letters, digits, '-' and '_'"),
         ));
     }
-    let command_span = raw.command.span();
-    let command = raw.command.into_inner();
-    if command.first().is_none_or(|program| program.is_empty()) {
-        return Err((
-            command_span,
-            format!("pipeline {name:?}: command needs at least the program to run"),
-        ));
-    }
+    let (command, steps) = match (raw.command, raw.steps) {
+        (Some(command), None) => {
+            let command_span = command.span();
+            let command = command.into_inner();
+            if command.first().is_none_or(|program| program.is_empty()) {
+                return Err((
+                    command_span,
+                    format!("pipeline {name:?}: command needs at least the program to run"),
+                ));
+            }
+            (command, None)
+        }
+        (None, Some(steps)) => (Vec::new(), Some(steps)),
+        (Some(command), Some(_)) => {
+            return Err((
+                command.span(),
+                format!("pipeline {name:?}: give a command, or steps (split, map, join), not both"),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                name_span,
+                format!(
+                    "pipeline {name:?}: a command is required (the program to run, as argv), or \
+                     steps = {{ split = …, map = …, join = … }}"
+                ),
+            ));
+        }
+    };
+    let steps = steps.map(Spanned::into_inner);
     let resources = match raw.resources {
         None => Resources::default(),
         Some(spanned) => {
@@ -531,6 +614,7 @@ fn build_pipeline(raw: RawPipeline) -> Result<Pipeline, (Range<usize>, String)> 
         user: raw.user,
         outputs,
         base_dir: None,
+        steps,
         name,
     })
 }

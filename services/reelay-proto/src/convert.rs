@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use reelay_core::machine::AttemptReport;
 use reelay_core::{
-    Error, InputFile, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState, OutputFile,
-    Transfer,
+    Error, InputFile, Job, JobChange, JobId, JobSpec, JobState, Node, NodeState, OutputFile, Piece,
+    Step, Steps, Transfer,
 };
 
 use crate::v1;
@@ -181,6 +181,64 @@ impl From<v1::Transfer> for Transfer {
     }
 }
 
+impl From<&Piece> for v1::Piece {
+    fn from(piece: &Piece) -> Self {
+        v1::Piece {
+            job_id: piece.job.to_string(),
+            seconds: piece.seconds,
+            state: v1::JobState::from(piece.state) as i32,
+            progress: piece.progress,
+            fps: piece.fps,
+            node_id: piece.node.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl TryFrom<v1::Piece> for Piece {
+    type Error = Error;
+
+    fn try_from(piece: v1::Piece) -> Result<Self, Error> {
+        Ok(Piece {
+            job: JobId::parse(&piece.job_id, "piece.job_id")?,
+            seconds: piece.seconds,
+            state: job_state(piece.state, "piece.state")?,
+            progress: piece.progress,
+            fps: piece.fps,
+            node: Some(piece.node_id).filter(|node| !node.is_empty()),
+        })
+    }
+}
+
+impl From<&Steps> for v1::Steps {
+    fn from(steps: &Steps) -> Self {
+        v1::Steps {
+            split: steps.split.as_ref().map(Into::into),
+            pieces: steps.pieces.iter().map(Into::into).collect(),
+            join: steps.join.as_ref().map(Into::into),
+            frame_rate: steps.frame_rate,
+            total_seconds: steps.total_seconds,
+        }
+    }
+}
+
+impl TryFrom<v1::Steps> for Steps {
+    type Error = Error;
+
+    fn try_from(steps: v1::Steps) -> Result<Self, Error> {
+        Ok(Steps {
+            split: steps.split.map(Piece::try_from).transpose()?,
+            pieces: steps
+                .pieces
+                .into_iter()
+                .map(Piece::try_from)
+                .collect::<Result<_, _>>()?,
+            join: steps.join.map(Piece::try_from).transpose()?,
+            frame_rate: steps.frame_rate,
+            total_seconds: steps.total_seconds,
+        })
+    }
+}
+
 impl From<&Job> for v1::Job {
     fn from(job: &Job) -> Self {
         v1::Job {
@@ -210,6 +268,14 @@ impl From<&Job> for v1::Job {
             cancel_requested: job.cancel_requested,
             input: job.input.as_ref().map(Into::into),
             transfer: job.transfer.map(Into::into),
+            parent_id: job.parent_id.map(|id| id.to_string()).unwrap_or_default(),
+            step: job
+                .step
+                .map(|step| step.name().to_owned())
+                .unwrap_or_default(),
+            piece: job.piece,
+            more_inputs: job.more_inputs.iter().map(Into::into).collect(),
+            steps: job.steps.as_ref().map(Into::into),
         }
     }
 }
@@ -253,6 +319,14 @@ impl TryFrom<v1::Job> for Job {
             cancel_requested: job.cancel_requested,
             input: job.input.map(Into::into),
             transfer: job.transfer.map(Into::into),
+            parent_id: match job.parent_id.as_str() {
+                "" => None,
+                id => Some(JobId::parse(id, "job.parent_id")?),
+            },
+            step: Step::parse(&job.step),
+            piece: job.piece,
+            more_inputs: job.more_inputs.into_iter().map(Into::into).collect(),
+            steps: job.steps.map(Steps::try_from).transpose()?,
         })
     }
 }
@@ -367,6 +441,16 @@ mod tests {
             done_bytes: 3,
             total_bytes: 7,
             bytes_per_second: 1.5,
+        });
+        job.parent_id = Some(JobId::new(now));
+        job.step = Some(Step::Map);
+        job.piece = 4;
+        job.steps = Some(Steps {
+            split: Some(Piece::new(JobId::new(now), 0.0)),
+            pieces: vec![Piece::new(JobId::new(now), 2.5)],
+            join: None,
+            frame_rate: 30.0,
+            total_seconds: 2.5,
         });
         let wire = v1::Job::from(&job);
         assert_eq!(Job::try_from(wire).unwrap(), job);

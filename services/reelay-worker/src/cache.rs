@@ -169,23 +169,28 @@ fn touch(path: &Path) {
     }
 }
 
-/// Gives an attempt its input: a hard link named `name` in `dir` to the cached file (a symbolic
-/// link when the two are on different file systems).
-pub fn link_input(cached: &Path, dir: &Path, name: &str) -> Result<PathBuf, ArtifactError> {
-    let disk = |err: std::io::Error| ArtifactError::disk("linking the input for the job", &err);
+/// Gives an attempt its inputs: in `dir` (made empty), a hard link to each cached file under the
+/// name the pipeline sees (a symbolic link when the two are on different file systems). The paths
+/// of the links, in order.
+pub fn link_inputs(dir: &Path, files: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, ArtifactError> {
+    let disk = |err: std::io::Error| ArtifactError::disk("linking the inputs for the job", &err);
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(disk(err)),
     }
     std::fs::create_dir_all(dir).map_err(disk)?;
-    let link = dir.join(name);
-    if std::fs::hard_link(cached, &link).is_err() {
-        std::os::unix::fs::symlink(cached, &link).map_err(disk)?;
+    let mut links = Vec::with_capacity(files.len());
+    for (cached, name) in files {
+        let link = dir.join(name);
+        if std::fs::hard_link(cached, &link).is_err() {
+            std::os::unix::fs::symlink(cached, &link).map_err(disk)?;
+        }
+        links.push(link);
     }
-    // Other users (a container's uid) may need to read it; the cache's files are 0444.
+    // Other users (a container's uid) may need to read them; the cache's files are 0444.
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-    Ok(link)
+    Ok(links)
 }
 
 #[cfg(test)]
@@ -208,8 +213,12 @@ mod tests {
         let (b, _) = cached(&cache, &[2u8; 40]);
         assert!(cache.lookup(&a).is_some());
         // a is in use (linked for a job), b is older than that use: b goes.
-        let link = link_input(&a_path, &dir.path().join("inputs/j1"), "in.mp4").unwrap();
-        assert_eq!(std::fs::read(&link).unwrap(), vec![1u8; 40]);
+        let links = link_inputs(
+            &dir.path().join("inputs/j1"),
+            &[(a_path.clone(), "in.mp4".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&links[0]).unwrap(), vec![1u8; 40]);
         cache.make_room(50).unwrap();
         assert!(cache.lookup(&b).is_none());
         assert!(cache.lookup(&a).is_some());

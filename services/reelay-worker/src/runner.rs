@@ -128,6 +128,10 @@ async fn drive(
         node_id: supervisor.node.node_id.clone(),
         pipeline: pipeline.clone(),
         params,
+        input_dir: job
+            .input
+            .is_some()
+            .then(|| supervisor.input_dir(&job.job_id)),
         input_path,
         output_dir: output_dir.clone(),
         grace: Duration::from_secs(u64::from(pipeline.grace_seconds)),
@@ -391,6 +395,9 @@ async fn finish(
     } else if !stored {
         job.outputs = files;
     }
+    // Before the final state: whoever sees the job finished sees its files where they stay. A
+    // worker killed in between finds the uploads done in the record and finishes the same way.
+    remove_local_files(supervisor, job, stored).await;
     job.state = state as i32;
     job.message = message;
     job.error = error;
@@ -400,7 +407,6 @@ async fn finish(
     job.transfer = None;
     control.release_slot();
     record(supervisor, job, true, None, true).await;
-    remove_local_files(supervisor, job, stored).await;
     tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, error = %job.error, "attempt finished");
 }
 

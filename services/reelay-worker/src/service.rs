@@ -69,7 +69,7 @@ impl WorkerService for WorkerApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: required"))?;
-        let input = match (request.input, request.input_object) {
+        let first = match (request.input, request.input_object) {
             (Some(input), Some(object)) => Some((input, object)),
             (None, None) => None,
             _ => {
@@ -78,9 +78,24 @@ impl WorkerService for WorkerApi {
                 ));
             }
         };
+        if request.more_inputs.len() != request.more_objects.len() {
+            return Err(Status::invalid_argument(
+                "more_inputs and more_objects: one object for each input",
+            ));
+        }
+        let more = request
+            .more_inputs
+            .into_iter()
+            .zip(request.more_objects)
+            .collect();
         let job = self
             .supervisor
-            .start(&request.job_id, spec, request.attempt, input)
+            .start(
+                &request.job_id,
+                spec,
+                request.attempt,
+                crate::supervisor::Inputs { first, more },
+            )
             .await?;
         Ok(Response::new(job))
     }

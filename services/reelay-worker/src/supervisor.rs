@@ -35,6 +35,15 @@ pub struct NodeSettings {
     pub transfer_deadline: Duration,
 }
 
+/// An attempt's inputs from the artifact store, each with where it is.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The input (`REELAY_INPUT`).
+    pub first: Option<(v1::InputFile, v1::ObjectRef)>,
+    /// More inputs (a join's pieces), beside it in `REELAY_INPUT_DIR`.
+    pub more: Vec<(v1::InputFile, v1::ObjectRef)>,
+}
+
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StopReason {
@@ -180,7 +189,7 @@ impl Supervisor {
         job_id: &str,
         spec: v1::JobSpec,
         attempt: u32,
-        input: Option<(v1::InputFile, v1::ObjectRef)>,
+        inputs: Inputs,
     ) -> Result<v1::WorkerJob, WorkerError> {
         reelay_core::JobId::parse(job_id, "job_id")?;
         if attempt == 0 {
@@ -223,13 +232,16 @@ impl Supervisor {
             .get(&spec.pipeline)
             .map(|pipeline| pipeline.effective_timeout(&spec.clone().into()))
             .unwrap_or(spec.timeout_seconds);
-        let (input, input_object) = input.unzip();
+        let (input, input_object) = inputs.first.unzip();
+        let (more_inputs, more_objects) = inputs.more.into_iter().unzip();
         let record = v1::WorkerJob {
             job_id: job_id.to_owned(),
             attempt,
             spec: Some(spec),
             input,
             input_object,
+            more_inputs,
+            more_objects,
             state: v1::JobState::Assigned as i32,
             message: format!("accepted by node {}", self.node.node_id),
             accepted_at: Some(timestamp(SystemTime::now())),

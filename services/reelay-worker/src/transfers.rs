@@ -18,7 +18,7 @@ use reelay_artifacts::{ArtifactError, Blobs, ObjectRef, keys, part_size_for};
 use reelay_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::cache::{alias_of, link_input};
+use crate::cache::{alias_of, link_inputs};
 use crate::runner::record;
 use crate::supervisor::{RunControl, Supervisor};
 
@@ -45,6 +45,8 @@ struct Progress<'a> {
     what: String,
     meter: Meter,
     last: Option<Instant>,
+    /// Bytes of the earlier files of a transfer of several (added to what `at` is told).
+    base: u64,
 }
 
 impl<'a> Progress<'a> {
@@ -55,11 +57,13 @@ impl<'a> Progress<'a> {
             what,
             meter: Meter::new(total, 0, Instant::now()),
             last: None,
+            base: 0,
         }
     }
 
     /// Notes that `done` bytes are moved in all; records it now and then (always when `force`).
     async fn at(&mut self, job: &mut v1::WorkerJob, done: u64, force: bool) {
+        let done = self.base + done;
         let now = Instant::now();
         let moved = done.saturating_sub(self.meter.done());
         self.meter.add(moved, now);
@@ -156,28 +160,76 @@ async fn interrupted(control: &RunControl) -> TransferEnd {
 
 // === staging ===
 
-/// Puts the attempt's input in the cache (fetching it unless it is there) and links it for the
-/// pipeline; the path the pipeline gets, `None` for an attempt without an input in the store.
+/// Puts the attempt's inputs in the cache (fetching what is not there) and links them, side by
+/// side, for the pipeline; the path of the first (`REELAY_INPUT`; its directory is
+/// `REELAY_INPUT_DIR`), `None` for an attempt without inputs in the store.
 pub(crate) async fn stage_input(
     supervisor: &Supervisor,
     job: &mut v1::WorkerJob,
     control: &RunControl,
 ) -> Result<Option<PathBuf>, TransferEnd> {
-    let (Some(input), Some(object)) = (job.input.clone(), job.input_object.clone()) else {
+    let (Some(first), Some(object)) = (job.input.clone(), job.input_object.clone()) else {
         return Ok(None);
     };
-    let object = ObjectRef::from(object);
+    let inputs: Vec<(v1::InputFile, ObjectRef)> = std::iter::once((first.clone(), object))
+        .chain(
+            job.more_inputs
+                .clone()
+                .into_iter()
+                .zip(job.more_objects.clone()),
+        )
+        .map(|(input, object)| (input, ObjectRef::from(object)))
+        .collect();
     job.phase = v1::AttemptPhase::Staging as i32;
     let blobs = blobs(supervisor, job, control).await?;
-    let cache = &supervisor.cache;
-    let mut progress = Progress::new(supervisor, "staging", input.name.clone(), input.size);
-    let deadline = supervisor.transfer_deadline;
-    let mut backoff = Backoff::new(deadline, Instant::now());
+    let total = inputs.iter().map(|(input, _)| input.size).sum();
+    let what = match inputs.len() {
+        1 => first.name.clone(),
+        n => format!("{n} inputs"),
+    };
+    let mut progress = Progress::new(supervisor, "staging", what, total);
+    let mut backoff = Backoff::new(supervisor.transfer_deadline, Instant::now());
+    let mut cached = Vec::with_capacity(inputs.len());
+    for (input, object) in &inputs {
+        let path = stage_one(
+            supervisor,
+            job,
+            control,
+            &blobs,
+            (input, object),
+            &mut progress,
+            &mut backoff,
+        )
+        .await?;
+        progress.base += input.size;
+        cached.push((path, input.name.clone()));
+    }
+    let dir = supervisor.input_dir(&job.job_id);
+    let linked = tokio::task::spawn_blocking(move || link_inputs(&dir, &cached))
+        .await
+        .map_err(|err| TransferEnd::Failed(format!("staging: {err}")))?
+        .map_err(|err| TransferEnd::Failed(format!("staging {}: {err}", first.uri)))?;
+    progress.base = 0;
+    progress.at(job, total, true).await;
+    Ok(linked.into_iter().next())
+}
 
+/// One input into the cache: found there, or fetched; the cached file.
+async fn stage_one(
+    supervisor: &Supervisor,
+    job: &mut v1::WorkerJob,
+    control: &RunControl,
+    blobs: &Arc<dyn Blobs>,
+    (input, object): (&v1::InputFile, &ObjectRef),
+    progress: &mut Progress<'_>,
+    backoff: &mut Backoff,
+) -> Result<PathBuf, TransferEnd> {
+    let cache = &supervisor.cache;
+    let deadline = supervisor.transfer_deadline;
     // Without a SHA-256 (an s3:// object), the key is the object's URI, size and entity tag.
     let (key, alias, known_sha) = if input.sha256.is_empty() {
         let info = loop {
-            match blobs.head(&object).await {
+            match blobs.head(object).await {
                 Ok(info) => break info,
                 Err(ArtifactError::NotFound(_)) => {
                     return Err(TransferEnd::Failed(format!(
@@ -217,39 +269,27 @@ pub(crate) async fn stage_input(
         guard = lock.lock() => guard,
         end = interrupted(control) => return Err(end),
     };
-    let cached = match known_sha.as_deref().and_then(|sha| cache.lookup(sha)) {
+    match known_sha.as_deref().and_then(|sha| cache.lookup(sha)) {
         Some(path) => {
             tracing::info!(job_id = %job.job_id, input = %input.uri, "input found in the node's cache");
-            path
+            Ok(path)
         }
         None => {
             fetch(
                 supervisor,
                 job,
                 control,
-                &blobs,
-                &object,
-                &input,
+                blobs,
+                object,
+                input,
                 &key,
                 alias.as_deref(),
-                &mut progress,
-                &mut backoff,
+                progress,
+                backoff,
             )
-            .await?
+            .await
         }
-    };
-    let dir = supervisor
-        .node
-        .data_dir
-        .join(crate::data_dir::INPUTS_DIR)
-        .join(&job.job_id);
-    let name = input.name.clone();
-    let linked = tokio::task::spawn_blocking(move || link_input(&cached, &dir, &name))
-        .await
-        .map_err(|err| TransferEnd::Failed(format!("staging: {err}")))?
-        .map_err(|err| TransferEnd::Failed(format!("staging {}: {err}", input.uri)))?;
-    progress.at(job, input.size, true).await;
-    Ok(Some(linked))
+    }
 }
 
 /// Fetches the input into the cache: resumed, verified, once more after a SHA-256 mismatch.

@@ -52,6 +52,7 @@ impl TestNode {
             pipeline: pipelines.get("t").expect("pipeline t").clone(),
             params: [("height".to_owned(), "360".to_owned())].into(),
             input_path: None,
+            input_dir: None,
             output_dir,
             grace: Duration::from_secs(1),
         }

@@ -42,6 +42,9 @@ pub struct ListArgs {
     /// Every matching job, however many (ignores --limit).
     #[arg(long, short = 'a')]
     pub(crate) all: bool,
+    /// Also the step jobs of chunked jobs (split, pieces, join); shown anyway with --node.
+    #[arg(long)]
+    pub(crate) steps: bool,
 }
 
 pub(crate) async fn get(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
@@ -78,6 +81,8 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<ExitCode> 
                 page_token: page_token.clone(),
                 states: states.clone(),
                 node_id: node_id.clone(),
+                parent_id: String::new(),
+                top_level: !args.steps && node_id.is_empty(),
             })
             .await?
             .into_inner();

@@ -25,6 +25,23 @@ pub(crate) async fn resolve(state: &ApiState, spec: &JobSpec) -> Result<Option<I
     let canonical = uri.to_string();
     match &uri {
         InputUri::Upload(id) => Ok(Some(state.uploads.use_for_job(id, &canonical).await?)),
+        InputUri::Output { job, attempt, name } => {
+            let id =
+                reelay_core::JobId::parse(job, "spec.input_uri").map_err(CoordinatorError::from)?;
+            let source = state.store.require_job(id)?;
+            let file = source
+                .outputs
+                .iter()
+                .find(|file| &file.name == name)
+                .filter(|_| source.attempt == *attempt)
+                .ok_or_else(|| Status::not_found(format!("input not found: {canonical}")))?;
+            Ok(Some(InputFile {
+                uri: canonical,
+                name: file.name.clone(),
+                size: file.size,
+                sha256: file.sha256.clone(),
+            }))
+        }
         InputUri::S3 { key, .. } => {
             let object = keys::input_object(&uri);
             match state.uploads.blobs().head(&object).await {

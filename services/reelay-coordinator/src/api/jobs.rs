@@ -98,7 +98,16 @@ impl JobService for JobApi {
         if let Some(node) = &node {
             validate_node_id(node, "node_id").map_err(CoordinatorError::from)?;
         }
-        let (jobs, more) = self.page(before, &states, node.as_deref(), page_size)?;
+        let (jobs, more) = match Some(request.parent_id).filter(|id| !id.is_empty()) {
+            Some(parent) => {
+                let parent = parse_id(&parent)?;
+                self.steps_page(parent, before, &states, page_size)?
+            }
+            None if request.top_level => {
+                self.top_level_page(before, &states, node.as_deref(), page_size)?
+            }
+            None => self.page(before, &states, node.as_deref(), page_size)?,
+        };
         let next_page_token = if more {
             jobs.last()
                 .map(|job| hex::encode(job.id.as_bytes()))
@@ -283,6 +292,58 @@ impl JobService for JobApi {
 }
 
 impl JobApi {
+    /// One page of the steps of `parent`, in the order they were made (the page token is the
+    /// last step of the previous page), and whether more follow.
+    fn steps_page(
+        &self,
+        parent: JobId,
+        after: Option<JobId>,
+        states: &BTreeSet<JobState>,
+        page_size: usize,
+    ) -> Result<(Vec<reelay_core::Job>, bool), CoordinatorError> {
+        let store = &self.0.store;
+        store.require_job(parent)?;
+        let mut jobs = Vec::with_capacity(page_size);
+        let mut more = false;
+        for id in store
+            .ids_of_parent(parent, usize::MAX)?
+            .into_iter()
+            .filter(|id| after.is_none_or(|after| *id > after))
+        {
+            let Some(job) = store.job(id)? else { continue };
+            if !states.is_empty() && !states.contains(&job.state) {
+                continue;
+            }
+            if jobs.len() == page_size {
+                more = true;
+                break;
+            }
+            jobs.push(job);
+        }
+        Ok((jobs, more))
+    }
+
+    /// A page of jobs that are no other job's step, newest first.
+    fn top_level_page(
+        &self,
+        mut before: Option<JobId>,
+        states: &BTreeSet<JobState>,
+        node: Option<&str>,
+        page_size: usize,
+    ) -> Result<(Vec<reelay_core::Job>, bool), CoordinatorError> {
+        let mut kept = Vec::with_capacity(page_size + 1);
+        loop {
+            let (jobs, more) = self.page(before, states, node, page_size)?;
+            before = jobs.last().map(|job| job.id);
+            kept.extend(jobs.into_iter().filter(|job| job.parent_id.is_none()));
+            if kept.len() > page_size || !more || before.is_none() {
+                let more = kept.len() > page_size || more;
+                kept.truncate(page_size);
+                return Ok((kept, more));
+            }
+        }
+    }
+
     /// One page of jobs newest first, and whether more follow.
     fn page(
         &self,
@@ -380,7 +441,12 @@ pub(crate) async fn open_download(
         )));
     }
     let size = file.size;
-    let key = reelay_artifacts::keys::output(&id.to_string(), job.attempt, name);
+    // A job made of steps has its join step's outputs.
+    let (owner, attempt) = match job.steps.as_ref().and_then(|steps| steps.join.as_ref()) {
+        Some(join) => (join.job, state.store.require_job(join.job)?.attempt),
+        None => (id, job.attempt),
+    };
+    let key = reelay_artifacts::keys::output(&owner.to_string(), attempt, name);
     let source = if offset == size {
         futures::stream::empty().boxed()
     } else {

@@ -40,6 +40,8 @@ const MAX_SLOTS: u32 = 4096;
 const MAX_ADDRESS: usize = 1024;
 const MAX_NODE_WORD: usize = 64;
 
+mod steps;
+
 pub(super) struct Actor {
     store: JobStore,
     hub: Arc<Hub>,
@@ -49,6 +51,8 @@ pub(super) struct Actor {
     metrics: Metrics,
     /// Woken when objects of deleted jobs are due for removal from the artifact store.
     janitor: Arc<tokio::sync::Notify>,
+    /// The artifact store: split manifests are read from it.
+    blobs: Arc<dyn reelay_artifacts::Blobs>,
     /// For timers that report back (node lost).
     commands: mpsc::WeakSender<Command>,
     /// Given to links so they can report.
@@ -73,6 +77,7 @@ impl Actor {
             links,
             metrics,
             janitor,
+            blobs,
         } = parts;
         {
             let mut view = cluster
@@ -101,6 +106,7 @@ impl Actor {
             links,
             metrics,
             janitor,
+            blobs,
             commands,
             engine,
             schedule_needed: true,
@@ -126,6 +132,10 @@ impl Actor {
                 "not connected since the coordinator started".to_owned(),
             );
             self.start_lost_timer(id, generation);
+        }
+        match self.resume_parents() {
+            Ok(reads) => reads.into_iter().for_each(|read| self.read_manifest(read)),
+            Err(err) => tracing::error!(error = %err, "cannot resume the jobs made of steps"),
         }
         loop {
             let first = tokio::select! {
@@ -273,6 +283,7 @@ impl Actor {
                     self.links.call(&node, LinkCall::Delete { job_id });
                 }
                 AfterCommit::CollectGarbage => self.janitor.notify_one(),
+                read @ AfterCommit::ReadManifest { .. } => self.read_manifest(read),
             }
         }
     }
@@ -326,6 +337,15 @@ impl Actor {
             Command::Retry { id, reply } => {
                 let result = self.user_input(txn, id, Input::Retry, now);
                 respond(txn, reply, result, true);
+            }
+            Command::Expand {
+                parent,
+                split,
+                manifest,
+            } => {
+                if let Err(err) = self.expand(txn, (parent, split), manifest, now) {
+                    tracing::error!(job_id = %parent, error = %err, "cannot make the pieces of a job");
+                }
             }
             Command::Delete { id, reply } => {
                 let result = self.delete(txn, id, now, false);
@@ -442,6 +462,14 @@ impl Actor {
         let spec = self.settings.pipelines.validate(&spec)?;
         let mut job = Job::new(id, spec, request_id.clone(), now);
         job.input = input;
+        if self
+            .settings
+            .pipelines
+            .get(&job.spec.pipeline)
+            .is_some_and(|pipeline| pipeline.steps.is_some())
+        {
+            self.start_parent(txn, &mut job, now)?;
+        }
         txn.put_new(job.clone());
         if !request_id.is_empty() {
             txn.batch.put(
@@ -466,6 +494,19 @@ impl Actor {
         let job = txn
             .job(&self.store, id)?
             .ok_or_else(|| Error::not_found("job", id.to_string()))?;
+        if job.is_parent() {
+            return match input {
+                Input::Cancel => self.parent_input(txn, &job, true, now),
+                Input::Retry => self.parent_input(txn, &job, false, now),
+                _ => Ok(job),
+            };
+        }
+        if let (Some(parent), Input::Retry) = (job.parent_id, &input) {
+            return Err(Error::precondition(format!(
+                "job {id} is a step of job {parent}: retry that job (it runs again what did not succeed)"
+            ))
+            .into());
+        }
         let outcome = apply(&job, input, now, &self.settings.policy)?;
         Ok(self.save(txn, &job, outcome)?.unwrap_or(job))
     }
@@ -499,9 +540,13 @@ impl Actor {
                 job: before.clone(),
             });
         }
-        let Some(after) = outcome.job else {
+        let Some(mut after) = outcome.job else {
             return Ok(None);
         };
+        if after.parent_id.is_some() {
+            // A step job goes with its parent, never on its own.
+            after.expires_at = None;
+        }
         self.cluster().track(Some(before), Some(&after));
         let freed = before.state.holds_slot() && !after.state.holds_slot();
         if after.state == JobState::Queued || freed {
@@ -513,13 +558,41 @@ impl Actor {
             outcome.change,
             Some(outcome.previous_state),
         )?;
+        if after.parent_id.is_some() {
+            self.step_changed(txn, &after, after.updated_at)?;
+        }
         Ok(Some(after))
+    }
+
+    /// Reads a split's manifest in a task of its own, then hands it to the engine.
+    fn read_manifest(&self, read: AfterCommit) {
+        let AfterCommit::ReadManifest { parent, split, key } = read else {
+            return;
+        };
+        let blobs = Arc::clone(&self.blobs);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let manifest = crate::engine::manifest::read(blobs.as_ref(), &key).await;
+            engine
+                .send(Command::Expand {
+                    parent,
+                    split,
+                    manifest,
+                })
+                .await;
+        });
     }
 
     fn delete(&mut self, txn: &mut Txn, id: JobId, now: SystemTime, expiring: bool) -> Result<()> {
         let job = txn
             .job(&self.store, id)?
             .ok_or_else(|| Error::not_found("job", id.to_string()))?;
+        if job.is_parent() && !job.state.is_terminal() {
+            return Err(Error::precondition(format!(
+                "job {id} is running its steps; cancel it first"
+            ))
+            .into());
+        }
         if job.state.holds_slot() {
             return Err(Error::precondition(format!(
                 "job {id} is {} on node {}; cancel it first",
@@ -528,8 +601,51 @@ impl Actor {
             ))
             .into());
         }
+        if let Some(parent) = job.parent_id
+            && txn.job(&self.store, parent)?.is_some()
+        {
+            return Err(Error::precondition(format!(
+                "job {id} is a step of job {parent}: delete that job (its steps go with it)"
+            ))
+            .into());
+        }
         if expiring && job.expires_at.is_none_or(|at| at > now) {
             return Ok(());
+        }
+        // A parent's steps go with it (they never expire on their own).
+        let steps: Vec<JobId> = job
+            .steps
+            .iter()
+            .flat_map(|steps| steps.jobs())
+            .map(|piece| piece.job)
+            .collect();
+        for step in steps {
+            if let Some(step_job) = txn.job(&self.store, step)?
+                && step_job.state.holds_slot()
+            {
+                return Err(Error::precondition(format!(
+                    "step job {step} of job {id} is still {}; wait for it to stop",
+                    step_job.state
+                ))
+                .into());
+            }
+        }
+        self.remove_job(txn, job, now)
+    }
+
+    /// Removes a job, its history, logs and outputs (and its steps, for a parent).
+    fn remove_job(&mut self, txn: &mut Txn, job: Job, now: SystemTime) -> Result<()> {
+        let id = job.id;
+        let steps: Vec<JobId> = job
+            .steps
+            .iter()
+            .flat_map(|steps| steps.jobs())
+            .map(|piece| piece.job)
+            .collect();
+        for step in steps {
+            if let Some(step_job) = txn.job(&self.store, step)? {
+                self.remove_job(txn, step_job, now)?;
+            }
         }
         let raw = self.store.raw();
         for tree in [JOB_EVENTS, JOB_LOGS] {

@@ -17,6 +17,7 @@
 
 mod actor;
 pub mod cluster;
+pub mod manifest;
 mod txn;
 
 use std::sync::{Arc, RwLock};
@@ -103,6 +104,12 @@ pub(crate) enum Command {
         id: JobId,
         reply: oneshot::Sender<Result<Job>>,
     },
+    /// The manifest of a parent's split was read (or could not be).
+    Expand {
+        parent: JobId,
+        split: JobId,
+        manifest: std::result::Result<manifest::Manifest, String>,
+    },
     Retry {
         id: JobId,
         reply: oneshot::Sender<Result<Job>>,
@@ -184,6 +191,8 @@ pub struct EngineParts {
     pub metrics: Metrics,
     /// Woken when a deleted job's objects are due for removal from the artifact store.
     pub janitor: Arc<tokio::sync::Notify>,
+    /// The artifact store (a split's manifest is read from it).
+    pub blobs: Arc<dyn reelay_artifacts::Blobs>,
 }
 
 /// A handle to the engine.

@@ -36,6 +36,12 @@ pub(crate) enum AfterCommit {
     DeleteOnWorker { node: String, job_id: JobId },
     /// Objects of deleted jobs are due for removal from the artifact store (the `gc` tree).
     CollectGarbage,
+    /// A parent's split succeeded: read its manifest (`key`) and come back with `Command::Expand`.
+    ReadManifest {
+        parent: JobId,
+        split: JobId,
+        key: String,
+    },
 }
 
 #[derive(Default)]

@@ -76,6 +76,9 @@ pub struct RunSpec {
     pub params: BTreeMap<String, String>,
     /// Input file on this machine (absolute), if the job has one.
     pub input_path: Option<PathBuf>,
+    /// The directory of the job's inputs from the artifact store (`input_path` and the others
+    /// beside it), when it has some: `REELAY_INPUT_DIR`.
+    pub input_dir: Option<PathBuf>,
     /// The attempt's output directory on this machine, created and empty.
     pub output_dir: PathBuf,
     /// Time between SIGTERM and SIGKILL.
@@ -83,8 +86,14 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// The pipeline protocol's environment, given where the program sees its input and output.
-    pub fn protocol_env(&self, input: Option<&str>, output_dir: &str) -> Vec<(String, String)> {
+    /// The pipeline protocol's environment, given where the program sees its input, the
+    /// directory of its inputs and its output directory.
+    pub fn protocol_env(
+        &self,
+        input: Option<&str>,
+        input_dir: Option<&str>,
+        output_dir: &str,
+    ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .pipeline
             .env
@@ -96,6 +105,10 @@ impl RunSpec {
         env.push(("REELAY_NODE_ID".into(), self.node_id.clone()));
         env.push(("REELAY_PIPELINE".into(), self.pipeline.name.clone()));
         env.push(("REELAY_INPUT".into(), input.unwrap_or_default().to_owned()));
+        env.push((
+            "REELAY_INPUT_DIR".into(),
+            input_dir.unwrap_or_default().to_owned(),
+        ));
         env.push(("REELAY_OUTPUT_DIR".into(), output_dir.to_owned()));
         for (name, value) in &self.params {
             env.push((

@@ -67,7 +67,16 @@ impl Executor for ProcessExecutor {
                     .iter()
                     .filter_map(|name| Some((*name, std::env::var_os(name)?))),
             )
-            .envs(spec.protocol_env(input.as_deref(), &output_dir))
+            .envs(
+                spec.protocol_env(
+                    input.as_deref(),
+                    spec.input_dir
+                        .as_ref()
+                        .map(|dir| dir.to_string_lossy())
+                        .as_deref(),
+                    &output_dir,
+                ),
+            )
             .current_dir(&spec.output_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -326,6 +335,7 @@ mod tests {
             pipeline: pipelines.get("t").unwrap().clone(),
             params: [("height".to_string(), "360".to_string())].into(),
             input_path: None,
+            input_dir: None,
             output_dir: dir.to_owned(),
             grace: Duration::from_millis(300),
         }

@@ -157,11 +157,27 @@ fn numeric_ids(user: &str) -> (Option<u32>, Option<u32>) {
     (uid.parse().ok(), gid.parse().ok())
 }
 
-/// The input file's bind mount and its path in the container, after checking it exists.
+/// The input's bind mount and its path in the container, after checking it exists: the directory
+/// of the job's inputs from the artifact store at `/input`, or the one file a job names on the node
+/// in it.
 fn input_mount(spec: &RunSpec) -> Result<Option<(Mount, String)>, ExecError> {
     let Some(path) = &spec.input_path else {
         return Ok(None);
     };
+    if let Some(dir) = &spec.input_dir {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mount = Mount {
+            target: Some(INPUT_DIR.to_owned()),
+            source: Some(dir.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        return Ok(Some((mount, format!("{INPUT_DIR}/{name}"))));
+    }
     let Some(file_name) = path.file_name() else {
         return Err(ExecError::Start(format!(
             "input path {} names no file",
@@ -196,6 +212,7 @@ pub(super) fn container_body(
     let env = spec
         .protocol_env(
             Some(input.as_ref().map_or("", |(_, target)| target.as_str())),
+            spec.input_dir.as_ref().map(|_| INPUT_DIR),
             OUTPUT_TARGET,
         )
         .into_iter()

@@ -28,7 +28,9 @@
 //! coordinator's artifact store through a throttled proxy, resuming each after a coordinator kill,
 //! and creates `relay` jobs on them, which stage their input and upload an output twice its size
 //! through the (throttled) registration proxy; the schedule also kills -9 the worker or the
-//! coordinator (the store) of a job whose transfer is under way. The checker adds:
+//! coordinator (the store) of a job whose transfer is under way, or the coordinator in the middle
+//! of an upload. The store is the coordinator's local one (an S3 phase would not fit the
+//! campaign's 3 minutes; S3 restarts are in artifacts_s3.rs). The checker adds:
 //!
 //! - every relay job SUCCEEDED with its input shown as uploaded (size, SHA-256) and an output
 //!   whose listed SHA-256, and downloaded bytes, are those of the input twice;
@@ -59,7 +61,7 @@ use tonic::transport::Channel;
 #[path = "faults/transfers.rs"]
 mod transfers;
 
-use transfers::{PlannedRelay, PlannedUpload};
+use transfers::{PlannedRelay, PlannedUpload, Transfers, UnderWay};
 
 const IMAGE: &str = "reelay/busybox:latest";
 /// Jobs of the campaign.
@@ -75,6 +77,8 @@ const MAX_OUTAGE: Duration = Duration::from_secs(10);
 /// How long the jobs may take to finish once everything is repaired.
 const SETTLE: Duration = Duration::from_secs(180);
 const WORKERS: usize = 3;
+/// How long a transfer fault waits for a transfer to begin.
+const TRANSFER_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A busybox pipeline: `lines` lines derived from `seed` into out.txt, one `::progress` line
 /// and a pause per line (1–4 s in all), then exit with `exit_code`.
@@ -439,8 +443,8 @@ struct Campaign {
     registration: FaultProxy,
     rng: Rng,
     journal: Journal,
-    /// The relay jobs created so far (their transfers are what `Part::Transfer` breaks).
-    relays: Arc<Mutex<Vec<String>>>,
+    /// The transfers under way (what `Part::Transfer` breaks).
+    transfers: Arc<Mutex<Transfers>>,
     /// Counts of what was done.
     done: BTreeMap<&'static str, u32>,
 }
@@ -557,25 +561,42 @@ impl Campaign {
     }
 
     /// Kills -9 the worker of a job whose transfer is under way (two times in three) or the
-    /// coordinator, which holds the store; nothing when no transfer is under way or what would be
-    /// killed is already broken.
+    /// coordinator, which holds the store, during a job's transfer or the harness's upload; waits
+    /// up to [`TRANSFER_PATIENCE`] for a transfer to begin, does nothing when none does or what
+    /// would be killed is already broken.
     async fn break_transfer(&mut self) {
         let kill_coordinator = self.rng.below(3) == 0;
         if self.broken.contains_key(&Part::Coordinator) {
             return;
         }
-        let ids = self.relays.lock().unwrap().clone();
-        let Some((job, node, stage)) = transfers::under_way(&self.cluster.url(), &ids).await
-        else {
-            self.journal.say("no transfer under way to break");
-            return;
-        };
+        let found = transfers::under_way(
+            &self.cluster.url(),
+            &self.transfers,
+            kill_coordinator,
+            TRANSFER_PATIENCE,
+        )
+        .await;
         let now = Instant::now();
+        let (job, node, stage) = match found {
+            None => {
+                self.journal.say("no transfer under way to break");
+                return;
+            }
+            Some(UnderWay::Upload(index)) => {
+                self.journal
+                    .say(format!("kill -9 coordinator while upload {index} is under way"));
+                self.cluster.coordinator.kill9();
+                self.count("coordinator kill -9 during an upload");
+                self.broken.insert(Part::Coordinator, (Broken::Killed, now));
+                return;
+            }
+            Some(UnderWay::Job { job, node, stage }) => (job, node, stage),
+        };
         if kill_coordinator {
             self.journal
                 .say(format!("kill -9 coordinator while job {job} is {stage} on {node}"));
             self.cluster.coordinator.kill9();
-            self.count("coordinator kill -9 during a transfer");
+            self.count("coordinator kill -9 during a job's transfer");
             self.broken.insert(Part::Coordinator, (Broken::Killed, now));
             return;
         }
@@ -1006,7 +1027,7 @@ async fn fault_campaign() {
     registration.throttle(transfers::TRANSFER_RATE);
     // The harness's uploads, likewise.
     let uploads_link = FaultProxy::start(([127, 0, 0, 1], cluster.coordinator_port).into()).await;
-    uploads_link.throttle(transfers::TRANSFER_RATE);
+    uploads_link.throttle(transfers::UPLOAD_RATE);
     let mut links = Vec::new();
     for _ in 0..WORKERS {
         let link = FaultProxy::unconnected().await;
@@ -1043,7 +1064,7 @@ async fn fault_campaign() {
         journal.clone(),
     ));
     let (uploads, relays) = transfers::plan(seed);
-    let relays_created = Arc::new(Mutex::new(Vec::new()));
+    let transfers_state = Arc::new(Mutex::new(Transfers::default()));
     let uploader = tokio::spawn(transfers::upload_and_submit(
         cluster.url(),
         uploads_link.url(),
@@ -1051,7 +1072,7 @@ async fn fault_campaign() {
         relays.clone(),
         MAX_ATTEMPTS,
         seed,
-        Arc::clone(&relays_created),
+        Arc::clone(&transfers_state),
         journal.clone(),
     ));
 
@@ -1062,7 +1083,7 @@ async fn fault_campaign() {
         registration,
         rng: Rng(seed),
         journal: journal.clone(),
-        relays: relays_created,
+        transfers: Arc::clone(&transfers_state),
         done: BTreeMap::new(),
     };
     let faults_end = Instant::now() + FAULT_PHASE;
@@ -1166,7 +1187,8 @@ async fn fault_campaign() {
         );
     }
     journal.say(format!(
-        "transfers: {} relay inputs found in a node's cache (the others were fetched)",
+        "transfers: {} uploads resumed after a cut; {} relay inputs found in a node's cache (the others were fetched)",
+        transfers_state.lock().unwrap().resumed,
         worker_logs.matches("input found in the node's cache").count(),
     ));
     journal.say(format!(

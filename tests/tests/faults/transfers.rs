@@ -2,13 +2,14 @@
 //! killed, jobs that stage them and upload outputs twice their size while workers are killed, and
 //! the check that the store holds exactly what the jobs list — no torn object, no duplicate.
 //!
-//! - The harness uploads [`UPLOADS`] files through a throttled proxy of its own (so a coordinator
-//!   kill lands in the middle of one), resuming each from `GetUpload` after every cut, as the CLI
-//!   does; then it creates [`RELAYS_PER_UPLOAD`] `relay` jobs on each.
+//! - The harness uploads [`UPLOADS`] files, spread over the fault phase, through a proxy of its own
+//!   throttled to [`UPLOAD_RATE`] (so a coordinator kill lands in the middle of one), resuming each
+//!   from `GetUpload` after every cut, as the CLI does; then it creates [`RELAYS_PER_UPLOAD`]
+//!   `relay` jobs on each.
 //! - The workers reach the store through the registration proxy, throttled too
 //!   ([`TRANSFER_RATE`]): staging and output uploads take seconds, and the schedule's
 //!   `Part::Transfer` kills -9 the worker (or the coordinator, which is the store) of a job whose
-//!   transfer is under way.
+//!   transfer is under way, or the coordinator while the harness uploads ([`under_way`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +24,11 @@ use super::{Journal, Rng, client, sha256};
 pub const UPLOADS: usize = 4;
 /// `relay` jobs on each upload (the second on a node may find the input in its cache).
 pub const RELAYS_PER_UPLOAD: usize = 2;
-/// Bytes a second per connection and direction through the upload and registration proxies.
+/// Bytes a second per connection and direction through the registration proxy (the workers'
+/// staging and output uploads).
 pub const TRANSFER_RATE: u64 = 24 << 20;
+/// Bytes a second through the harness's upload proxy: an upload takes 1.5–5 s.
+pub const UPLOAD_RATE: u64 = 8 << 20;
 
 /// A busybox pipeline: its input, twice, into relay.bin.
 pub const RELAY_PIPELINE: &str = r#"
@@ -110,10 +114,15 @@ pub fn plan(seed: u64) -> (Vec<PlannedUpload>, Vec<PlannedRelay>) {
 }
 
 /// Uploads `upload` through `url` as a resuming client does: asks `GetUpload` where it stands,
-/// sends the rest, and starts over from the answer after any failure.
-async fn upload_resumably(url: &str, upload: &PlannedUpload, journal: &Journal) -> v1::Upload {
+/// sends the rest, and starts over from the answer after any failure. The upload, and how often
+/// it resumed after a cut.
+async fn upload_resumably(
+    url: &str,
+    upload: &PlannedUpload,
+    journal: &Journal,
+) -> (v1::Upload, u32) {
     let started = Instant::now();
-    let mut calls = 0;
+    let mut calls: u32 = 0;
     loop {
         assert!(
             started.elapsed() < Duration::from_secs(150),
@@ -125,7 +134,9 @@ async fn upload_resumably(url: &str, upload: &PlannedUpload, journal: &Journal) 
                 id: upload.id.clone(),
             };
             let offset = match client.get_upload(request).await {
-                Ok(found) if found.get_ref().complete => return found.into_inner(),
+                Ok(found) if found.get_ref().complete => {
+                    return (found.into_inner(), calls.saturating_sub(1));
+                }
                 Ok(found) => Some(found.into_inner().received),
                 Err(status) if status.code() == tonic::Code::NotFound => Some(0),
                 Err(_) => None,
@@ -141,7 +152,9 @@ async fn upload_resumably(url: &str, upload: &PlannedUpload, journal: &Journal) 
                 }
                 let messages = upload_messages(&upload.name, &upload.data, &upload.id, offset);
                 match client.upload_input(futures::stream::iter(messages)).await {
-                    Ok(done) if done.get_ref().complete => return done.into_inner(),
+                    Ok(done) if done.get_ref().complete => {
+                        return (done.into_inner(), calls - 1);
+                    }
                     Ok(partial) => panic!("an upload answered incomplete: {partial:?}"),
                     Err(status)
                         if status.code() == tonic::Code::InvalidArgument
@@ -182,9 +195,21 @@ async fn create(url: &str, spec: v1::JobSpec, request_id: &str) -> String {
     }
 }
 
-/// Uploads every file through `upload_url` (after a seeded pause each), then creates its relay
-/// jobs at `url`; each relay job's id is added to `created` as soon as it exists. The ids by
-/// relay index.
+/// What the campaign's transfers are doing now, shared between the uploader and the schedule.
+#[derive(Debug, Default)]
+pub struct Transfers {
+    /// The relay jobs created so far (their transfers are what `Part::Transfer` breaks).
+    pub relays: Vec<String>,
+    /// The harness's upload under way, by index.
+    pub uploading: Option<usize>,
+    /// How often an upload resumed after a cut.
+    pub resumed: u32,
+}
+
+/// Uploads every file through `upload_url` (after a seeded pause each, so that they spread over
+/// the fault phase), then creates its relay jobs at `url`; each relay job's id is added to
+/// `transfers` as soon as it exists. The ids by relay index.
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_and_submit(
     url: String,
     upload_url: String,
@@ -192,14 +217,20 @@ pub async fn upload_and_submit(
     relays: Vec<PlannedRelay>,
     max_attempts: u32,
     seed: u64,
-    created: Arc<Mutex<Vec<String>>>,
+    transfers: Arc<Mutex<Transfers>>,
     journal: Journal,
 ) -> Vec<String> {
     let mut rng = Rng(seed ^ 0x0B10_AD5E);
     let mut ids = Vec::new();
     for upload in &uploads {
-        tokio::time::sleep(rng.millis(0, 8000)).await;
-        let stored = upload_resumably(&upload_url, upload, &journal).await;
+        tokio::time::sleep(rng.millis(1000, 12_000)).await;
+        transfers.lock().unwrap().uploading = Some(upload.index);
+        let (stored, resumed) = upload_resumably(&upload_url, upload, &journal).await;
+        {
+            let mut transfers = transfers.lock().unwrap();
+            transfers.uploading = None;
+            transfers.resumed += resumed;
+        }
         assert_eq!(
             (stored.size, stored.sha256.as_str()),
             (upload.data.len() as u64, sha256(&upload.data).as_str()),
@@ -213,7 +244,7 @@ pub async fn upload_and_submit(
         ));
         for relay in relays.iter().filter(|relay| relay.upload == upload.index) {
             let id = create(&url, relay.spec(upload, max_attempts), &relay.request_id).await;
-            created.lock().unwrap().push(id.clone());
+            transfers.lock().unwrap().relays.push(id.clone());
             ids.push(id);
         }
     }
@@ -221,8 +252,48 @@ pub async fn upload_and_submit(
     ids
 }
 
+/// A transfer under way now, which a kill -9 would cut.
+#[derive(Debug, Clone)]
+pub enum UnderWay {
+    /// A relay job staging its input or uploading its output on a node.
+    Job {
+        job: String,
+        node: String,
+        stage: String,
+    },
+    /// The harness's upload of this index.
+    Upload(usize),
+}
+
+/// A transfer under way: a relay job's (through [`job_under_way`]) or, when `uploads` is true,
+/// the harness's upload; waits up to `patience` for one to begin.
+pub async fn under_way(
+    url: &str,
+    transfers: &Mutex<Transfers>,
+    uploads: bool,
+    patience: Duration,
+) -> Option<UnderWay> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let (ids, uploading) = {
+            let transfers = transfers.lock().unwrap();
+            (transfers.relays.clone(), transfers.uploading)
+        };
+        if let Some(index) = uploading.filter(|_| uploads) {
+            return Some(UnderWay::Upload(index));
+        }
+        if let Some((job, node, stage)) = job_under_way(url, &ids).await {
+            return Some(UnderWay::Job { job, node, stage });
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A relay job of `ids` whose input or output is being transferred now, and its node.
-pub async fn under_way(url: &str, ids: &[String]) -> Option<(String, String, String)> {
+async fn job_under_way(url: &str, ids: &[String]) -> Option<(String, String, String)> {
     let mut client = client(url).await?;
     for id in ids {
         let Ok(job) = client.get_job(v1::GetJobRequest { id: id.clone() }).await else {

@@ -61,7 +61,7 @@ use tonic::transport::Channel;
 #[path = "faults/transfers.rs"]
 mod transfers;
 
-use transfers::{PlannedRelay, PlannedUpload, Transfers, UnderWay};
+use transfers::{PlannedRelay, PlannedUpload, TransferFault, Transfers};
 
 const IMAGE: &str = "reelay/busybox:latest";
 /// Jobs of the campaign.
@@ -77,8 +77,6 @@ const MAX_OUTAGE: Duration = Duration::from_secs(10);
 /// How long the jobs may take to finish once everything is repaired.
 const SETTLE: Duration = Duration::from_secs(180);
 const WORKERS: usize = 3;
-/// How long a transfer fault waits for a transfer to begin.
-const TRANSFER_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A busybox pipeline: `lines` lines derived from `seed` into out.txt, one `::progress` line
 /// and a pause per line (1–4 s in all), then exit with `exit_code`.
@@ -423,8 +421,6 @@ enum Part {
     Worker(usize),
     Link(usize),
     Registration,
-    /// The worker, or the coordinator (the store), of a job whose transfer is under way.
-    Transfer,
 }
 
 #[derive(Debug)]
@@ -443,8 +439,11 @@ struct Campaign {
     registration: FaultProxy,
     rng: Rng,
     journal: Journal,
-    /// The transfers under way (what `Part::Transfer` breaks).
+    /// The transfers under way.
     transfers: Arc<Mutex<Transfers>>,
+    /// The planned transfer faults not fired yet, and those fired.
+    pending: Vec<TransferFault>,
+    fired: Vec<TransferFault>,
     /// Counts of what was done.
     done: BTreeMap<&'static str, u32>,
 }
@@ -454,8 +453,6 @@ impl Campaign {
         let mut parts = vec![Part::Coordinator, Part::Registration];
         parts.extend((0..WORKERS).map(Part::Worker));
         parts.extend((0..WORKERS).map(Part::Link));
-        // Twice: transfers take seconds of the campaign's minute, and these faults need one.
-        parts.extend([Part::Transfer, Part::Transfer]);
         parts
     }
 
@@ -544,7 +541,6 @@ impl Campaign {
                     }
                 }
             }
-            Part::Transfer => self.break_transfer().await,
             Part::Registration => {
                 if self.rng.below(2) == 0 {
                     self.journal.say("drop registrations");
@@ -560,66 +556,69 @@ impl Campaign {
         }
     }
 
-    /// Kills -9 the worker of a job whose transfer is under way (two times in three) or the
-    /// coordinator, which holds the store, during a job's transfer or the harness's upload; waits
-    /// up to [`TRANSFER_PATIENCE`] for a transfer to begin, does nothing when none does or what
-    /// would be killed is already broken.
+    /// Fires the first planned transfer fault whose transfer is under way now (and whose victim
+    /// is not already broken): a kill -9 of the coordinator mid-upload or mid-transfer of a job,
+    /// or of the worker of a job while it stages or uploads.
     async fn break_transfer(&mut self) {
-        let kill_coordinator = self.rng.below(3) == 0;
-        if self.broken.contains_key(&Part::Coordinator) {
+        if self.pending.is_empty() || self.broken.contains_key(&Part::Coordinator) {
             return;
         }
-        let found = transfers::under_way(
-            &self.cluster.url(),
-            &self.transfers,
-            kill_coordinator,
-            TRANSFER_PATIENCE,
-        )
-        .await;
+        let (upload, jobs) = transfers::under_way(&self.cluster.url(), &self.transfers).await;
         let now = Instant::now();
-        let (job, node, stage) = match found {
-            None => {
-                self.journal.say("no transfer under way to break");
-                return;
+        for (position, fault) in self.pending.clone().into_iter().enumerate() {
+            let (what, victim) = match fault {
+                TransferFault::CoordinatorMidUpload => {
+                    let Some(index) = upload else { continue };
+                    (format!("while upload {index} is under way"), Part::Coordinator)
+                }
+                TransferFault::CoordinatorMidJobTransfer => {
+                    let Some(job) = jobs.first() else { continue };
+                    (
+                        format!("while job {} is {} on {}", job.job, job.stage, job.node),
+                        Part::Coordinator,
+                    )
+                }
+                TransferFault::WorkerWhileStaging | TransferFault::WorkerWhileUploading => {
+                    let stage = if fault == TransferFault::WorkerWhileStaging {
+                        "staging"
+                    } else {
+                        "uploading"
+                    };
+                    let victim = jobs.iter().filter(|job| job.stage == stage).find_map(|job| {
+                        let index = self
+                            .cluster
+                            .workers
+                            .iter()
+                            .position(|worker| worker.node_id == job.node)?;
+                        (!self.broken.contains_key(&Part::Worker(index)))
+                            .then(|| (job.job.clone(), index))
+                    });
+                    let Some((job, index)) = victim else { continue };
+                    (format!("while job {job} is {stage}"), Part::Worker(index))
+                }
+            };
+            self.pending.remove(position);
+            match victim {
+                Part::Worker(index) => {
+                    self.journal
+                        .say(format!("kill -9 worker {} {what}", self.node(index)));
+                    self.cluster.workers[index].process.kill9();
+                }
+                _ => {
+                    self.journal.say(format!("kill -9 coordinator {what}"));
+                    self.cluster.coordinator.kill9();
+                }
             }
-            Some(UnderWay::Upload(index)) => {
-                self.journal
-                    .say(format!("kill -9 coordinator while upload {index} is under way"));
-                self.cluster.coordinator.kill9();
-                self.count("coordinator kill -9 during an upload");
-                self.broken.insert(Part::Coordinator, (Broken::Killed, now));
-                return;
-            }
-            Some(UnderWay::Job { job, node, stage }) => (job, node, stage),
-        };
-        if kill_coordinator {
-            self.journal
-                .say(format!("kill -9 coordinator while job {job} is {stage} on {node}"));
-            self.cluster.coordinator.kill9();
-            self.count("coordinator kill -9 during a job's transfer");
-            self.broken.insert(Part::Coordinator, (Broken::Killed, now));
+            self.count(match fault {
+                TransferFault::CoordinatorMidUpload => "coordinator kill -9 mid-upload",
+                TransferFault::CoordinatorMidJobTransfer => "coordinator kill -9 mid-job-transfer",
+                TransferFault::WorkerWhileStaging => "worker kill -9 while staging",
+                TransferFault::WorkerWhileUploading => "worker kill -9 while uploading",
+            });
+            self.fired.push(fault);
+            self.broken.insert(victim, (Broken::Killed, now));
             return;
         }
-        let Some(index) = self
-            .cluster
-            .workers
-            .iter()
-            .position(|worker| worker.node_id == node)
-        else {
-            return;
-        };
-        if self.broken.contains_key(&Part::Worker(index)) {
-            return;
-        }
-        self.journal
-            .say(format!("kill -9 worker {node} while job {job} is {stage}"));
-        self.cluster.workers[index].process.kill9();
-        self.count(if stage == "staging" {
-            "worker kill -9 while staging"
-        } else {
-            "worker kill -9 while uploading"
-        });
-        self.broken.insert(Part::Worker(index), (Broken::Killed, now));
     }
 
     async fn repair(&mut self, part: Part) {
@@ -660,7 +659,6 @@ impl Campaign {
                     .say(format!("restore registrations (broken {after:.1}s)"));
                 self.registration.restore();
             }
-            (Part::Transfer, _) => {}
         }
     }
 
@@ -1084,13 +1082,20 @@ async fn fault_campaign() {
         rng: Rng(seed),
         journal: journal.clone(),
         transfers: Arc::clone(&transfers_state),
+        pending: transfers::plan_faults(seed),
+        fired: Vec::new(),
         done: BTreeMap::new(),
     };
     let faults_end = Instant::now() + FAULT_PHASE;
     while Instant::now() < faults_end {
         campaign.step().await;
-        let pause = campaign.rng.millis(200, 2500);
-        tokio::time::sleep(pause).await;
+        // Between steps, the planned transfer faults watch for their transfers (seconds long).
+        let pause_end = Instant::now() + campaign.rng.millis(200, 2500);
+        while Instant::now() < pause_end {
+            campaign.break_transfer().await;
+            let left = pause_end.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        }
     }
     journal.say("fault phase over: repairing everything");
     campaign.repair_all().await;
@@ -1104,17 +1109,27 @@ async fn fault_campaign() {
         links,
         registration,
         done,
+        pending,
+        fired,
         ..
     } = campaign;
     journal.say(format!("faults injected: {done:?}"));
     cluster.wait_ready_nodes(WORKERS).await;
     journal.say("every node is READY");
 
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    journal.say(format!(
+        "transfer faults fired: {fired:?}; not fired (no such transfer seen in time): {pending:?}"
+    ));
+    if fired.is_empty() {
+        problems.push(
+            "no planned transfer fault fired: the campaign proved nothing about transfers".to_owned(),
+        );
+    }
     let url = cluster.url();
     let all_ids: Vec<String> = ids.iter().chain(&relay_ids).cloned().collect();
     let last = settle(&url, &all_ids, &journal).await;
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
     let expected: Vec<Expect> = planned
         .iter()
         .zip(&ids)

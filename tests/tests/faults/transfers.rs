@@ -8,8 +8,9 @@
 //!   `relay` jobs on each.
 //! - The workers reach the store through the registration proxy, throttled too
 //!   ([`TRANSFER_RATE`]): staging and output uploads take seconds, and the schedule's
-//!   `Part::Transfer` kills -9 the worker (or the coordinator, which is the store) of a job whose
-//!   transfer is under way, or the coordinator while the harness uploads ([`under_way`]).
+//!   planned [`TransferFault`]s (each kind twice, [`plan_faults`]) kill -9 the worker, or the
+//!   coordinator (which is the store), of a job whose transfer is under way, or the coordinator
+//!   while the harness uploads ([`under_way`]), each as soon as such a transfer is seen.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,9 +27,12 @@ pub const UPLOADS: usize = 4;
 pub const RELAYS_PER_UPLOAD: usize = 2;
 /// Bytes a second per connection and direction through the registration proxy (the workers'
 /// staging and output uploads).
-pub const TRANSFER_RATE: u64 = 24 << 20;
+pub const TRANSFER_RATE: u64 = 12 << 20;
 /// Bytes a second through the harness's upload proxy: an upload takes 1.5–5 s.
 pub const UPLOAD_RATE: u64 = 8 << 20;
+/// How long an upload call runs before a coordinator kill may cut it: long enough for its first
+/// 8 MiB part to be stored, so that it resumes past the start.
+const UPLOAD_UNDER_WAY: Duration = Duration::from_millis(1200);
 
 /// A busybox pipeline: its input, twice, into relay.bin.
 pub const RELAY_PIPELINE: &str = r#"
@@ -119,6 +123,7 @@ pub fn plan(seed: u64) -> (Vec<PlannedUpload>, Vec<PlannedRelay>) {
 async fn upload_resumably(
     url: &str,
     upload: &PlannedUpload,
+    transfers: &Mutex<Transfers>,
     journal: &Journal,
 ) -> (v1::Upload, u32) {
     let started = Instant::now();
@@ -151,6 +156,7 @@ async fn upload_resumably(
                     ));
                 }
                 let messages = upload_messages(&upload.name, &upload.data, &upload.id, offset);
+                transfers.lock().unwrap().uploading = Some((upload.index, Instant::now()));
                 match client.upload_input(futures::stream::iter(messages)).await {
                     Ok(done) if done.get_ref().complete => {
                         return (done.into_inner(), calls - 1);
@@ -198,10 +204,10 @@ async fn create(url: &str, spec: v1::JobSpec, request_id: &str) -> String {
 /// What the campaign's transfers are doing now, shared between the uploader and the schedule.
 #[derive(Debug, Default)]
 pub struct Transfers {
-    /// The relay jobs created so far (their transfers are what `Part::Transfer` breaks).
+    /// The relay jobs created so far.
     pub relays: Vec<String>,
-    /// The harness's upload under way, by index.
-    pub uploading: Option<usize>,
+    /// The harness's upload under way (its index) and when its current call began.
+    pub uploading: Option<(usize, Instant)>,
     /// How often an upload resumed after a cut.
     pub resumed: u32,
 }
@@ -223,9 +229,8 @@ pub async fn upload_and_submit(
     let mut rng = Rng(seed ^ 0x0B10_AD5E);
     let mut ids = Vec::new();
     for upload in &uploads {
-        tokio::time::sleep(rng.millis(1000, 12_000)).await;
-        transfers.lock().unwrap().uploading = Some(upload.index);
-        let (stored, resumed) = upload_resumably(&upload_url, upload, &journal).await;
+        tokio::time::sleep(rng.millis(1000, 6000)).await;
+        let (stored, resumed) = upload_resumably(&upload_url, upload, &transfers, &journal).await;
         {
             let mut transfers = transfers.lock().unwrap();
             transfers.uploading = None;
@@ -252,49 +257,63 @@ pub async fn upload_and_submit(
     ids
 }
 
-/// A transfer under way now, which a kill -9 would cut.
-#[derive(Debug, Clone)]
-pub enum UnderWay {
-    /// A relay job staging its input or uploading its output on a node.
-    Job {
-        job: String,
-        node: String,
-        stage: String,
-    },
-    /// The harness's upload of this index.
-    Upload(usize),
+/// A kill -9 the campaign plans to make during a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferFault {
+    /// The coordinator (the store) while the harness uploads a file.
+    CoordinatorMidUpload,
+    /// The coordinator while a relay job stages its input or uploads its output.
+    CoordinatorMidJobTransfer,
+    /// The worker of a relay job while it stages its input.
+    WorkerWhileStaging,
+    /// The worker of a relay job while it uploads its output.
+    WorkerWhileUploading,
 }
 
-/// A transfer under way: a relay job's (through [`job_under_way`]) or, when `uploads` is true,
-/// the harness's upload; waits up to `patience` for one to begin.
+/// The transfer faults of the campaign seeded `seed`: each kind twice, in a seeded order (the
+/// order in which they are tried when several could fire at once).
+pub fn plan_faults(seed: u64) -> Vec<TransferFault> {
+    let mut faults = [
+        TransferFault::CoordinatorMidUpload,
+        TransferFault::CoordinatorMidJobTransfer,
+        TransferFault::WorkerWhileStaging,
+        TransferFault::WorkerWhileUploading,
+    ]
+    .repeat(2);
+    let mut rng = Rng(seed ^ 0xFA17_7AA5);
+    for i in (1..faults.len()).rev() {
+        faults.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    faults
+}
+
+/// A relay job's transfer under way now.
+#[derive(Debug, Clone)]
+pub struct JobTransfer {
+    pub job: String,
+    pub node: String,
+    /// `staging` or `uploading`.
+    pub stage: String,
+}
+
+/// The harness's upload under way for [`UPLOAD_UNDER_WAY`] at least (its index), and the relay
+/// jobs whose input or output is being transferred now.
 pub async fn under_way(
     url: &str,
     transfers: &Mutex<Transfers>,
-    uploads: bool,
-    patience: Duration,
-) -> Option<UnderWay> {
-    let deadline = Instant::now() + patience;
-    loop {
-        let (ids, uploading) = {
-            let transfers = transfers.lock().unwrap();
-            (transfers.relays.clone(), transfers.uploading)
-        };
-        if let Some(index) = uploading.filter(|_| uploads) {
-            return Some(UnderWay::Upload(index));
-        }
-        if let Some((job, node, stage)) = job_under_way(url, &ids).await {
-            return Some(UnderWay::Job { job, node, stage });
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A relay job of `ids` whose input or output is being transferred now, and its node.
-async fn job_under_way(url: &str, ids: &[String]) -> Option<(String, String, String)> {
-    let mut client = client(url).await?;
+) -> (Option<usize>, Vec<JobTransfer>) {
+    let (ids, uploading) = {
+        let transfers = transfers.lock().unwrap();
+        let uploading = transfers
+            .uploading
+            .filter(|(_, since)| since.elapsed() >= UPLOAD_UNDER_WAY)
+            .map(|(index, _)| index);
+        (transfers.relays.clone(), uploading)
+    };
+    let mut found = Vec::new();
+    let Some(mut client) = client(url).await else {
+        return (uploading, found);
+    };
     for id in ids {
         let Ok(job) = client.get_job(v1::GetJobRequest { id: id.clone() }).await else {
             continue;
@@ -307,10 +326,14 @@ async fn job_under_way(url: &str, ids: &[String]) -> Option<(String, String, Str
         let active = job.state == v1::JobState::Assigned as i32
             || job.state == v1::JobState::Running as i32;
         if active && moving && (job.stage == "staging" || job.stage == "uploading") {
-            return Some((id.clone(), job.node_id, job.stage));
+            found.push(JobTransfer {
+                job: id,
+                node: job.node_id,
+                stage: job.stage,
+            });
         }
     }
-    None
+    (uploading, found)
 }
 
 /// What the coordinator's local store holds that it should not: objects no upload or listed

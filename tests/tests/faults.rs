@@ -569,7 +569,10 @@ impl Campaign {
             let (what, victim) = match fault {
                 TransferFault::CoordinatorMidUpload => {
                     let Some(index) = upload else { continue };
-                    (format!("while upload {index} is under way"), Part::Coordinator)
+                    (
+                        format!("while upload {index} is under way"),
+                        Part::Coordinator,
+                    )
                 }
                 TransferFault::CoordinatorMidJobTransfer => {
                     let Some(job) = jobs.first() else { continue };
@@ -584,15 +587,18 @@ impl Campaign {
                     } else {
                         "uploading"
                     };
-                    let victim = jobs.iter().filter(|job| job.stage == stage).find_map(|job| {
-                        let index = self
-                            .cluster
-                            .workers
-                            .iter()
-                            .position(|worker| worker.node_id == job.node)?;
-                        (!self.broken.contains_key(&Part::Worker(index)))
-                            .then(|| (job.job.clone(), index))
-                    });
+                    let victim = jobs
+                        .iter()
+                        .filter(|job| job.stage == stage)
+                        .find_map(|job| {
+                            let index = self
+                                .cluster
+                                .workers
+                                .iter()
+                                .position(|worker| worker.node_id == job.node)?;
+                            (!self.broken.contains_key(&Part::Worker(index)))
+                                .then(|| (job.job.clone(), index))
+                        });
                     let Some((job, index)) = victim else { continue };
                     (format!("while job {job} is {stage}"), Part::Worker(index))
                 }
@@ -825,7 +831,10 @@ async fn check_job(
         ));
     }
     if let Some((size, sha)) = &planned.input {
-        let shown = job.input.as_ref().map(|input| (input.size, input.sha256.clone()));
+        let shown = job
+            .input
+            .as_ref()
+            .map(|input| (input.size, input.sha256.clone()));
         if shown != Some((*size, sha.clone())) {
             problems.push(format!(
                 "{name}: its input shows as {shown:?}, uploaded as {size} bytes with SHA-256 {sha}"
@@ -938,7 +947,9 @@ async fn check_job(
                         sha256(&data),
                         String::from_utf8_lossy(&data[..data.len().min(200)])
                     )),
-                    Err(err) => problems.push(format!("{name}: download of {output} failed: {err}")),
+                    Err(err) => {
+                        problems.push(format!("{name}: download of {output} failed: {err}"))
+                    }
                 }
             }
             other => problems.push(format!("{name}: outputs are not [{output}]: {other:?}")),
@@ -1124,7 +1135,8 @@ async fn fault_campaign() {
     ));
     if fired.is_empty() {
         problems.push(
-            "no planned transfer fault fired: the campaign proved nothing about transfers".to_owned(),
+            "no planned transfer fault fired: the campaign proved nothing about transfers"
+                .to_owned(),
         );
     }
     let url = cluster.url();
@@ -1156,10 +1168,7 @@ async fn fault_campaign() {
         })
         .collect();
     problems.extend(transfers::check_store(
-        &cluster,
-        &uploads,
-        &outputs,
-        &mut notes,
+        &cluster, &uploads, &outputs, &mut notes,
     ));
     let count = |state: v1::JobState| {
         last.iter()

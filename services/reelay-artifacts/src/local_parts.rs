@@ -342,7 +342,10 @@ mod tests {
             assert_eq!(state.written, 0, "a new group once the parts are stored");
         }
         let target = dir.path().join("object");
-        parts.complete(&id, &part_ids, target.clone()).await.unwrap();
+        parts
+            .complete(&id, &part_ids, target.clone())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), data);
     }
 
@@ -370,6 +373,10 @@ mod tests {
         }
         waiter.join().unwrap().unwrap();
         let state = group.state.lock().unwrap();
-        assert_eq!((state.written, state.synced), (1, 1), "it ran a sync of its own");
+        assert_eq!(
+            (state.written, state.synced),
+            (1, 1),
+            "it ran a sync of its own"
+        );
     }
 }

@@ -72,7 +72,11 @@ mod tests {
         assert_eq!(chunks.concat(), &data[10..]);
 
         // A file shorter than the range (it changed under the reader) is an error, not a short read.
-        let stream = file_stream(File::open(&path).unwrap(), 0..data.len() as u64 + 5, "f".into());
+        let stream = file_stream(
+            File::open(&path).unwrap(),
+            0..data.len() as u64 + 5,
+            "f".into(),
+        );
         let results: Vec<_> = stream.collect().await;
         assert!(results.last().unwrap().is_err());
     }

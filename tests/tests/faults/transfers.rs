@@ -2,7 +2,7 @@
 //! killed, jobs that stage them and upload outputs twice their size while workers are killed, and
 //! the check that the store holds exactly what the jobs list — no torn object, no duplicate.
 //!
-//! - The harness uploads [`UPLOADS`] files, spread over the fault phase, through a proxy of its own
+//! - The harness uploads [`UPLOADS`] files, overlapping, spread over the fault phase, through a proxy of its own
 //!   throttled to [`UPLOAD_RATE`] (so a coordinator kill lands in the middle of one), resuming each
 //!   from `GetUpload` after every cut, as the CLI does; then it creates [`RELAYS_PER_UPLOAD`]
 //!   `relay` jobs on each.
@@ -12,12 +12,13 @@
 //!   coordinator (which is the store), of a job whose transfer is under way, or the coordinator
 //!   while the harness uploads ([`under_way`]), each as soon as such a transfer is seen.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reelay_proto::v1;
-use reelay_tests::artifacts::{local_objects, random_bytes, unfinished_writes, upload_messages};
 use reelay_tests::TestCluster;
+use reelay_tests::artifacts::{local_objects, random_bytes, unfinished_writes, upload_messages};
 
 use super::{Journal, Rng, client, sha256};
 
@@ -156,7 +157,7 @@ async fn upload_resumably(
                     ));
                 }
                 let messages = upload_messages(&upload.name, &upload.data, &upload.id, offset);
-                transfers.lock().unwrap().uploading = Some((upload.index, Instant::now()));
+                (transfers.lock().unwrap().uploading).insert(upload.index, Instant::now());
                 match client.upload_input(futures::stream::iter(messages)).await {
                     Ok(done) if done.get_ref().complete => {
                         return (done.into_inner(), calls - 1);
@@ -206,15 +207,15 @@ async fn create(url: &str, spec: v1::JobSpec, request_id: &str) -> String {
 pub struct Transfers {
     /// The relay jobs created so far.
     pub relays: Vec<String>,
-    /// The harness's upload under way (its index) and when its current call began.
-    pub uploading: Option<(usize, Instant)>,
+    /// The harness's uploads under way (by index) and when their current call began.
+    pub uploading: BTreeMap<usize, Instant>,
     /// How often an upload resumed after a cut.
     pub resumed: u32,
 }
 
-/// Uploads every file through `upload_url` (after a seeded pause each, so that they spread over
-/// the fault phase), then creates its relay jobs at `url`; each relay job's id is added to
-/// `transfers` as soon as it exists. The ids by relay index.
+/// Uploads every file through `upload_url`, each after a seeded delay (so that they overlap and
+/// spread over the fault phase), then creates its relay jobs at `url`; each relay job's id is
+/// added to `transfers` as soon as it exists. The ids by relay index.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_and_submit(
     url: String,
@@ -227,32 +228,44 @@ pub async fn upload_and_submit(
     journal: Journal,
 ) -> Vec<String> {
     let mut rng = Rng(seed ^ 0x0B10_AD5E);
-    let mut ids = Vec::new();
-    for upload in &uploads {
-        tokio::time::sleep(rng.millis(1000, 6000)).await;
-        let (stored, resumed) = upload_resumably(&upload_url, upload, &transfers, &journal).await;
-        {
-            let mut transfers = transfers.lock().unwrap();
-            transfers.uploading = None;
-            transfers.resumed += resumed;
+    let delays: Vec<Duration> = uploads.iter().map(|_| rng.millis(500, 25_000)).collect();
+    let each = uploads.iter().zip(delays).map(|(upload, delay)| {
+        let (url, upload_url, relays, transfers, journal) =
+            (&url, &upload_url, &relays, &transfers, &journal);
+        async move {
+            tokio::time::sleep(delay).await;
+            let (stored, resumed) = upload_resumably(upload_url, upload, transfers, journal).await;
+            {
+                let mut transfers = transfers.lock().unwrap();
+                transfers.uploading.remove(&upload.index);
+                transfers.resumed += resumed;
+            }
+            assert_eq!(
+                (stored.size, stored.sha256.as_str()),
+                (upload.data.len() as u64, sha256(&upload.data).as_str()),
+                "upload {} is stored as another file",
+                upload.index
+            );
+            journal.say(format!(
+                "upload {} complete: {} bytes",
+                upload.index,
+                upload.data.len()
+            ));
+            let mut ids = Vec::new();
+            for relay in relays.iter().filter(|relay| relay.upload == upload.index) {
+                let id = create(url, relay.spec(upload, max_attempts), &relay.request_id).await;
+                transfers.lock().unwrap().relays.push(id.clone());
+                ids.push(id);
+            }
+            ids
         }
-        assert_eq!(
-            (stored.size, stored.sha256.as_str()),
-            (upload.data.len() as u64, sha256(&upload.data).as_str()),
-            "upload {} is stored as another file",
-            upload.index
-        );
-        journal.say(format!(
-            "upload {} complete: {} bytes",
-            upload.index,
-            upload.data.len()
-        ));
-        for relay in relays.iter().filter(|relay| relay.upload == upload.index) {
-            let id = create(&url, relay.spec(upload, max_attempts), &relay.request_id).await;
-            transfers.lock().unwrap().relays.push(id.clone());
-            ids.push(id);
-        }
-    }
+    });
+    // In upload order, which is relay order.
+    let ids: Vec<String> = futures::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     journal.say(format!("all {} relay jobs created", ids.len()));
     ids
 }
@@ -296,7 +309,7 @@ pub struct JobTransfer {
     pub stage: String,
 }
 
-/// The harness's upload under way for [`UPLOAD_UNDER_WAY`] at least (its index), and the relay
+/// A harness's upload under way for [`UPLOAD_UNDER_WAY`] at least (its index), and the relay
 /// jobs whose input or output is being transferred now.
 pub async fn under_way(
     url: &str,
@@ -306,8 +319,9 @@ pub async fn under_way(
         let transfers = transfers.lock().unwrap();
         let uploading = transfers
             .uploading
-            .filter(|(_, since)| since.elapsed() >= UPLOAD_UNDER_WAY)
-            .map(|(index, _)| index);
+            .iter()
+            .find(|(_, since)| since.elapsed() >= UPLOAD_UNDER_WAY)
+            .map(|(index, _)| *index);
         (transfers.relays.clone(), uploading)
     };
     let mut found = Vec::new();
@@ -323,8 +337,8 @@ pub async fn under_way(
             .transfer
             .as_ref()
             .is_some_and(|t| t.done_bytes > 0 && t.done_bytes < t.total_bytes);
-        let active = job.state == v1::JobState::Assigned as i32
-            || job.state == v1::JobState::Running as i32;
+        let active =
+            job.state == v1::JobState::Assigned as i32 || job.state == v1::JobState::Running as i32;
         if active && moving && (job.stage == "staging" || job.stage == "uploading") {
             found.push(JobTransfer {
                 job: id,

@@ -465,8 +465,16 @@ async fn transfers_section(
         };
         for (what, measured, limit) in [
             ("upload (UploadInput)", pick(|f| f.upload), upload_limit),
-            ("staging (ASSIGNED → RUNNING)", pick(|f| f.staging), staging_limit),
-            ("output upload (`uploading` stage)", pick(|f| f.output), output_limit),
+            (
+                "staging (ASSIGNED → RUNNING)",
+                pick(|f| f.staging),
+                staging_limit,
+            ),
+            (
+                "output upload (`uploading` stage)",
+                pick(|f| f.output),
+                output_limit,
+            ),
         ] {
             let cell = transfer_cell(measured, limit, &mut misses, format!("{what}, {label}"));
             println!("| {what} | {label} | {cell} |");

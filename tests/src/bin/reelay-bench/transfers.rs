@@ -172,7 +172,10 @@ pub async fn copy_job(cluster: &TestCluster, upload: &v1::Upload) -> (f64, f64) 
             let job = event.job.as_ref().expect("job");
             eprintln!(
                 "{:>8.3}s {:?} {} {:?}",
-                time(event).duration_since(start).unwrap_or_default().as_secs_f64(),
+                time(event)
+                    .duration_since(start)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
                 v1::JobState::try_from(job.state),
                 job.stage,
                 job.transfer.as_ref().map(|t| t.done_bytes >> 20)

@@ -27,16 +27,20 @@
 //! Transfers (faults/transfers.rs): while the faults run, the harness uploads files to the
 //! coordinator's artifact store through a throttled proxy, resuming each after a coordinator kill,
 //! and creates `relay` jobs on them, which stage their input and upload an output twice its size
-//! through the (throttled) registration proxy; the schedule also kills -9 the worker or the
-//! coordinator (the store) of a job whose transfer is under way, or the coordinator in the middle
-//! of an upload. The store is the coordinator's local one (an S3 phase would not fit the
-//! campaign's 3 minutes; S3 restarts are in artifacts_s3.rs). The checker adds:
+//! through the (throttled) registration proxy. Eight planned transfer faults (each kind twice, in
+//! a seeded order) fire as soon as their transfer is seen: kill -9 of the coordinator (the store)
+//! in the middle of an upload or of a job's transfer, of a job's worker while it stages and while
+//! it uploads. Those not fired during the fault phase (whose random faults keep the workers from
+//! the store much of the time) watch for their transfer in a transfer phase after it, on an
+//! otherwise healthy cluster. The store is the coordinator's local one (an S3 phase would not fit
+//! the campaign's 3 minutes; S3 store restarts are in artifacts_s3.rs). The checker adds:
 //!
 //! - every relay job SUCCEEDED with its input shown as uploaded (size, SHA-256) and an output
 //!   whose listed SHA-256, and downloaded bytes, are those of the input twice;
 //! - the store holds exactly the uploads and the listed outputs of the succeeded jobs, each with
 //!   its listed size and SHA-256 (read from the store's directory): no torn object, no duplicate;
-//! - no worker found a staged input that did not verify.
+//! - no worker found a staged input that did not verify;
+//! - at least one planned transfer fault fired (those that did not are printed).
 //!
 //! The seed is printed first (`fault campaign seed: N`); `REELAY_FAULT_SEED=N` replays the same
 //! schedule of faults and jobs (timings of real processes still vary). A failure prints every
@@ -70,8 +74,12 @@ const JOBS: usize = 64;
 const MAX_ATTEMPTS: u32 = 3;
 /// The exit code of the jobs that fail.
 const FAIL_CODE: i32 = 3;
-/// How long faults are injected.
-const FAULT_PHASE: Duration = Duration::from_secs(70);
+/// How long random faults are injected.
+const FAULT_PHASE: Duration = Duration::from_secs(60);
+/// How long, at most, the planned transfer faults not fired during the fault phase watch the
+/// relay jobs afterwards, and how long their victims stay down then.
+const TRANSFER_PHASE: Duration = Duration::from_secs(40);
+const TRANSFER_OUTAGE: Duration = Duration::from_secs(2);
 /// Longest a component stays broken before the schedule repairs it.
 const MAX_OUTAGE: Duration = Duration::from_secs(10);
 /// How long the jobs may take to finish once everything is repaired.
@@ -685,6 +693,20 @@ fn is_terminal(state: i32) -> bool {
     reelay_tests::watch::is_terminal(state)
 }
 
+/// Whether every job of `ids` is terminal (false when the coordinator does not answer).
+async fn all_terminal(url: &str, ids: &[String]) -> bool {
+    let Some(mut client) = client(url).await else {
+        return false;
+    };
+    for id in ids {
+        match client.get_job(v1::GetJobRequest { id: id.clone() }).await {
+            Ok(job) if is_terminal(job.get_ref().state) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Waits until every job is terminal; the jobs as last seen.
 async fn settle(url: &str, ids: &[String], journal: &Journal) -> Vec<Option<v1::Job>> {
     let deadline = Instant::now() + SETTLE;
@@ -1112,6 +1134,28 @@ async fn fault_campaign() {
     campaign.repair_all().await;
     let ids = submitter.await.expect("the submitter");
     let relay_ids = uploader.await.expect("the uploader");
+    // The transfer phase: the random faults stop (they keep the workers from the store most of
+    // the time); the planned transfer faults not fired yet watch the relay jobs' transfers, each
+    // victim restarted after TRANSFER_OUTAGE.
+    journal.say("transfer phase: the planned transfer faults left watch the relay jobs");
+    let transfer_end = Instant::now() + TRANSFER_PHASE;
+    while !campaign.pending.is_empty() && Instant::now() < transfer_end {
+        campaign.break_transfer().await;
+        let over: Vec<Part> = campaign
+            .broken
+            .iter()
+            .filter(|(_, (_, since))| since.elapsed() > TRANSFER_OUTAGE)
+            .map(|(part, _)| *part)
+            .collect();
+        for part in over {
+            campaign.repair(part).await;
+        }
+        if all_terminal(&campaign.cluster.url(), &relay_ids).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    campaign.repair_all().await;
     for id in ids.iter().chain(&relay_ids) {
         containers.track(id);
     }

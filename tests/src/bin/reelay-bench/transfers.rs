@@ -155,7 +155,6 @@ pub async fn copy_job(cluster: &TestCluster, upload: &v1::Upload) -> (f64, f64) 
     let time = |event: &v1::JobEvent| -> SystemTime {
         event
             .time
-            .clone()
             .and_then(|t| SystemTime::try_from(t).ok())
             .expect("an event time")
     };

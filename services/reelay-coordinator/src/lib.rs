@@ -215,7 +215,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .initial_connection_window_size(16 * 1024 * 1024)
-        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_stream_window_size(1024 * 1024)
         .layer(http::cors())
         .layer(reelay_proto::limits::MessageLimitLayer)
         .add_routes(routes);

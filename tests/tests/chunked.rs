@@ -98,6 +98,14 @@ fn make_input(path: &Path, seconds: u32) {
     ]);
 }
 
+/// Whether the job reached a final state.
+fn ended(job: &v1::Job) -> bool {
+    matches!(
+        state(job),
+        v1::JobState::Succeeded | v1::JobState::Failed | v1::JobState::Cancelled
+    )
+}
+
 fn state(job: &v1::Job) -> v1::JobState {
     v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
 }
@@ -286,15 +294,18 @@ async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
     let parent = cluster.submit_spec(spec).await;
     let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
-            job.steps.as_ref().is_some_and(|steps| {
-                steps.pieces.iter().any(|piece| {
-                    piece.state == v1::JobState::Running as i32
-                        && piece.node_id == "w0"
-                        && piece.progress >= 10
+            // A parent that ends first fails the test below instead of waiting out the timeout.
+            ended(job)
+                || job.steps.as_ref().is_some_and(|steps| {
+                    steps.pieces.iter().any(|piece| {
+                        piece.state == v1::JobState::Running as i32
+                            && piece.node_id == "w0"
+                            && piece.progress >= 10
+                    })
                 })
-            })
         })
         .await;
+    assert!(!ended(&running), "the parent ended first: {running:#?}");
     let victim = running
         .steps
         .unwrap()
@@ -349,18 +360,21 @@ async fn cancelling_the_parent_leaves_no_step_running_and_no_container() {
             &format!("upload:{}", uploaded.id),
         ))
         .await;
-    cluster
+    let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
-            job.steps.as_ref().is_some_and(|steps| {
-                steps
-                    .pieces
-                    .iter()
-                    .filter(|piece| piece.state == v1::JobState::Running as i32)
-                    .count()
-                    >= 2
-            })
+            // A parent that ends first fails the test below instead of waiting out the timeout.
+            ended(job)
+                || job.steps.as_ref().is_some_and(|steps| {
+                    steps
+                        .pieces
+                        .iter()
+                        .filter(|piece| piece.state == v1::JobState::Running as i32)
+                        .count()
+                        >= 2
+                })
         })
         .await;
+    assert!(!ended(&running), "the parent ended first: {running:#?}");
     cluster
         .jobs()
         .await

@@ -170,7 +170,7 @@ describe("JobPage", () => {
       </ServicesContext.Provider>,
     );
     const parent = (version: number, view: ReturnType<typeof steps>, extra = {}) =>
-      job(id, version, JobState.RUNNING, { nodeId: "", spec: { pipeline: "chunky", params: {} }, steps: view, ...extra });
+      job(id, version, JobState.RUNNING, { nodeId: "", steps: view, ...extra });
     watch.push(event(parent(2, steps(piece("split-1", JobState.RUNNING, { nodeId: "w0", progress: 50 }), [])), JobChange.SNAPSHOT));
     await tick();
     let rows = screen.getAllByTestId("step-row");

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # web-e2e.sh — runs the web UI's end-to-end tests in headless Chromium against real processes:
 # `reelay dev` started here on a free port with a fresh data dir (stopped by its PID afterwards), then
-# the restart, live-nodes, token, upload and jobs-made-of-jobs tests, which start their own
-# coordinator and worker.
+# the restart, live-nodes, token, upload, several-uploads and jobs-made-of-jobs tests, which start
+# their own coordinator and worker.
 # Needs: target/debug/reelay built after `npm --prefix web run build`, chromium (setup-test-env.sh).
 set -euo pipefail
 
@@ -41,4 +41,5 @@ node "$repo/web/e2e/restart.mjs" || { echo "web-e2e: restart test failed; logs i
 node "$repo/web/e2e/nodes.mjs" || { echo "web-e2e: live nodes test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/auth.mjs" || { echo "web-e2e: token test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/upload.mjs" || { echo "web-e2e: upload test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
+node "$repo/web/e2e/uploads-many.mjs" || { echo "web-e2e: several-uploads test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/steps.mjs" || { echo "web-e2e: jobs-made-of-jobs test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }

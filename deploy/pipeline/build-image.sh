@@ -8,17 +8,17 @@
 #   --hash       print the current source hash and exit
 #
 # Images:
-#   reelay/pipeline:latest  busybox (sh and the usual applets) + the host's ffmpeg and ffprobe with every
-#                           shared library ldd lists and the dynamic loader + reelay-transcode in
-#                           /usr/local/bin; user reelay (uid/gid 1000) as the default user; CMD reelay-transcode
+#   reelay/pipeline:latest  busybox (sh, awk and the usual applets) + the host's ffmpeg and ffprobe with every
+#                           shared library ldd lists and the dynamic loader + reelay-transcode and reelay-chunk
+#                           in /usr/local/bin; user reelay (uid/gid 1000) as the default user; CMD reelay-transcode
 #   reelay/busybox:latest   busybox only (about 2 MB): fast tests (sleep, echo ::progress ...)
 # Both: PATH=/usr/local/bin:/usr/bin:/bin, WORKDIR /tmp, /tmp mode 1777, /output owned by uid 1000,
 # /etc/passwd and /etc/group with root, reelay (1000) and nobody; label reelay.source-hash.
 #
 # The source hash covers the files of deploy/pipeline/ and the exact host binaries and libraries that
 # go in (path, size, mtime), so an `apt-get upgrade` of ffmpeg or a library also triggers a rebuild.
-# Each build checks the image by running `ffmpeg -version` and `reelay-transcode` (expecting its usage
-# error) in it; deploy/pipeline/verify-image.sh runs a real transcode.
+# Each build checks the image by running `ffmpeg -version`, `reelay-transcode` and `reelay-chunk` (expecting
+# their usage errors) in it; deploy/pipeline/verify-image.sh runs a real transcode.
 #
 # Environment: REELAY_PIPELINE_IMAGE, REELAY_BUSYBOX_IMAGE (image names), BUSYBOX (a static busybox,
 # default /bin/busybox from Debian's busybox-static), DOCKER (client command, default docker).
@@ -143,6 +143,7 @@ pipeline_rootfs() {
         cp -L "$lib" "$root$lib"  # dereferenced: the file the loader would open, under the name it asks for
     done
     install -m 0755 "$here/reelay-transcode" "$root/usr/local/bin/reelay-transcode"
+    install -m 0755 "$here/reelay-chunk" "$root/usr/local/bin/reelay-chunk"
     # Library directories for the loader (and a cache, when ldconfig is at hand).
     libraries | xargs -n1 dirname | LC_ALL=C sort -u >"$root/etc/ld.so.conf"
     if command -v ldconfig >/dev/null && [ "$(id -u)" -eq 0 ]; then
@@ -197,6 +198,8 @@ build() {
             check "$image" "ffmpeg version" ffmpeg -hide_banner -version
             check "$image" "ffprobe version" ffprobe -hide_banner -version
             check "$image" "REELAY_INPUT is not set" reelay-transcode
+            check "$image" "usage: reelay-chunk split | encode | join" reelay-chunk
+            check "$image" "awk" sh -c 'command -v awk'
             check "$image" "uid=1000(reelay)" id
             ;;
         busybox)

@@ -13,6 +13,28 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// The upload id the CLI and the web UI derive for a file: a UUID v8 of
+/// `SHA-256("reelay-upload\n{name}\n{size}\n{sha256}")`, computed here independently.
+pub fn derived_upload_id(name: &str, data: &[u8]) -> String {
+    let text = format!(
+        "reelay-upload\n{name}\n{}\n{}",
+        data.len(),
+        sha256_hex(data)
+    );
+    let mut bytes = Sha256::digest(text.as_bytes())[..16].to_vec();
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// `size` bytes that differ from file to file (`seed`) and do not compress.
 pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
     let mut state = seed

@@ -2,6 +2,8 @@
 //! real sled files, and clients that follow jobs the way a real client should.
 //!
 //! - [`artifacts`]: uploads over gRPC, jobs that name them, the local store on disk.
+//! - [`chunk`]: the steps of `transcode-chunked` (deploy/pipeline/reelay-chunk) run directly.
+//! - [`media`]: test inputs made with ffmpeg; frame counts, durations and frame times from ffprobe.
 //! - [`TestCluster`]: a cluster in one line, `TestCluster::builder().workers(2).start().await`.
 //! - [`connect`]: how a test client reaches a server (URL, token, CA).
 //! - [`grpc_web`]: a minimal grpc-web client over HTTP/1.1, for browser-style calls.
@@ -24,6 +26,7 @@
 )]
 
 pub mod artifacts;
+pub mod chunk;
 pub mod cluster;
 pub mod config;
 pub mod connect;
@@ -32,6 +35,7 @@ pub mod faults;
 pub mod gauges;
 pub mod grpc_web;
 pub mod http;
+pub mod media;
 pub mod process;
 pub mod proxy;
 pub mod readme;

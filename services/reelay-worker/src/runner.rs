@@ -395,6 +395,9 @@ async fn finish(
     } else if !stored {
         job.outputs = files;
     }
+    // Before the final state: whoever sees the job finished sees its files where they stay. A
+    // worker killed in between finds the uploads done in the record and finishes the same way.
+    remove_local_files(supervisor, job, stored).await;
     job.state = state as i32;
     job.message = message;
     job.error = error;
@@ -404,7 +407,6 @@ async fn finish(
     job.transfer = None;
     control.release_slot();
     record(supervisor, job, true, None, true).await;
-    remove_local_files(supervisor, job, stored).await;
     tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, error = %job.error, "attempt finished");
 }
 

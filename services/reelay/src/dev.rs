@@ -1,8 +1,9 @@
 //! `reelay dev`: a coordinator and one worker in one process, with a built-in example config.
 //!
-//! The built-in config has two pipelines: `count`, which needs nothing installed (it counts
-//! through progress and writes `count.txt`), and `transcode`, the reference ffmpeg pipeline
-//! (its script is written to `<data-dir>/bin/`; it needs ffmpeg on the PATH).
+//! The built-in config has `count`, which needs nothing installed (it counts through progress and
+//! writes `count.txt`), `transcode`, the reference ffmpeg pipeline, and `transcode-chunked`, the
+//! same cut into pieces (its steps `chunk-split`, `chunk-encode`, `chunk-join`). Their scripts are
+//! written to `<data-dir>/bin/`; they need ffmpeg on the PATH.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use crate::servers::{self, CommonArgs, CoordinatorTuning, NodeTuning};
 
 /// The reference transcode pipeline, shipped inside the binary.
 const TRANSCODE_SCRIPT: &str = include_str!("../../../deploy/pipeline/reelay-transcode");
+/// The steps of `transcode-chunked` (split, encode a piece, join), shipped inside the binary.
+const CHUNK_SCRIPT: &str = include_str!("../../../deploy/pipeline/reelay-chunk");
 
 /// The `count` demo: progress lines, a log line per step, an output file; stops cleanly on SIGTERM.
 const COUNT_SCRIPT: &str = r#"set -eu
@@ -158,22 +161,24 @@ fn loopback(address: SocketAddr) -> SocketAddr {
 fn builtin_pipelines(data_dir: &Path) -> anyhow::Result<Pipelines> {
     let bin = data_dir.join("bin");
     std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
-    let transcode = bin.join("reelay-transcode");
-    std::fs::write(&transcode, TRANSCODE_SCRIPT)
-        .with_context(|| format!("cannot write {}", transcode.display()))?;
-    std::fs::set_permissions(
-        &transcode,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let transcode = std::fs::canonicalize(&transcode)?;
-    let config = builtin_config(&transcode.to_string_lossy());
+    let write = |name: &str, script: &str| -> anyhow::Result<PathBuf> {
+        let path = bin.join(name);
+        std::fs::write(&path, script)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        Ok(std::fs::canonicalize(&path)?)
+    };
+    let transcode = write("reelay-transcode", TRANSCODE_SCRIPT)?;
+    let chunk = write("reelay-chunk", CHUNK_SCRIPT)?;
+    let config = builtin_config(&transcode.to_string_lossy(), &chunk.to_string_lossy());
     Pipelines::parse(&config, "(built-in config)")
         .map_err(|err| anyhow::anyhow!("built-in config: {err}"))
 }
 
-fn builtin_config(transcode: &str) -> String {
+fn builtin_config(transcode: &str, chunk: &str) -> String {
     let count = toml_string(COUNT_SCRIPT);
     let transcode = toml_string(transcode);
+    let chunk = toml_string(chunk);
     format!(
         r#"[[pipeline]]
 name = "count"
@@ -202,6 +207,48 @@ params = [
   {{ name = "crf", default = "23", pattern = "[0-9]{{1,2}}", description = "quality: lower is better" }},
   {{ name = "preset", default = "veryfast", pattern = "[a-z]+", description = "x264 preset" }},
 ]
+
+[[pipeline]]
+name = "transcode-chunked"
+description = "H.264 transcode, the pieces encoded in parallel (needs ffmpeg)"
+input_required = true
+steps = {{ split = "chunk-split", map = "chunk-encode", join = "chunk-join" }}
+params = [
+  {{ name = "height", default = "720", pattern = "[0-9]{{2,3}}[02468]", description = "output height in pixels (even)" }},
+  {{ name = "crf", default = "23", pattern = "[0-9]{{1,2}}", description = "quality: lower is better" }},
+  {{ name = "preset", default = "veryfast", pattern = "[a-z]+", description = "x264 preset" }},
+  {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}", description = "about how long each piece is" }},
+]
+
+[[pipeline]]
+name = "chunk-split"
+description = "transcode-chunked, step 1: pieces, audio, manifest"
+image = "reelay/pipeline:latest"
+command = [{chunk}, "split"]
+input_required = true
+outputs = ["manifest.json"]
+params = [ {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
+
+[[pipeline]]
+name = "chunk-encode"
+description = "transcode-chunked, step 2: one piece to H.264"
+image = "reelay/pipeline:latest"
+command = [{chunk}, "encode"]
+input_required = true
+outputs = ["piece-*.mp4"]
+params = [
+  {{ name = "height", default = "720", pattern = "[0-9]{{2,3}}[02468]" }},
+  {{ name = "crf", default = "23", pattern = "[0-9]{{1,2}}" }},
+  {{ name = "preset", default = "veryfast", pattern = "[a-z]+" }},
+]
+
+[[pipeline]]
+name = "chunk-join"
+description = "transcode-chunked, step 3: joined, checked frame by frame"
+image = "reelay/pipeline:latest"
+command = [{chunk}, "join"]
+input_required = true
+outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
 "#
     )
 }
@@ -228,12 +275,18 @@ mod tests {
 
     #[test]
     fn the_builtin_config_parses() {
-        let pipelines =
-            Pipelines::parse(&builtin_config("/x/reelay-transcode"), "builtin").unwrap();
+        let pipelines = Pipelines::parse(
+            &builtin_config("/x/reelay-transcode", "/x/reelay-chunk"),
+            "builtin",
+        )
+        .unwrap();
         let count = pipelines.get("count").unwrap();
         assert_eq!(count.command[0], "sh");
         assert!(count.command[2].contains("::progress"));
         assert!(!count.input_required);
         assert!(pipelines.get("transcode").unwrap().input_required);
+        let chunked = pipelines.get("transcode-chunked").unwrap();
+        assert_eq!(chunked.steps.as_ref().unwrap().map, "chunk-encode");
+        assert_eq!(pipelines.get("chunk-join").unwrap().command[1], "join");
     }
 }

@@ -1,16 +1,21 @@
-// The new-job form's input file: a file chooser inside a drop zone, then the upload's progress
-// (hashing, sending with rate and time left, done) with remove and retry.
+// The new-job form's input files: a file chooser (several files) inside a drop zone, then a row per
+// file (hashing, waiting, sending with rate and time left, done or failed with the reason; remove
+// and retry), an overall line when there are several, and after the submit each file's job or the
+// reason it was refused.
 
 import { useState, type DragEvent } from "react";
-import type { UploadState } from "../hooks/useUpload";
+import type { FileOutcome } from "../lib/batchSubmit";
 import { formatBytes, formatDuration } from "../lib/format";
+import { paths } from "../lib/router";
+import { overallProgress, type UploadItem } from "../lib/uploadQueue";
+import { Link } from "./Link";
 import { ProgressBar } from "./ProgressBar";
 
-export function uploadDetail(state: UploadState): string {
+export function uploadDetail(state: Pick<UploadItem, "status" | "progress" | "upload" | "error">): string {
   const p = state.progress;
   switch (state.status) {
-    case "idle":
-      return "";
+    case "waiting":
+      return "Waiting for the uploads before it…";
     case "hashing":
       return p ? `Checking the file… ${formatBytes(p.done)} of ${formatBytes(p.total)}` : "Checking the file…";
     case "uploading": {
@@ -29,36 +34,86 @@ export function uploadDetail(state: UploadState): string {
   }
 }
 
-function percent(state: UploadState): number {
-  if (state.status === "done") return 100;
-  const p = state.progress;
+/** The overall line above several files: `2 of 5 files uploaded · 40 MiB of 120 MiB · 8.0 MiB/s · 1 failed`. */
+export function overallDetail(items: readonly UploadItem[]): string {
+  const o = overallProgress(items);
+  const parts = [`${o.done} of ${o.files} files uploaded`, `${formatBytes(o.bytesDone)} of ${formatBytes(o.bytesTotal)}`];
+  if (o.rate > 0) parts.push(`${formatBytes(o.rate)}/s`);
+  if (o.failed > 0) parts.push(`${o.failed} failed`);
+  return parts.join(" · ");
+}
+
+function percent(item: UploadItem): number {
+  if (item.status === "done") return 100;
+  const p = item.progress;
   if (!p) return 0;
   return p.total > 0 ? (100 * p.done) / p.total : 100;
 }
 
+function UploadRow({ item, outcome, onRemove, onRetry }: { item: UploadItem; outcome?: FileOutcome; onRemove: () => void; onRetry: () => void }) {
+  const { file } = item;
+  return (
+    <li className="upload-status" data-testid="upload-status" data-status={item.status} data-name={file.name}>
+      <div className="upload-head">
+        <span className="mono" data-testid="upload-name">
+          {file.name}
+        </span>
+        <span className="muted">{formatBytes(file.size)}</span>
+        <span className="upload-buttons">
+          {item.status === "failed" ? (
+            <button type="button" onClick={onRetry} data-testid="upload-retry" aria-label={`Retry the upload of ${file.name}`}>
+              Retry
+            </button>
+          ) : null}
+          <button type="button" onClick={onRemove} data-testid="upload-remove" aria-label={`Remove ${file.name}`}>
+            Remove
+          </button>
+        </span>
+      </div>
+      <ProgressBar value={percent(item)} label={`Upload of ${file.name}`} testId="upload-progress" />
+      <small className={item.status === "failed" ? "field-error" : "muted"} data-testid="upload-detail" role={item.status === "failed" ? "alert" : undefined}>
+        {uploadDetail(item)}
+      </small>
+      {outcome && "job" in outcome ? (
+        <small className="muted" data-testid="upload-job" data-job-id={outcome.job.id}>
+          {outcome.created ? "Job " : "Job (submitted before) "}
+          <Link to={paths.job(outcome.job.id)}>{outcome.job.id}</Link>
+        </small>
+      ) : null}
+      {outcome && "error" in outcome ? (
+        <small className="field-error" data-testid="upload-job-error" role="alert">
+          Not submitted: {outcome.error}
+        </small>
+      ) : null}
+    </li>
+  );
+}
+
 export function UploadField({
   id,
-  state,
-  onFile,
-  onClear,
+  items,
+  outcomes = {},
+  onFiles,
+  onRemove,
   onRetry,
   describedBy,
 }: {
   id: string;
-  state: UploadState;
-  onFile: (file: File) => void;
-  onClear: () => void;
-  onRetry: () => void;
+  items: readonly UploadItem[];
+  /** Each file's job or refusal after a submit of several, by item key. */
+  outcomes?: Readonly<Record<string, FileOutcome>>;
+  onFiles: (files: File[]) => void;
+  onRemove: (key: string) => void;
+  onRetry: (key: string) => void;
   describedBy?: string;
 }) {
   const [dragging, setDragging] = useState(false);
   const drop = (event: DragEvent<HTMLDivElement>) => {
     event.preventDefault();
     setDragging(false);
-    const file = event.dataTransfer.files[0];
-    if (file) onFile(file);
+    const files = Array.from(event.dataTransfer.files);
+    if (files.length) onFiles(files);
   };
-  const { file } = state;
   return (
     <>
       <div
@@ -75,39 +130,28 @@ export function UploadField({
           id={id}
           name="input_file"
           type="file"
+          multiple
           aria-describedby={describedBy}
           data-testid="upload-input"
           onChange={(event) => {
-            const chosen = event.target.files?.[0];
-            if (chosen) onFile(chosen);
+            const chosen = Array.from(event.target.files ?? []);
+            if (chosen.length) onFiles(chosen);
             event.target.value = "";
           }}
         />
-        <span className="muted">or drop a file here</span>
+        <span className="muted">or drop files here (one job per file)</span>
       </div>
-      {file ? (
-        <div className="upload-status" data-testid="upload-status" data-status={state.status}>
-          <div className="upload-head">
-            <span className="mono" data-testid="upload-name">
-              {file.name}
-            </span>
-            <span className="muted">{formatBytes(file.size)}</span>
-            <span className="upload-buttons">
-              {state.status === "failed" ? (
-                <button type="button" onClick={onRetry} data-testid="upload-retry">
-                  Retry
-                </button>
-              ) : null}
-              <button type="button" onClick={onClear} data-testid="upload-remove">
-                Remove
-              </button>
-            </span>
-          </div>
-          <ProgressBar value={percent(state)} label={`Upload of ${file.name}`} testId="upload-progress" />
-          <small className={state.status === "failed" ? "field-error" : "muted"} data-testid="upload-detail" role={state.status === "failed" ? "alert" : undefined}>
-            {uploadDetail(state)}
-          </small>
-        </div>
+      {items.length > 1 ? (
+        <p className="upload-overall muted" data-testid="upload-overall" aria-live="polite">
+          {overallDetail(items)}
+        </p>
+      ) : null}
+      {items.length ? (
+        <ul className="upload-list">
+          {items.map((item) => (
+            <UploadRow key={item.key} item={item} outcome={outcomes[item.key]} onRemove={() => onRemove(item.key)} onRetry={() => onRetry(item.key)} />
+          ))}
+        </ul>
       ) : null}
     </>
   );

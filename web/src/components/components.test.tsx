@@ -8,7 +8,8 @@ import { job } from "../test/jobs";
 import { ConnectionIndicator } from "./ConnectionIndicator";
 import { JobsTable } from "./JobsTable";
 import { ProgressBar } from "./ProgressBar";
-import { uploadDetail } from "./UploadField";
+import type { UploadItem } from "../lib/uploadQueue";
+import { overallDetail, uploadDetail } from "./UploadField";
 import { act } from "react";
 
 describe("components", () => {
@@ -50,14 +51,30 @@ describe("components", () => {
   });
 
   it("uploadDetail says bytes, rate, time left, a resume and a retry", () => {
-    const file = new File(["x"], "clip.mp4");
     const MiB = 1048576;
     const progress = { phase: "uploading" as const, done: 24 * MiB, total: 40 * MiB, rate: 8 * MiB, etaSeconds: 2, resumedFrom: 16 * MiB, retrying: null };
-    expect(uploadDetail({ file, status: "uploading", progress, upload: null, error: null })).toBe("Uploading 24 MiB of 40 MiB · 8.0 MiB/s · 2s left · resumed at 16 MiB");
-    expect(uploadDetail({ file, status: "uploading", progress: { ...progress, rate: 0, etaSeconds: null, resumedFrom: 0, retrying: "HTTP 503: shutting down" }, upload: null, error: null })).toBe(
+    expect(uploadDetail({ status: "uploading", progress, upload: null, error: null })).toBe("Uploading 24 MiB of 40 MiB · 8.0 MiB/s · 2s left · resumed at 16 MiB");
+    expect(uploadDetail({ status: "uploading", progress: { ...progress, rate: 0, etaSeconds: null, resumedFrom: 0, retrying: "HTTP 503: shutting down" }, upload: null, error: null })).toBe(
       "Uploading 24 MiB of 40 MiB · retrying after: HTTP 503: shutting down",
     );
-    expect(uploadDetail({ file, status: "hashing", progress: { ...progress, phase: "hashing", done: 4 * MiB }, upload: null, error: null })).toBe("Checking the file… 4.0 MiB of 40 MiB");
-    expect(uploadDetail({ file, status: "failed", progress, upload: null, error: "HTTP 400: sha256: mismatch" })).toBe("HTTP 400: sha256: mismatch");
+    expect(uploadDetail({ status: "hashing", progress: { ...progress, phase: "hashing", done: 4 * MiB }, upload: null, error: null })).toBe("Checking the file… 4.0 MiB of 40 MiB");
+    expect(uploadDetail({ status: "failed", progress, upload: null, error: "HTTP 400: sha256: mismatch" })).toBe("HTTP 400: sha256: mismatch");
+    expect(uploadDetail({ status: "waiting", progress: null, upload: null, error: null })).toBe("Waiting for the uploads before it…");
+  });
+
+  it("overallDetail counts files and bytes of several uploads, and the rate of those under way", () => {
+    const MiB = 1048576;
+    // Only a file's name and size matter here.
+    const item = (name: string, size: number, status: UploadItem["status"], done = 0, rate = 0): UploadItem => ({
+      key: name,
+      file: { name, size: size * MiB } as File,
+      status,
+      progress: status === "uploading" ? { phase: "uploading", done: done * MiB, total: size * MiB, rate: rate * MiB, etaSeconds: null, resumedFrom: 0, retrying: null } : null,
+      upload: null,
+      error: status === "failed" ? "HTTP 500" : null,
+      sha256: null,
+    });
+    const items = [item("a", 10, "done"), item("b", 20, "uploading", 5, 2), item("c", 30, "uploading", 10, 3), item("d", 40, "failed"), item("e", 50, "waiting")];
+    expect(overallDetail(items)).toBe("1 of 5 files uploaded · 25 MiB of 150 MiB · 5.0 MiB/s · 1 failed");
   });
 });

@@ -149,8 +149,10 @@ export interface UploadOptions {
   signal?: AbortSignal;
   clock?: Clock;
   random?: () => number;
-  /** Given when the hash is known already (tests; a file hashed before). */
+  /** Given when the hash is known already (tests; a file hashed before, retried). */
   sha256?: string;
+  /** Told the file's SHA-256 once it is known (so a retry need not hash the file again). */
+  onHashed?: (sha256: string) => void;
 }
 
 /** Hashes `file`, then sends what the coordinator lacks of it; resolves with the complete upload. */
@@ -162,6 +164,7 @@ export async function uploadFile(file: File, http: UploadHttp, options: UploadOp
     onProgress({ phase, done, total, rate: meter.rate(done), etaSeconds: meter.eta(done, total), resumedFrom, retrying });
 
   const digest = options.sha256 ?? (await hashBlob(file, (done) => report("hashing", done), signal));
+  options.onHashed?.(digest);
   const id = uploadId(file.name, total, digest);
   let failures = 0;
   let stored: number | null = null;

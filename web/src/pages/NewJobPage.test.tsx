@@ -3,8 +3,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { JobState, type CreateJobRequest } from "../gen/reelay/v1/job_pb";
+import { JobState, type CreateJobRequest, type CreateJobsRequest } from "../gen/reelay/v1/job_pb";
 import { ServicesContext } from "../state/services";
+import { specRequestIds } from "../lib/specRequestId";
 import { uploadId, type UploadHttp, type UploadInfo, type UploadQuery } from "../lib/upload";
 import { fakeServices } from "../test/fakeServer";
 import { job } from "../test/jobs";
@@ -21,12 +22,12 @@ const pipelines = [
   },
 ];
 
-function renderPage(createJob: (req: CreateJobRequest) => unknown, uploads?: UploadHttp) {
+function renderPage(createJob: (req: CreateJobRequest) => unknown, uploads?: UploadHttp, createJobs?: (req: CreateJobsRequest) => unknown) {
   const services = fakeServices({
     uploads,
     pipelines: { listPipelines: () => ({ pipelines }) },
     nodes: { listNodes: () => ({ nodes: [{ id: "node-a", slots: 2 }] }) },
-    jobs: { createJob: createJob as never },
+    jobs: { createJob: createJob as never, ...(createJobs ? { createJobs: createJobs as never } : {}) },
   });
   render(
     <ServicesContext.Provider value={services}>
@@ -154,5 +155,112 @@ describe("NewJobPage", () => {
     await waitFor(() => expect(calls).toBe(2));
     fireEvent.click(screen.getByTestId("upload-remove"));
     expect(screen.queryByTestId("upload-status")).toBeNull();
+  });
+  it("uploads several files, then creates a job each in one CreateJobs call and opens the jobs list", async () => {
+    // A coordinator that stores every upload at once.
+    const posts: UploadQuery[] = [];
+    const uploads: UploadHttp = {
+      get: async () => null,
+      post: async (query) => {
+        posts.push(query);
+        return { id: query.id, name: query.name, size: query.size, sha256: query.sha256, received: query.size, complete: true };
+      },
+    };
+    const batches: CreateJobsRequest[] = [];
+    const services = renderPage(
+      () => {
+        throw new Error("one job at a time was asked for");
+      },
+      uploads,
+      (req) => {
+        batches.push(req);
+        return { results: req.requests.map((_, i) => ({ result: { case: "job", value: job(`0198j${i}`, 1, JobState.QUEUED) }, created: true })) };
+      },
+    );
+    await screen.findByLabelText(/^steps/);
+    const chosen = ["a.bin", "b.bin", "c.bin"].map((name) => new File([name], name));
+    fireEvent.change(screen.getByTestId("upload-input"), { target: { files: chosen } });
+    fireEvent.drop(screen.getByTestId("upload-drop"), { dataTransfer: { files: [new File(["d"], "d.bin"), new File(["e"], "e.bin")] } });
+    await waitFor(() => expect(screen.getAllByTestId("upload-status").every((row) => row.getAttribute("data-status") === "done")).toBe(true));
+    expect(screen.getAllByTestId("upload-name").map((n) => n.textContent)).toEqual(["a.bin", "b.bin", "c.bin", "d.bin", "e.bin"]);
+    expect(posts.map((p) => p.name).sort()).toEqual(["a.bin", "b.bin", "c.bin", "d.bin", "e.bin"]);
+    expect(screen.getByTestId("upload-overall").textContent).toMatch(/^5 of 5 files uploaded · 17 B of 17 B$/);
+    expect(screen.getByTestId("submit-job").textContent).toBe("Submit 5 jobs");
+
+    fireEvent.click(screen.getByTestId("submit-job"));
+    await waitFor(() => expect(location.pathname).toBe("/jobs"));
+    expect(batches).toHaveLength(1);
+    const requests = batches[0].requests;
+    const ids = posts.map((p) => p.id);
+    expect(requests.map((r) => r.spec?.inputUri)).toEqual(["a.bin", "b.bin", "c.bin", "d.bin", "e.bin"].map((name) => `upload:${ids[posts.findIndex((p) => p.name === name)]}`));
+    expect(requests.every((r) => r.spec?.pipeline === "count" && r.spec.params.steps === "20")).toBe(true);
+    // Derived from the spec as the CLI derives them.
+    const expected = specRequestIds(
+      requests.map((r) => ({ pipeline: "count", params: { steps: "20", interval_ms: "100" }, inputPath: "", inputUri: r.spec?.inputUri ?? "", nodeId: "", priority: 0, maxAttempts: 1, timeoutSeconds: 0, labels: {} })),
+    );
+    expect(requests.map((r) => r.requestId)).toEqual(expected);
+    // The new jobs are in the feed the jobs list shows.
+    expect(Array.from(services.feed.map.values(), (j) => j.id).sort()).toEqual(["0198j0", "0198j1", "0198j2", "0198j3", "0198j4"]);
+  });
+
+  it("shows a refused file's error next to it, and a second submit sends only that one, under the same id", async () => {
+    const uploads: UploadHttp = {
+      get: async () => null,
+      post: async (query) => ({ id: query.id, name: query.name, size: query.size, sha256: query.sha256, received: query.size, complete: true }),
+    };
+    const batches: CreateJobsRequest[] = [];
+    renderPage(() => job("x", 1), uploads, (req) => {
+      batches.push(req);
+      return {
+        results: req.requests.map((r, i) =>
+          batches.length === 1 && i === 1
+            ? { result: { case: "error", value: { code: 3, message: "spec.params.steps: at most 100 for this file" } } }
+            : { result: { case: "job", value: job(`job-${r.requestId.slice(-4)}`, 1, JobState.QUEUED) }, created: true },
+        ),
+      };
+    });
+    await screen.findByLabelText(/^steps/);
+    fireEvent.change(screen.getByTestId("upload-input"), { target: { files: [new File(["1"], "one.bin"), new File(["2"], "two.bin")] } });
+    await waitFor(() => expect(screen.getAllByTestId("upload-status").every((row) => row.getAttribute("data-status") === "done")).toBe(true));
+    fireEvent.click(screen.getByTestId("submit-job"));
+    const refusal = await screen.findByTestId("upload-job-error");
+    expect(refusal.textContent).toBe("Not submitted: spec.params.steps: at most 100 for this file");
+    expect(refusal.closest("[data-testid=upload-status]")?.getAttribute("data-name")).toBe("two.bin");
+    const made = screen.getByTestId("upload-job");
+    expect(made.closest("[data-testid=upload-status]")?.getAttribute("data-name")).toBe("one.bin");
+    expect(screen.getByTestId("form-error").textContent).toMatch(/^1 of 2 jobs submitted; 1 refused/);
+    expect(location.pathname).toBe("/jobs/new");
+
+    fireEvent.click(screen.getByTestId("submit-job"));
+    await waitFor(() => expect(location.pathname).toBe("/jobs"));
+    expect(batches).toHaveLength(2);
+    expect(batches[1].requests).toHaveLength(1);
+    expect(batches[1].requests[0].requestId).toBe(batches[0].requests[1].requestId);
+  });
+
+  it("does not submit several files while one of them failed to upload", async () => {
+    const uploads: UploadHttp = {
+      get: async () => null,
+      post: async (query) => {
+        if (query.name === "bad.bin") {
+          const { UploadHttpError } = await import("../lib/upload");
+          throw new UploadHttpError(400, "sha256: mismatch");
+        }
+        return { id: query.id, name: query.name, size: query.size, sha256: query.sha256, received: query.size, complete: true };
+      },
+    };
+    let batches = 0;
+    renderPage(() => job("x", 1), uploads, () => {
+      batches++;
+      return { results: [] };
+    });
+    await screen.findByLabelText(/^steps/);
+    fireEvent.change(screen.getByTestId("upload-input"), { target: { files: [new File(["1"], "good.bin"), new File(["2"], "bad.bin")] } });
+    fireEvent.click(screen.getByTestId("submit-job"));
+    expect((await screen.findByTestId("form-error")).textContent).toMatch(/^1 of 2 uploads failed: retry or remove them/);
+    const failed = screen.getAllByTestId("upload-status").find((row) => row.getAttribute("data-name") === "bad.bin");
+    expect(failed?.getAttribute("data-status")).toBe("failed");
+    expect(failed?.querySelector("[data-testid=upload-detail]")?.textContent).toBe("HTTP 400: sha256: mismatch");
+    expect(batches).toBe(0);
   });
 });

@@ -1,7 +1,10 @@
-// New job form: pipeline and its parameters (ListPipelines), input (a file uploaded from here, or a
+// New job form: pipeline and its parameters (ListPipelines), input (files uploaded from here, or a
 // path on the worker), node (ListNodes), priority, attempts. Checks values before sending; places
-// the server's INVALID_ARGUMENT next to the field. A chosen file is uploaded at once (hashing, then
-// sending, resumable); the submit waits for it, then creates the job with `input_uri`.
+// the server's INVALID_ARGUMENT next to the field. Chosen or dropped files are uploaded at once, a
+// few at a time (hashing, then sending, resumable); the submit waits for them. One file: CreateJob
+// with its `input_uri`, then the job's page. Several: one CreateJobs call with a job per file (request
+// ids derived from the specs, so a second submit duplicates nothing), each file's refusal shown next
+// to it, and the jobs list once every file has its job.
 
 import { useEffect, useMemo, useState } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -11,12 +14,14 @@ import { errorMessage } from "../api/errors";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Field, fieldAria, fieldId } from "../components/Field";
 import { UploadField } from "../components/UploadField";
-import { useUpload } from "../hooks/useUpload";
+import { useUploads } from "../hooks/useUploads";
+import { createJobsForFiles, type FileOutcome } from "../lib/batchSubmit";
 import { mapServerErrors } from "../lib/fieldErrors";
 import { nodeStateName } from "../lib/format";
 import { defaultParams, isRequired, paramsToSend, validateJobForm, type JobFormValues } from "../lib/params";
 import { newRequestId } from "../lib/requestId";
 import { navigate, paths } from "../lib/router";
+import { isBusy, type UploadItem } from "../lib/uploadQueue";
 import { useServices } from "../state/services";
 
 const emptyForm: JobFormValues = { pipeline: "", params: {}, inputPath: "", nodeId: "", priority: "0", maxAttempts: "1" };
@@ -28,8 +33,10 @@ function fieldNames(pipeline: Pipeline | undefined): string[] {
 
 export function NewJobPage() {
   const { clients, feed, uploads } = useServices();
-  const upload = useUpload(uploads);
-  const hasFile = upload.state.file !== null;
+  const { queue, items } = useUploads(uploads);
+  const hasFile = items.length > 0;
+  // After a submit of several files: each file's job or why it was refused, by item key.
+  const [outcomes, setOutcomes] = useState<Record<string, FileOutcome>>({});
   const [pipelines, setPipelines] = useState<Pipeline[] | null>(null);
   const [nodes, setNodes] = useState<Node[]>([]);
   const [loadError, setLoadError] = useState<unknown>(null);
@@ -75,15 +82,21 @@ export function NewJobPage() {
     setErrors(problems);
     if (Object.keys(problems).length > 0) return;
     setSubmitting(true);
+    // The upload rows say what went wrong and offer a retry.
+    const files = hasFile ? await queue.settled() : [];
+    if (files.length > 1) {
+      await submitSeveral(files);
+      setSubmitting(false);
+      return;
+    }
     let inputUri = "";
-    if (hasFile) {
-      try {
-        inputUri = `upload:${(await upload.wait()).id}`;
-      } catch {
-        // The upload field says what went wrong and offers a retry.
+    if (files.length === 1) {
+      const upload = files[0].upload;
+      if (files[0].status !== "done" || !upload) {
         setSubmitting(false);
         return;
       }
+      inputUri = `upload:${upload.id}`;
     }
     try {
       const job = await clients.jobs.createJob({
@@ -112,6 +125,49 @@ export function NewJobPage() {
       setSubmitting(false);
     }
   };
+
+  /** One job per file in one CreateJobs call; files that have their job already are not sent again. */
+  const submitSeveral = async (files: readonly UploadItem[]) => {
+    const failed = files.filter((item) => item.status !== "done" || !item.upload).length;
+    if (failed > 0) {
+      setGeneral([`${failed} of ${files.length} uploads failed: retry or remove them (the reasons are next to the files), then submit again`]);
+      return;
+    }
+    const uploaded = files.map((item) => ({ key: item.key, uploadId: item.upload?.id ?? "" }));
+    const send = files.flatMap((item, index) => (outcomes[item.key] && "job" in outcomes[item.key] ? [] : [index]));
+    const form = {
+      pipeline: values.pipeline,
+      params: paramsToSend(values.params),
+      inputPath: "",
+      nodeId: values.nodeId,
+      priority: Number(values.priority || "0"),
+      maxAttempts: Number(values.maxAttempts || "0"),
+      timeoutSeconds: 0,
+      labels: {},
+    };
+    let results: FileOutcome[];
+    try {
+      results = await createJobsForFiles(uploaded, form, (request) => clients.jobs.createJobs(request), send);
+    } catch (e) {
+      // Sending again is safe: the request ids return the jobs already made.
+      setGeneral([errorMessage(e)]);
+      return;
+    }
+    setOutcomes((before) => ({ ...before, ...Object.fromEntries(results.map((result) => [result.key, result])) }));
+    const jobs = results.flatMap((result) => ("job" in result ? [result.job] : []));
+    feed.mergeJobs(jobs);
+    const refused = results.length - jobs.length;
+    if (refused === 0) {
+      navigate(paths.jobs);
+      return;
+    }
+    setGeneral([
+      `${jobs.length} of ${results.length} jobs submitted; ${refused} refused (the reasons are next to their files). Submitting again sends only the refused ones.`,
+    ]);
+  };
+
+  const busy = items.some(isBusy);
+  const submitLabel = items.length > 1 ? `Submit ${items.length} jobs` : "Submit job";
 
   return (
     <section aria-labelledby="new-title">
@@ -160,20 +216,21 @@ export function NewJobPage() {
             </Field>
           );
         })}
-        <Field name="input_uri" label={`Input file${pipeline?.inputRequired ? " *" : ""}`} error={errors.input_uri} hint="Uploaded to the coordinator; the worker fetches it">
+        <Field name="input_uri" label={`Input files${pipeline?.inputRequired ? " *" : ""}`} error={errors.input_uri} hint="Uploaded to the coordinator; the worker fetches it. Several files: one job each">
           <UploadField
             id={fieldId("input_uri")}
-            state={upload.state}
-            onFile={(file) => {
-              upload.start(file);
+            items={items}
+            outcomes={outcomes}
+            onFiles={(files) => {
+              queue.add(files);
               setRequestId(newRequestId());
               setErrors(({ input_uri: _, input_path: __, ...rest }) => rest);
             }}
-            onClear={() => {
-              upload.clear();
+            onRemove={(key) => {
+              queue.remove(key);
               setRequestId(newRequestId());
             }}
-            onRetry={upload.retry}
+            onRetry={(key) => queue.retry(key)}
             describedBy={`${fieldId("input_uri")}-hint`}
           />
         </Field>
@@ -205,7 +262,7 @@ export function NewJobPage() {
         </div>
         <div className="form-buttons">
           <button type="submit" className="primary" disabled={submitting || !pipelines?.length} data-testid="submit-job">
-            {submitting ? (hasFile && upload.state.status !== "done" ? "Uploading, then submitting…" : "Submitting…") : "Submit job"}
+            {submitting ? (busy ? "Uploading, then submitting…" : "Submitting…") : submitLabel}
           </button>
         </div>
       </form>

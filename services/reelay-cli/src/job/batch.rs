@@ -323,6 +323,43 @@ mod tests {
         assert_eq!(id, format!("run2/{}", &ids(&first)[0]["spec-".len()..]));
     }
 
+    /// The web UI derives the same ids (web/src/lib/specRequestId.test.ts checks this vector):
+    /// keys sorted by code point, strings escaped as JSON, every field present.
+    #[test]
+    fn a_known_spec_has_the_id_the_web_ui_derives() {
+        let spec = v1::JobSpec {
+            pipeline: "copy".into(),
+            params: [
+                ("zeta", "a\"b\n\u{1}"),
+                ("label", "x"),
+                ("é", "ü"),
+                ("😀", "smile"),
+                ("\u{ff01}", "bang"),
+            ]
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .into(),
+            input_uri: "upload:0a1b2c3d-0000-8000-8000-000000000000".into(),
+            priority: -2,
+            max_attempts: 1,
+            labels: [("zone".to_owned(), "a".to_owned())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec_hash(&spec).unwrap(),
+            "ccff377ec1145a3743d43b897fa1c7d0"
+        );
+        let mut items = vec![Item {
+            spec,
+            request_id: None,
+            source: "a.bin".into(),
+        }];
+        assign_request_ids(&mut items, None).unwrap();
+        assert_eq!(
+            items[0].request_id.as_deref(),
+            Some("spec-ccff377ec1145a3743d43b897fa1c7d0")
+        );
+    }
+
     #[test]
     fn the_same_spec_twice_is_two_jobs_and_given_ids_stay() {
         let mut items = vec![item("count", ""), item("count", ""), item("count", "")];

@@ -1,8 +1,9 @@
 //! `reelay job submit --from FILE`: one job per line of a JSON Lines file (`-` for stdin).
 //!
 //! A line is an object with the fields of a job spec, as in `-o json` (`pipeline`, `params`,
-//! `input_path`, `node_id`, `priority`, `max_attempts`, `timeout_seconds`, `labels`) and an
-//! optional `request_id`. What a line leaves out comes from the command line (`PIPELINE`,
+//! `input_path`, `input_uri`, `node_id`, `priority`, `max_attempts`, `timeout_seconds`, `labels`)
+//! and an optional `request_id`. `input_uri` names an input in the artifact store (`upload:<id>`
+//! as `reelay job upload` prints it, or `s3://BUCKET/KEY`). What a line leaves out comes from the command line (`PIPELINE`,
 //! `--param`, `--label`, …); what it gives wins. Blank lines are skipped. Every line is read
 //! and checked before anything is sent: a bad line is reported with its number and nothing is
 //! submitted.
@@ -25,6 +26,7 @@ struct Line {
     #[serde(default)]
     params: BTreeMap<String, Scalar>,
     input_path: Option<String>,
+    input_uri: Option<String>,
     node_id: Option<String>,
     priority: Option<i32>,
     max_attempts: Option<u32>,
@@ -141,6 +143,9 @@ fn item(text: &str, defaults: &v1::JobSpec, cwd: &Path) -> Result<Item, String> 
     if let Some(input) = line.input_path {
         spec.input_path = args::absolute_input(Path::new(&input), cwd)?;
     }
+    if let Some(uri) = line.input_uri {
+        spec.input_uri = uri;
+    }
     if let Some(node) = line.node_id {
         spec.node_id = node;
     }
@@ -187,7 +192,8 @@ mod tests {
         let items = parse_text(
             "{\"params\": {\"steps\": 7, \"fast\": true}, \"input_path\": \"a.mov\"}\n\
              \n\
-             {\"pipeline\": \"transcode\", \"priority\": -1, \"request_id\": \"r2\"}\n",
+             {\"pipeline\": \"transcode\", \"priority\": -1, \"request_id\": \"r2\", \
+             \"input_uri\": \"upload:0198aaaa-0000-8000-8000-000000000001\"}\n",
         )
         .unwrap();
         assert_eq!(items.len(), 2, "the blank line is skipped");
@@ -196,6 +202,7 @@ mod tests {
         assert_eq!(first.params["steps"], "7");
         assert_eq!(first.params["fast"], "true");
         assert_eq!(first.input_path, "/data/a.mov");
+        assert_eq!(first.input_uri, "");
         assert_eq!(first.priority, 3);
         assert_eq!(items[0].source, "jobs.jsonl line 1");
         assert_eq!(items[0].request_id, None);
@@ -203,6 +210,11 @@ mod tests {
         assert_eq!(second.pipeline, "transcode");
         assert_eq!(second.params["steps"], "5");
         assert_eq!(second.priority, -1);
+        assert_eq!(
+            second.input_uri,
+            "upload:0198aaaa-0000-8000-8000-000000000001"
+        );
+        assert_eq!(second.input_path, "");
         assert_eq!(items[1].request_id.as_deref(), Some("r2"));
         assert_eq!(items[1].source, "jobs.jsonl line 3");
     }

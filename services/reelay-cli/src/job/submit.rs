@@ -24,8 +24,9 @@ one CreateJobs call (batches of 1,000). Each of them gets a request id derived f
 running the same command again submits nothing twice (it prints the jobs submitted before);
 --request-id PREFIX makes the ids PREFIX/…, a new PREFIX submits them anew. A --from line is a
 JSON object: {\"pipeline\": \"transcode\", \"params\": {\"height\": \"720\"}, \"input_path\": \"a.mov\"}
-with any of pipeline, params, input_path, node_id, priority, max_attempts, timeout_seconds, labels,
-request_id; what a line leaves out comes from PIPELINE and the flags. A bad line stops the command
+with any of pipeline, params, input_path, input_uri (upload:<id> from `reelay job upload`, or
+s3://BUCKET/KEY), node_id, priority, max_attempts, timeout_seconds, labels, request_id; what a line
+leaves out comes from PIPELINE and the flags. A bad line stops the command
 before anything is sent. With --watch: one overall bar and a bar per running job; the exit code is
 0 only when every job succeeded, and each job that did not is named with its error.
 

@@ -81,7 +81,7 @@ pub(crate) async fn run(ctx: &Ctx, args: UploadArgs) -> anyhow::Result<ExitCode>
 /// exit code 130 and a note that the same command resumes.
 pub(crate) async fn upload_file(ctx: &Ctx, path: &Path, show: Show) -> anyhow::Result<v1::Upload> {
     tokio::select! {
-        upload = hash_and_send(ctx, path, show, None) => upload,
+        sent = hash_and_send(ctx, path, show, None) => sent.map(|sent| sent.upload),
         Ok(()) = tokio::signal::ctrl_c() => Err(Interrupted(format!(
             "interrupted; the coordinator keeps what it stored of {}: run the same command again \
              to resume",
@@ -130,17 +130,43 @@ pub(crate) async fn upload_files(
         .into()),
     };
     overall.finish();
-    let uploads = uploads?;
+    let sent = uploads?;
     if show == Show::Auto {
-        eprintln!(
-            "uploaded {} files ({}) in {} at {}/s",
-            uploads.len(),
-            format::size(total),
-            format::duration(overall.elapsed()),
-            format::size(overall.rate() as u64)
+        eprintln!("{}", summary(&sent, total, &overall));
+    }
+    Ok(sent.into_iter().map(|sent| sent.upload).collect())
+}
+
+/// The line after several uploads: what was sent, and what the coordinator had already.
+fn summary(sent: &[send::Sent], total: u64, overall: &Meter) -> String {
+    let before = sent.iter().filter(|sent| sent.already).count();
+    let count = sent.len();
+    if before == count {
+        return format!(
+            "all {count} files were uploaded before ({}): nothing sent",
+            format::size(total)
         );
     }
-    Ok(uploads)
+    let sent_bytes: u64 = sent
+        .iter()
+        .filter(|sent| !sent.already)
+        .map(|sent| sent.upload.size.saturating_sub(sent.resumed_from))
+        .sum();
+    let mut line = format!(
+        "uploaded {} file{} ({} sent) in {} at {}/s",
+        count - before,
+        if count - before == 1 { "" } else { "s" },
+        format::size(sent_bytes),
+        format::duration(overall.elapsed()),
+        format::size(overall.rate() as u64)
+    );
+    if before > 0 {
+        line.push_str(&format!(
+            "; {before} {} uploaded before (not sent again)",
+            if before == 1 { "was" } else { "were" }
+        ));
+    }
+    line
 }
 
 async fn hash_and_send(
@@ -148,7 +174,7 @@ async fn hash_and_send(
     path: &Path,
     show: Show,
     overall: Option<&Meter>,
-) -> anyhow::Result<v1::Upload> {
+) -> anyhow::Result<send::Sent> {
     let file = hash(path, show).await?;
     let id = file.upload_id();
     let label = format!("uploading {}", file.name);
@@ -180,7 +206,7 @@ async fn hash_and_send(
             );
         }
     }
-    Ok(sent.upload)
+    Ok(sent)
 }
 
 /// The file's digest, read on a blocking thread, with its own progress.

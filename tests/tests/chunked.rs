@@ -1,0 +1,383 @@
+//! One long video across the fleet: `transcode-chunked` (deploy/pipeline/reelay-chunk) on real
+//! workers — split at keyframes, pieces encoded on several nodes, joined and checked frame by
+//! frame — and what kill -9 and cancel do to it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reelay_proto::v1;
+use reelay_tests::artifacts::{download, input_spec, upload};
+use reelay_tests::media::{ffmpeg, stream};
+use reelay_tests::{TestCluster, WorkerSpec};
+
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// transcode-chunked and its steps, with the script from deploy/ (process or Docker executor).
+fn config() -> String {
+    let chunk = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/pipeline/reelay-chunk")
+        .canonicalize()
+        .expect("deploy/pipeline/reelay-chunk");
+    format!(
+        r#"
+[[pipeline]]
+name = "transcode-chunked"
+input_required = true
+steps = {{ split = "chunk-split", map = "chunk-encode", join = "chunk-join" }}
+params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
+           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
+           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }},
+           {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
+
+[[pipeline]]
+name = "chunk-split"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "split"]
+input_required = true
+outputs = ["manifest.json"]
+params = [ {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
+
+[[pipeline]]
+name = "chunk-encode"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "encode"]
+input_required = true
+outputs = ["piece-*.mp4"]
+params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
+           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
+           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }} ]
+
+[[pipeline]]
+name = "chunk-join"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "join"]
+input_required = true
+outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
+"#,
+        chunk = chunk.display()
+    )
+}
+
+/// The same config for Docker workers: the script as the image has it.
+fn docker_config() -> String {
+    let chunk = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/pipeline/reelay-chunk")
+        .canonicalize()
+        .expect("deploy/pipeline/reelay-chunk");
+    config().replace(&format!("\"{}\"", chunk.display()), "\"reelay-chunk\"")
+}
+
+/// `seconds` of 1280x720 testsrc with a sine, a keyframe every 2 s.
+fn make_input(path: &Path, seconds: u32) {
+    let video = format!("testsrc=duration={seconds}:size=1280x720:rate=30");
+    let audio = format!("sine=frequency=440:duration={seconds}");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        &audio,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        &path.display().to_string(),
+    ]);
+}
+
+fn state(job: &v1::Job) -> v1::JobState {
+    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
+}
+
+async fn steps_of(cluster: &TestCluster, parent: &str) -> Vec<v1::Job> {
+    cluster
+        .jobs()
+        .await
+        .list_jobs(v1::ListJobsRequest {
+            parent_id: parent.to_owned(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("ListJobs of a parent")
+        .into_inner()
+        .jobs
+}
+
+/// Downloads the parent's video output and checks it against the input, frame by frame.
+async fn assert_frame_exact(cluster: &TestCluster, job: &v1::Job, input: &Path, dir: &Path) {
+    let name = job
+        .outputs
+        .iter()
+        .find(|file| file.name.ends_with(".mp4"))
+        .map(|file| file.name.clone())
+        .unwrap_or_else(|| panic!("no video output: {:#?}", job.outputs));
+    assert!(job.outputs.iter().any(|file| file.name == "thumbnail.jpg"));
+    let output = dir.join(&name);
+    std::fs::write(&output, download(cluster, &job.id, &name).await).expect("write output");
+    let source = stream(input, "v:0").expect("input video");
+    let result = stream(&output, "v:0").expect("output video");
+    assert_eq!(result.codec, "h264");
+    assert_eq!(result.frames, source.frames, "every frame, no more");
+    let frame = 1.0 / 30.0;
+    let (got, want) = (
+        result.duration.unwrap_or(0.0),
+        source.duration.unwrap_or(0.0),
+    );
+    assert!(
+        (got - want).abs() <= frame + 1e-6,
+        "duration {got} vs {want}"
+    );
+    if let Some(audio) = stream(&output, "a:0") {
+        let audio = audio.duration.unwrap_or(0.0);
+        assert!(
+            (audio - got).abs() <= 0.05,
+            "audio {audio} s vs video {got} s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_seconds_of_720p_across_three_workers_come_out_frame_exact() {
+    let mut builder = TestCluster::builder().extra_config(&config());
+    for _ in 0..3 {
+        builder = builder.worker(WorkerSpec {
+            slots: 1,
+            ..WorkerSpec::default()
+        });
+    }
+    let cluster = builder.start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("long take.mp4");
+    make_input(&input, 60);
+    let uploaded = upload(&cluster, "long take.mp4", &std::fs::read(&input).unwrap()).await;
+    let parent = cluster
+        .submit_spec(input_spec(
+            "transcode-chunked",
+            &[("segment_seconds", "10")],
+            &format!("upload:{}", uploaded.id),
+        ))
+        .await;
+    let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
+    assert_eq!(
+        state(&done),
+        v1::JobState::Succeeded,
+        "{done:#?}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        done.outputs
+            .iter()
+            .any(|file| file.name == "final_without_post_process__long take.mp4"),
+        "{:#?}",
+        done.outputs
+    );
+    let steps = steps_of(&cluster, &done.id).await;
+    let pieces: Vec<&v1::Job> = steps.iter().filter(|job| job.step == "map").collect();
+    assert!(pieces.len() >= 5, "{} pieces", pieces.len());
+    let nodes: std::collections::BTreeSet<&str> =
+        pieces.iter().map(|job| job.node_id.as_str()).collect();
+    assert!(nodes.len() >= 2, "pieces ran on {nodes:?}");
+    assert_frame_exact(&cluster, &done, &input, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_and_variable_frame_rate_inputs_come_out_right() {
+    let cluster = TestCluster::builder()
+        .extra_config(&config())
+        .workers(2)
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // One second: one piece.
+    let short = dir.path().join("short.mp4");
+    make_input(&short, 1);
+    // Variable frame rate: frames kept at irregular times.
+    let vfr = dir.path().join("vfr.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=12:size=640x360:rate=30",
+        "-vf",
+        "select='not(mod(n\\,3))+between(n\\,100\\,140)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "20",
+        &vfr.display().to_string(),
+    ]);
+    for (input, pieces) in [(&short, Some(1)), (&vfr, None)] {
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        let uploaded = upload(&cluster, &name, &std::fs::read(input).unwrap()).await;
+        let parent = cluster
+            .submit_spec(input_spec(
+                "transcode-chunked",
+                &[("segment_seconds", "3")],
+                &format!("upload:{}", uploaded.id),
+            ))
+            .await;
+        let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
+        assert_eq!(state(&done), v1::JobState::Succeeded, "{name}: {done:#?}");
+        let count = steps_of(&cluster, &done.id)
+            .await
+            .iter()
+            .filter(|job| job.step == "map")
+            .count();
+        if let Some(pieces) = pieces {
+            assert_eq!(count, pieces, "{name}");
+        }
+        let output = done
+            .outputs
+            .iter()
+            .find(|file| file.name.ends_with(".mp4"))
+            .unwrap()
+            .name
+            .clone();
+        let path = dir.path().join(format!("out-{output}"));
+        std::fs::write(&path, download(&cluster, &done.id, &output).await).unwrap();
+        let source = stream(input, "v:0").unwrap();
+        let result = stream(&path, "v:0").unwrap();
+        assert_eq!(result.frames, source.frames, "{name}: every frame");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
+    let mut builder = TestCluster::builder().extra_config(&config());
+    for _ in 0..2 {
+        builder = builder.worker(WorkerSpec {
+            slots: 1,
+            ..WorkerSpec::default()
+        });
+    }
+    let mut cluster = builder.start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in.mp4");
+    make_input(&input, 30);
+    let uploaded = upload(&cluster, "in.mp4", &std::fs::read(&input).unwrap()).await;
+    let mut spec = input_spec(
+        "transcode-chunked",
+        &[
+            ("segment_seconds", "6"),
+            ("preset", "medium"),
+            ("height", "480"),
+        ],
+        &format!("upload:{}", uploaded.id),
+    );
+    spec.max_attempts = 2;
+    let parent = cluster.submit_spec(spec).await;
+    let running = cluster
+        .wait_job(&parent.id, TIMEOUT, |job| {
+            job.steps.as_ref().is_some_and(|steps| {
+                steps.pieces.iter().any(|piece| {
+                    piece.state == v1::JobState::Running as i32
+                        && piece.node_id == "w0"
+                        && piece.progress >= 10
+                })
+            })
+        })
+        .await;
+    let victim = running
+        .steps
+        .unwrap()
+        .pieces
+        .into_iter()
+        .find(|piece| piece.node_id == "w0" && piece.state == v1::JobState::Running as i32)
+        .unwrap()
+        .job_id;
+    cluster.workers[0].process.kill9();
+    cluster.workers[0].process.restart();
+    let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
+    assert_eq!(
+        state(&done),
+        v1::JobState::Succeeded,
+        "{done:#?}\n{}",
+        cluster.logs()
+    );
+    for step in steps_of(&cluster, &parent.id).await {
+        let expected = if step.id == victim { 2 } else { 1 };
+        assert_eq!(step.attempt, expected, "{} {}", step.step, step.piece);
+    }
+    assert_frame_exact(&cluster, &done, &input, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_the_parent_leaves_no_step_running_and_no_container() {
+    reelay_tests::docker::require_engine(&["reelay/pipeline:latest"]);
+    let docker = || WorkerSpec {
+        executor: "docker".into(),
+        slots: 1,
+        ..WorkerSpec::default()
+    };
+    let cluster = TestCluster::builder()
+        .extra_config(&docker_config())
+        .node_prefix("chunked-cancel-")
+        .worker(docker())
+        .worker(docker())
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in.mp4");
+    make_input(&input, 30);
+    let uploaded = upload(&cluster, "in.mp4", &std::fs::read(&input).unwrap()).await;
+    let parent = cluster
+        .submit_spec(input_spec(
+            "transcode-chunked",
+            &[
+                ("segment_seconds", "4"),
+                ("preset", "slow"),
+                ("height", "720"),
+            ],
+            &format!("upload:{}", uploaded.id),
+        ))
+        .await;
+    cluster
+        .wait_job(&parent.id, TIMEOUT, |job| {
+            job.steps.as_ref().is_some_and(|steps| {
+                steps
+                    .pieces
+                    .iter()
+                    .filter(|piece| piece.state == v1::JobState::Running as i32)
+                    .count()
+                    >= 2
+            })
+        })
+        .await;
+    cluster
+        .jobs()
+        .await
+        .cancel_job(v1::CancelJobRequest {
+            id: parent.id.clone(),
+        })
+        .await
+        .unwrap();
+    let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
+    assert_eq!(state(&done), v1::JobState::Cancelled, "{done:#?}");
+    for step in steps_of(&cluster, &parent.id).await {
+        assert!(state(&step) != v1::JobState::Running, "{step:#?}");
+        let left = reelay_tests::docker::wait_none_labelled(
+            "reelay.job-id",
+            &step.id,
+            Duration::from_secs(30),
+        );
+        assert!(left.is_ok(), "{}: {left:?}", step.id);
+    }
+}

@@ -84,8 +84,16 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
         &cluster,
         dir.path(),
         &[
-            "job", "submit", "chunky", "--upload", "movie.bin", "-p", "pieces=3", "-p",
-            "seconds=2", "-q",
+            "job",
+            "submit",
+            "chunky",
+            "--upload",
+            "movie.bin",
+            "-p",
+            "pieces=3",
+            "-p",
+            "seconds=2",
+            "-q",
         ],
     );
     assert!(submitted.status.success(), "{}", stderr(&submitted));
@@ -208,8 +216,18 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
         &cluster,
         dir.path(),
         &[
-            "job", "submit", "chunky", "--upload", "in.bin", "-p", "pieces=2", "-p", "seconds=1",
-            "--watch", "-o", "json",
+            "job",
+            "submit",
+            "chunky",
+            "--upload",
+            "in.bin",
+            "-p",
+            "pieces=2",
+            "-p",
+            "seconds=1",
+            "--watch",
+            "-o",
+            "json",
         ],
     );
     let out = stdout(&json);
@@ -219,7 +237,11 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
         .collect();
     let parent = events[0]["job_id"].as_str().unwrap().to_owned();
-    assert!(events.iter().all(|event| event["job_id"] == parent.as_str()));
+    assert!(
+        events
+            .iter()
+            .all(|event| event["job_id"] == parent.as_str())
+    );
     let versions: Vec<u64> = events
         .iter()
         .map(|e| e["version"].as_u64().unwrap())
@@ -233,7 +255,9 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
                 .is_some_and(|pieces| {
                     pieces.iter().any(|piece| {
                         piece["state"] == "JOB_STATE_RUNNING"
-                            && piece["node_id"].as_str().is_some_and(|n| n.starts_with('w'))
+                            && piece["node_id"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with('w'))
                     })
                 })
         }),
@@ -245,7 +269,15 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
         &cluster,
         dir.path(),
         &[
-            "job", "submit", "chunky", "--upload", "in.bin", "-p", "pieces=3", "-p", "fail=0001",
+            "job",
+            "submit",
+            "chunky",
+            "--upload",
+            "in.bin",
+            "-p",
+            "pieces=3",
+            "-p",
+            "fail=0001",
             "--watch",
         ],
     );

@@ -366,7 +366,14 @@ mod tests {
         step.step = "map".into();
         step.piece = 3;
         let value = job(&step);
-        assert_eq!((value["parent_id"].clone(), value["step"].clone(), value["piece"].clone()), (json!("p"), json!("map"), json!(3)));
+        assert_eq!(
+            (
+                value["parent_id"].clone(),
+                value["step"].clone(),
+                value["piece"].clone()
+            ),
+            (json!("p"), json!("map"), json!(3))
+        );
         assert_eq!(value["steps"], Value::Null);
     }
 

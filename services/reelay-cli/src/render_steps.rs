@@ -293,11 +293,7 @@ mod tests {
 
     #[test]
     fn state_changes_and_progress_of_steps_get_lines() {
-        let before = steps(
-            piece("s", Running, 50, "w0"),
-            Vec::new(),
-            None,
-        );
+        let before = steps(piece("s", Running, 50, "w0"), Vec::new(), None);
         // The split is done and made two pieces: one runs, one waits.
         let after = steps(
             piece("s", Succeeded, 100, "w0"),

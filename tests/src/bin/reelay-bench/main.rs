@@ -14,6 +14,7 @@
 
 mod api;
 mod batch;
+mod chunked;
 mod limits;
 mod stats;
 mod transfer_limits;
@@ -27,7 +28,7 @@ const USAGE: &str = "\
 reelay-bench: measures Reelay against the performance targets of DESIGN.md
 
 Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers N]
-                    [--transfer-mib N] [--only LIST]
+                    [--transfer-mib N] [--video-seconds N] [--only LIST]
 
   --quick        a smaller run (5,000 creates, 100,000 stored jobs, 256 MiB transfers)
   --runs N       fresh clusters per throughput figure; the median is printed (default 3)
@@ -36,8 +37,12 @@ Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers 
   --stored N     jobs stored before the restart and ListJobs measures (default 1,000,000)
   --watchers N   idle WatchJob streams for the memory measure (default 10,000)
   --transfer-mib N  MiB moved by each transfer-limits run (default 1024)
-  --only LIST    comma-separated: limits,transfer-limits,create,batch,latency,progress,start,
-                 watchers,stored
+  --video-seconds N  length of the chunked section's 720p input (default 60; --quick 20)
+  --only LIST    comma-separated: limits,transfer-limits,chunked,create,batch,latency,progress,
+                 start,watchers,stored
+
+chunked compares transcode with transcode-chunked on 1, 2 and 3 workers sharing the cores, and on
+workers pinned to a core each (taskset) as many as there are cores
 
 transfer-limits needs SeaweedFS (scripts/setup-test-env.sh puts it in ~/.cache/reelay-s3/)
 
@@ -50,6 +55,8 @@ struct Options {
     watchers: usize,
     /// Bytes each transfer-limits run moves.
     transfer_bytes: u64,
+    /// Length of the chunked section's input video.
+    video_seconds: u32,
     /// Measures to run (`--only create,watchers`); all when empty.
     only: Vec<String>,
 }
@@ -80,6 +87,7 @@ fn options() -> Options {
         watchers: value("--watchers").unwrap_or(10_000),
         transfer_bytes: (value("--transfer-mib").unwrap_or(if quick { 256 } else { 1024 }) as u64)
             << 20,
+        video_seconds: value("--video-seconds").unwrap_or(if quick { 20 } else { 60 }) as u32,
         only: args
             .iter()
             .position(|a| a == "--only")
@@ -128,6 +136,10 @@ async fn main() {
 
     if options.wants("transfer-limits") {
         transfer_limits_section(&options).await;
+    }
+
+    if options.wants("chunked") {
+        chunked_section(&options).await;
     }
 
     println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
@@ -365,4 +377,21 @@ async fn transfer_limits_section(options: &Options) {
         );
     }
     println!();
+}
+
+async fn chunked_section(options: &Options) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("bench.mp4");
+    let seconds = options.video_seconds.max(2);
+    let segment = (seconds / 6).max(1);
+    reelay_tests::chunk::make_input(&input, seconds);
+    let runs = options.runs.max(1);
+    let mut figures = Vec::new();
+    for workers in 1..=3 {
+        figures.push(chunked::measure(&input, segment, workers, false, runs).await);
+    }
+    for workers in 1..=chunked::cores().min(3) {
+        figures.push(chunked::measure(&input, segment, workers, true, runs).await);
+    }
+    chunked::print(&figures, seconds, segment, runs);
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # web-e2e.sh — runs the web UI's end-to-end tests in headless Chromium against real processes:
 # `reelay dev` started here on a free port with a fresh data dir (stopped by its PID afterwards), then
-# the restart, live-nodes, token, upload and several-uploads tests, which start their own coordinator
-# and worker.
+# the restart, live-nodes, token, upload, several-uploads and jobs-made-of-jobs tests, which start
+# their own coordinator and worker.
 # Needs: target/debug/reelay built after `npm --prefix web run build`, chromium (setup-test-env.sh).
 set -euo pipefail
 
@@ -35,10 +35,11 @@ done
 export REELAY_URL="http://127.0.0.1:$port" REELAY_BIN="$bin" REELAY_DATA_DIR="$data" REELAY_PID="$pid"
 node "$repo/web/e2e/run.mjs" || { echo "web-e2e: failed; reelay dev log: $log" >&2; exit 1; }
 # These start their own coordinator and worker (REELAY_BIN): to restart the coordinator, to kill and
-# restart the worker under the live nodes page, to require tokens, and with a `copy` pipeline for
-# uploads.
+# restart the worker under the live nodes page, to require tokens, with a `copy` pipeline for
+# uploads, and with `chunky` (split, pieces, join) for a parent's steps.
 node "$repo/web/e2e/restart.mjs" || { echo "web-e2e: restart test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/nodes.mjs" || { echo "web-e2e: live nodes test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/auth.mjs" || { echo "web-e2e: token test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/upload.mjs" || { echo "web-e2e: upload test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
 node "$repo/web/e2e/uploads-many.mjs" || { echo "web-e2e: several-uploads test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }
+node "$repo/web/e2e/steps.mjs" || { echo "web-e2e: jobs-made-of-jobs test failed; logs in $ARTIFACTS_DIR" >&2; exit 1; }

@@ -250,3 +250,96 @@ pub fn files(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `transcode` and `transcode-chunked` with its three steps, run from the scripts in deploy/pipeline/
+/// (process executor; the image names let a Docker worker run them too, with the script paths
+/// replaced by the image's).
+pub fn pipelines_config() -> String {
+    let chunk = script()
+        .canonicalize()
+        .expect("deploy/pipeline/reelay-chunk");
+    let transcode = script()
+        .with_file_name("reelay-transcode")
+        .canonicalize()
+        .expect("deploy/pipeline/reelay-transcode");
+    format!(
+        r#"
+[[pipeline]]
+name = "transcode"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{transcode}"]
+input_required = true
+outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
+params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
+           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
+           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }} ]
+[[pipeline]]
+name = "transcode-chunked"
+input_required = true
+steps = {{ split = "chunk-split", map = "chunk-encode", join = "chunk-join" }}
+params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
+           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
+           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }},
+           {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
+
+[[pipeline]]
+name = "chunk-split"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "split"]
+input_required = true
+outputs = ["manifest.json"]
+params = [ {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
+
+[[pipeline]]
+name = "chunk-encode"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "encode"]
+input_required = true
+outputs = ["piece-*.mp4"]
+params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
+           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
+           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }} ]
+
+[[pipeline]]
+name = "chunk-join"
+image = "reelay/pipeline:latest"
+pull = "never"
+command = ["{chunk}", "join"]
+input_required = true
+outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
+"#,
+        chunk = chunk.display(),
+        transcode = transcode.display()
+    )
+}
+
+/// `seconds` of 1280x720 testsrc with a sine, a keyframe every 2 s.
+pub fn make_input(path: &Path, seconds: u32) {
+    let video = format!("testsrc=duration={seconds}:size=1280x720:rate=30");
+    let audio = format!("sine=frequency=440:duration={seconds}");
+    crate::media::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        &audio,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        &path.display().to_string(),
+    ]);
+}

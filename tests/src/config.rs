@@ -63,3 +63,74 @@ input_required = true
 outputs = ["copy.bin"]
 params = [ { name = "label", default = "x", pattern = "[a-z]+", description = "unused, for validation tests" } ]
 "#;
+
+/// `chunky`, a pipeline made of steps, and its three step pipelines: the split cuts the input
+/// into `pieces` files and writes the manifest (piece `i` lasts `i + 1` seconds, 10 frames a
+/// second), each map step copies its piece in `seconds` seconds with a progress line every 0.1 s
+/// (`fps=10`; it fails when its piece's name ends with `fail`), the join concatenates them.
+/// The same shell as `tests/tests/steps.rs`.
+pub const CHUNKY_PIPELINES: &str = r#"
+[[pipeline]]
+name = "chunky"
+description = "a file in pieces, each piece copied, joined again"
+input_required = true
+steps = { split = "chunky-split", map = "chunky-map", join = "chunky-join" }
+params = [
+  { name = "pieces", default = "3", pattern = "[0-9]{1,2}" },
+  { name = "seconds", default = "0", pattern = "[0-9]{1,3}" },
+  { name = "fail", default = "none", pattern = "[a-z0-9]+" },
+]
+
+[[pipeline]]
+name = "chunky-split"
+command = ["sh", "-c", """
+set -eu
+cd "$REELAY_OUTPUT_DIR"
+split -a 4 -d -n "$REELAY_PARAM_PIECES" "$REELAY_INPUT" piece-
+printf '{"frame_rate": 10, "pieces": [' > manifest.json
+i=0
+for f in piece-*; do
+  mv "$f" "$f.bin"
+  [ $i -gt 0 ] && printf ', ' >> manifest.json
+  printf '{"name": "%s.bin", "duration": %d}' "$f" $((i + 1)) >> manifest.json
+  i=$((i + 1))
+done
+printf ']}' >> manifest.json
+echo "::progress 100 split"
+"""]
+input_required = true
+outputs = ["manifest.json"]
+params = [ { name = "pieces", default = "3", pattern = "[0-9]{1,2}" } ]
+
+[[pipeline]]
+name = "chunky-map"
+command = ["sh", "-c", """
+set -eu
+name=$(basename "$REELAY_INPUT" .bin)
+case "$name" in *"$REELAY_PARAM_FAIL") echo "piece $name refuses" >&2; exit 7 ;; esac
+s=$REELAY_PARAM_SECONDS
+i=0
+while [ $i -lt $((s * 10)) ]; do
+  i=$((i + 1))
+  echo "::progress $((i * 100 / (s * 10))) copying fps=10"
+  sleep 0.1 & wait $!
+done
+cp "$REELAY_INPUT" "$REELAY_OUTPUT_DIR/$name.out"
+"""]
+input_required = true
+params = [
+  { name = "seconds", default = "0", pattern = "[0-9]{1,3}" },
+  { name = "fail", default = "none", pattern = "[a-z0-9]+" },
+]
+
+[[pipeline]]
+name = "chunky-join"
+command = ["sh", "-c", """
+set -eu
+test -f "$REELAY_INPUT_DIR/manifest.json"
+cat "$REELAY_INPUT_DIR"/piece-*.out > "$REELAY_OUTPUT_DIR/joined.bin"
+echo "::progress 100 joined"
+"""]
+input_required = true
+outputs = ["joined.bin"]
+"#;

@@ -2,100 +2,36 @@
 //! workers — split at keyframes, pieces encoded on several nodes, joined and checked frame by
 //! frame — and what kill -9 and cancel do to it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reelay_proto::v1;
 use reelay_tests::artifacts::{download, input_spec, upload};
+use reelay_tests::chunk::make_input;
 use reelay_tests::media::{ffmpeg, stream};
 use reelay_tests::{TestCluster, WorkerSpec};
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-/// transcode-chunked and its steps, with the script from deploy/ (process or Docker executor).
+/// transcode-chunked and its steps, with the script from deploy/ (process executor).
 fn config() -> String {
-    let chunk = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/pipeline/reelay-chunk")
-        .canonicalize()
-        .expect("deploy/pipeline/reelay-chunk");
-    format!(
-        r#"
-[[pipeline]]
-name = "transcode-chunked"
-input_required = true
-steps = {{ split = "chunk-split", map = "chunk-encode", join = "chunk-join" }}
-params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
-           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
-           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }},
-           {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
-
-[[pipeline]]
-name = "chunk-split"
-image = "reelay/pipeline:latest"
-pull = "never"
-command = ["{chunk}", "split"]
-input_required = true
-outputs = ["manifest.json"]
-params = [ {{ name = "segment_seconds", default = "10", pattern = "[0-9]{{1,5}}" }} ]
-
-[[pipeline]]
-name = "chunk-encode"
-image = "reelay/pipeline:latest"
-pull = "never"
-command = ["{chunk}", "encode"]
-input_required = true
-outputs = ["piece-*.mp4"]
-params = [ {{ name = "height", default = "360", pattern = "[0-9]{{2,4}}" }},
-           {{ name = "preset", default = "ultrafast", pattern = "[a-z]+" }},
-           {{ name = "crf", default = "30", pattern = "[0-9]{{1,2}}" }} ]
-
-[[pipeline]]
-name = "chunk-join"
-image = "reelay/pipeline:latest"
-pull = "never"
-command = ["{chunk}", "join"]
-input_required = true
-outputs = ["final_without_post_process__*.mp4", "thumbnail.jpg"]
-"#,
-        chunk = chunk.display()
-    )
+    reelay_tests::chunk::pipelines_config()
 }
 
 /// The same config for Docker workers: the script as the image has it.
 fn docker_config() -> String {
-    let chunk = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/pipeline/reelay-chunk")
+    let chunk = reelay_tests::chunk::script()
         .canonicalize()
         .expect("deploy/pipeline/reelay-chunk");
     config().replace(&format!("\"{}\"", chunk.display()), "\"reelay-chunk\"")
 }
 
-/// `seconds` of 1280x720 testsrc with a sine, a keyframe every 2 s.
-fn make_input(path: &Path, seconds: u32) {
-    let video = format!("testsrc=duration={seconds}:size=1280x720:rate=30");
-    let audio = format!("sine=frequency=440:duration={seconds}");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video,
-        "-f",
-        "lavfi",
-        "-i",
-        &audio,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "60",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        &path.display().to_string(),
-    ]);
+/// Whether the job reached a final state.
+fn ended(job: &v1::Job) -> bool {
+    matches!(
+        state(job),
+        v1::JobState::Succeeded | v1::JobState::Failed | v1::JobState::Cancelled
+    )
 }
 
 fn state(job: &v1::Job) -> v1::JobState {
@@ -286,15 +222,18 @@ async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
     let parent = cluster.submit_spec(spec).await;
     let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
-            job.steps.as_ref().is_some_and(|steps| {
-                steps.pieces.iter().any(|piece| {
-                    piece.state == v1::JobState::Running as i32
-                        && piece.node_id == "w0"
-                        && piece.progress >= 10
+            // A parent that ends first fails the test below instead of waiting out the timeout.
+            ended(job)
+                || job.steps.as_ref().is_some_and(|steps| {
+                    steps.pieces.iter().any(|piece| {
+                        piece.state == v1::JobState::Running as i32
+                            && piece.node_id == "w0"
+                            && piece.progress >= 10
+                    })
                 })
-            })
         })
         .await;
+    assert!(!ended(&running), "the parent ended first: {running:#?}");
     let victim = running
         .steps
         .unwrap()
@@ -349,18 +288,21 @@ async fn cancelling_the_parent_leaves_no_step_running_and_no_container() {
             &format!("upload:{}", uploaded.id),
         ))
         .await;
-    cluster
+    let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
-            job.steps.as_ref().is_some_and(|steps| {
-                steps
-                    .pieces
-                    .iter()
-                    .filter(|piece| piece.state == v1::JobState::Running as i32)
-                    .count()
-                    >= 2
-            })
+            // A parent that ends first fails the test below instead of waiting out the timeout.
+            ended(job)
+                || job.steps.as_ref().is_some_and(|steps| {
+                    steps
+                        .pieces
+                        .iter()
+                        .filter(|piece| piece.state == v1::JobState::Running as i32)
+                        .count()
+                        >= 2
+                })
         })
         .await;
+    assert!(!ended(&running), "the parent ended first: {running:#?}");
     cluster
         .jobs()
         .await

@@ -144,6 +144,31 @@ pub(crate) fn job(job: &v1::Job) -> Value {
         "cancel_requested": job.cancel_requested,
         "input": job.input.as_ref().map_or(Value::Null, input_file),
         "transfer": job.transfer.as_ref().map_or(Value::Null, transfer),
+        "parent_id": job.parent_id,
+        "step": job.step,
+        "piece": job.piece,
+        "steps": job.steps.as_ref().map_or(Value::Null, steps),
+    })
+}
+
+/// A parent's steps as it last heard of them (the split, the pieces, the join).
+fn steps(steps: &v1::Steps) -> Value {
+    let piece = |piece: &v1::Piece| {
+        json!({
+            "job_id": piece.job_id,
+            "seconds": piece.seconds,
+            "state": job_state(piece.state),
+            "progress": piece.progress,
+            "fps": piece.fps,
+            "node_id": piece.node_id,
+        })
+    };
+    json!({
+        "split": steps.split.as_ref().map_or(Value::Null, piece),
+        "pieces": steps.pieces.iter().map(piece).collect::<Vec<_>>(),
+        "join": steps.join.as_ref().map_or(Value::Null, piece),
+        "frame_rate": steps.frame_rate,
+        "total_seconds": steps.total_seconds,
     })
 }
 
@@ -306,6 +331,50 @@ mod tests {
         assert_eq!(value["uri"], "upload:u1");
         assert_eq!(value["complete"], true);
         assert_eq!(value["expires_at"], Value::Null);
+    }
+
+    #[test]
+    fn a_parent_carries_its_steps_and_a_step_its_parent() {
+        let mut parent = sample_job();
+        parent.steps = Some(v1::Steps {
+            split: Some(v1::Piece {
+                job_id: "s".into(),
+                state: v1::JobState::Succeeded as i32,
+                progress: 100,
+                ..Default::default()
+            }),
+            pieces: vec![v1::Piece {
+                job_id: "m0".into(),
+                seconds: 2.5,
+                state: v1::JobState::Running as i32,
+                progress: 30,
+                fps: 12.0,
+                node_id: "w1".into(),
+            }],
+            join: None,
+            frame_rate: 25.0,
+            total_seconds: 2.5,
+        });
+        let value = job(&parent);
+        assert_eq!(value["steps"]["split"]["state"], "JOB_STATE_SUCCEEDED");
+        assert_eq!(value["steps"]["pieces"][0]["node_id"], "w1");
+        assert_eq!(value["steps"]["pieces"][0]["fps"], 12.0);
+        assert_eq!(value["steps"]["join"], Value::Null);
+        assert_eq!(value["parent_id"], "");
+        let mut step = sample_job();
+        step.parent_id = "p".into();
+        step.step = "map".into();
+        step.piece = 3;
+        let value = job(&step);
+        assert_eq!(
+            (
+                value["parent_id"].clone(),
+                value["step"].clone(),
+                value["piece"].clone()
+            ),
+            (json!("p"), json!("map"), json!(3))
+        );
+        assert_eq!(value["steps"], Value::Null);
     }
 
     #[test]

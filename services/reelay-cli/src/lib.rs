@@ -10,7 +10,8 @@
 //! - `args`: parsing `KEY=VALUE`, durations, states and input paths.
 //! - `format`: tables, ages, sizes for people; `json`: the API's messages as JSON for scripts.
 //! - `render`: a watched job as a progress bar, lines or JSON; `render_many`: several watched jobs
-//!   (an overall bar and a bar per running job); `reconnect`: backoff for streams.
+//!   (an overall bar and a bar per running job); `render_steps`: a parent's steps under its bar or
+//!   as lines; `reconnect`: backoff for streams.
 //! - `tty`: terminal checks and confirmation prompts; `out`: stdout without panics on a closed pipe.
 //!
 //! Exit codes: 0 success; 1 failure (an error, a job that ended FAILED or CANCELLED, a checksum
@@ -33,6 +34,7 @@ pub mod pipeline;
 mod reconnect;
 mod render;
 mod render_many;
+mod render_steps;
 mod tty;
 
 pub use job::JobCommand;

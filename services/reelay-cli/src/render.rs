@@ -1,16 +1,18 @@
 //! Showing a watched job: a live progress bar on a terminal, one line per change in a log file or a
-//! pipe, JSON lines for scripts.
+//! pipe, JSON lines for scripts. A parent's steps (see [`crate::render_steps`]) get a bar each
+//! under the parent's while they run, or their own lines in a pipe.
 //!
 //! The renderer only shows; the watch loop ([`crate::job::watch`]) owns the stream and prints the
 //! outcome (succeeded, failed, cancelled) once the job ends.
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reelay_proto::v1;
 
 use crate::format::{self, job_state};
 use crate::json;
+use crate::render_steps::{self, StepBars};
 
 /// How a watch is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,9 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 pub(crate) struct Renderer {
     mode: Mode,
-    bar: Option<ProgressBar>,
+    /// The job's bar and, under it, its running steps' bars (a parent's), on a terminal.
+    bars: Option<(MultiProgress, ProgressBar)>,
+    step_bars: StepBars,
     /// The job as of the last event, to tell what changed.
     last: Option<v1::Job>,
     /// A state already printed (by `job submit`), not repeated for the first snapshot.
@@ -36,23 +40,40 @@ pub(crate) struct Renderer {
 
 impl Renderer {
     pub(crate) fn new(mode: Mode, announced: Option<i32>) -> Self {
-        let bar = (mode == Mode::Bar).then(new_bar);
+        let bars = (mode == Mode::Bar).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = multi.add(new_bar());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            (multi, bar)
+        });
         Renderer {
             mode,
-            bar,
+            bars,
+            step_bars: StepBars::new(),
             last: None,
             announced,
         }
     }
 
     pub(crate) fn event(&mut self, event: &v1::JobEvent) -> anyhow::Result<()> {
+        let before = self.last.as_ref().and_then(|job| job.steps.clone());
+        let steps = event.job.as_ref().and_then(|job| job.steps.as_ref());
         match self.mode {
             Mode::Json => json::print_line(&json::event(event))?,
             Mode::Lines => {
-                if let Some(line) = self.line_for(event) {
-                    let time = format::time(event.time.as_ref())
-                        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-                        .unwrap_or_default();
+                let mut lines: Vec<String> = self.line_for(event).into_iter().collect();
+                // A parent's steps: what changed in them, indented under the parent's line.
+                if let Some(steps) = steps {
+                    lines.extend(
+                        render_steps::change_lines(before.as_ref(), steps)
+                            .into_iter()
+                            .map(|line| format!("  {line}")),
+                    );
+                }
+                let time = format::time(event.time.as_ref())
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_default();
+                for line in lines {
                     crate::out::line(format_args!("{time} {line}"))?;
                 }
             }
@@ -60,8 +81,16 @@ impl Renderer {
                 if let Some(line) = self.line_for(event).filter(|_| !is_progress_only(event)) {
                     self.say(&line);
                 }
-                if let (Some(bar), Some(job)) = (&self.bar, &event.job) {
+                if let Some(steps) = steps {
+                    for line in render_steps::trouble_lines(before.as_ref(), steps) {
+                        self.say(&format!("  {line}"));
+                    }
+                }
+                if let (Some((multi, bar)), Some(job)) = (&self.bars, &event.job) {
                     update_bar(bar, job);
+                    if let Some(steps) = steps {
+                        self.step_bars.update(multi, steps);
+                    }
                 }
             }
         }
@@ -71,18 +100,20 @@ impl Renderer {
         Ok(())
     }
 
-    /// A line on stderr that does not break the bar (reconnection notices).
+    /// A line on stderr that does not break the bars (reconnection notices).
     pub(crate) fn say(&self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+        match &self.bars {
+            Some((multi, _)) => multi.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
         }
     }
 
-    /// Removes the bar; gives the job as last seen.
-    pub(crate) fn finish(self) -> Option<v1::Job> {
-        if let Some(bar) = &self.bar {
+    /// Removes the bars; gives the job as last seen.
+    pub(crate) fn finish(mut self) -> Option<v1::Job> {
+        if let Some((multi, bar)) = &self.bars {
+            self.step_bars.clear(multi);
             bar.finish_and_clear();
+            let _ = multi.clear();
         }
         self.last
     }
@@ -114,7 +145,6 @@ fn new_bar() -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message("connecting…");
-    bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
@@ -133,6 +163,10 @@ pub(crate) fn bar_message(job: &v1::Job) -> String {
     let mut parts = Vec::new();
     if !job.stage.is_empty() {
         parts.push(job.stage.clone());
+    }
+    // A parent has no stage of its own: how far its steps are (`pieces: 3 of 12 done, 2 running`).
+    if job.stage.is_empty() && job.steps.is_some() && !format::is_terminal(job.state) {
+        parts.push(job.message.clone());
     }
     // Staging the input or uploading the outputs: the bytes moved and the rate.
     if let Some(transfer) = job.transfer.as_ref().filter(|t| t.total_bytes > 0) {
@@ -223,7 +257,11 @@ fn snapshot_line(job: &v1::Job) -> String {
             }
         }
         Ok(v1::JobState::Assigned | v1::JobState::Running) => {
-            line.push_str(&format!(" on {}, {}%", job.node_id, job.progress));
+            // A parent runs on no node: its steps do.
+            if !job.node_id.is_empty() {
+                line.push_str(&format!(" on {}", job.node_id));
+            }
+            line.push_str(&format!(", {}%", job.progress));
             let message = bar_message(job);
             if !message.is_empty() {
                 line.push_str(&format!(" {message}"));
@@ -246,6 +284,10 @@ fn state_line(prev: &v1::Job, job: &v1::Job) -> Option<String> {
         ),
         v1::JobState::Queued => format!("QUEUED: {}", format::job_note(job)),
         v1::JobState::Assigned => format!("ASSIGNED to {}", job.node_id),
+        v1::JobState::Running if job.node_id.is_empty() => match job.message.as_str() {
+            "" => "RUNNING".to_owned(),
+            message => format!("RUNNING: {message}"),
+        },
         v1::JobState::Running => format!("RUNNING on {} (attempt {})", job.node_id, job.attempt),
         _ => return None,
     };
@@ -373,6 +415,52 @@ mod tests {
         lost.node_reachable = false;
         let line = change_line(Some(&running), &event(v1::JobChange::Node, lost)).unwrap();
         assert!(line.starts_with("node local is not answering"), "{line}");
+    }
+
+    fn parent(progress: u32) -> v1::Job {
+        v1::Job {
+            id: "p1".into(),
+            state: v1::JobState::Running as i32,
+            progress,
+            message: "pieces: 1 of 4 done, 2 running".into(),
+            fps: 20.0,
+            eta_seconds: 3.0,
+            steps: Some(v1::Steps::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_parent_runs_on_no_node_and_says_how_far_its_pieces_are() {
+        let line = change_line(None, &event(v1::JobChange::Snapshot, parent(37))).unwrap();
+        assert_eq!(
+            line,
+            "job p1 is RUNNING, 37% pieces: 1 of 4 done, 2 running · 20.0 fps · eta 3s"
+        );
+        let line = change_line(
+            Some(&parent(37)),
+            &event(v1::JobChange::Progress, parent(52)),
+        );
+        assert_eq!(
+            line.unwrap(),
+            "52% pieces: 1 of 4 done, 2 running · 20.0 fps · eta 3s"
+        );
+        // A retry of a failed parent.
+        let mut failed = parent(60);
+        failed.state = v1::JobState::Failed as i32;
+        let mut again = parent(60);
+        again.message = "queued again by retry: the steps that did not succeed run again".into();
+        let line = change_line(Some(&failed), &event(v1::JobChange::State, again)).unwrap();
+        assert_eq!(
+            line,
+            "RUNNING: queued again by retry: the steps that did not succeed run again"
+        );
+        // Once it ended, its message is no longer a progress note.
+        let mut done = parent(100);
+        done.state = v1::JobState::Succeeded as i32;
+        done.fps = 0.0;
+        done.eta_seconds = 0.0;
+        assert_eq!(bar_message(&done), "");
     }
 
     #[test]

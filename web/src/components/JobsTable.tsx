@@ -1,9 +1,11 @@
-// The jobs table: one row per job with id link, pipeline, state, progress, stage, node and age.
+// The jobs table: one row per job with id link, pipeline, state, progress, stage, node and age. A
+// parent's stage cell says how far its pieces are ("4 of 12 pieces").
 
 import type { Job } from "../gen/reelay/v1/job_pb";
 import { isTerminal } from "../lib/jobMap";
 import { formatAge, jobStateName, shortId } from "../lib/format";
 import { paths } from "../lib/router";
+import { piecesSummary } from "../lib/steps";
 import { Link } from "./Link";
 import { ProgressBar } from "./ProgressBar";
 import { JobStateBadge } from "./StateBadge";
@@ -43,14 +45,29 @@ export function JobsTable({ jobs, now }: { jobs: readonly Job[]; now: number }) 
             <td className="col-progress">
               <ProgressBar value={job.progress} label={`Progress of job ${shortId(job.id)}`} />
             </td>
-            <td className="stage" title={job.stage}>
-              {job.stage || (job.pendingReason ? <span className="muted">{job.pendingReason}</span> : "")}
-            </td>
+            <JobStage job={job} />
             <td className="mono">{job.nodeId || <span className="muted">—</span>}</td>
             <td title={job.createdAt ? new Date(Number(job.createdAt.seconds) * 1000).toLocaleString() : undefined}>{formatAge(job.createdAt, now)}</td>
           </tr>
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** The stage cell: a parent's pieces, else the pipeline's stage, else why the job waits. */
+function JobStage({ job }: { job: Job }) {
+  const pieces = piecesSummary(job);
+  if (pieces) {
+    return (
+      <td className="stage" title={job.message}>
+        <span data-testid="job-pieces">{pieces}</span>
+      </td>
+    );
+  }
+  return (
+    <td className="stage" title={job.stage}>
+      {job.stage || (job.pendingReason ? <span className="muted">{job.pendingReason}</span> : "")}
+    </td>
   );
 }

@@ -79,5 +79,10 @@ describe("JobMap", () => {
     expect(matchesFilter(older, { states: [JobState.RUNNING], nodeId: "" })).toBe(false);
     expect(matchesFilter(newer, { states: [JobState.RUNNING], nodeId: "n2" })).toBe(true);
     expect(matchesFilter(newer, { states: [], nodeId: "n1" })).toBe(false);
+    // A step shows on its parent's page, not in the list, unless the list asks for a node.
+    const step = job("s", 1, JobState.RUNNING, { nodeId: "n2", parentId: "p", step: "map" });
+    expect(matchesFilter(step, { states: [], nodeId: "" })).toBe(false);
+    expect(matchesFilter(step, { states: [JobState.RUNNING], nodeId: "" })).toBe(false);
+    expect(matchesFilter(step, { states: [], nodeId: "n2" })).toBe(true);
   });
 });

@@ -110,11 +110,20 @@ export function compareNewestFirst(a: Job, b: Job): number {
 export interface JobFilter {
   /** Empty: all states. */
   states: JobState[];
-  /** Empty: all nodes. */
+  /** Empty: all nodes (and only top-level jobs: a step shows on its parent's page). */
   nodeId: string;
 }
 
+/**
+ * Whether a list with this filter leaves out the steps of other jobs (as `ListJobs{top_level}`):
+ * yes unless it asks for a node, where steps are what ran (a parent runs on no node).
+ */
+export function topLevelOnly(filter: JobFilter): boolean {
+  return filter.nodeId === "";
+}
+
 export function matchesFilter(job: Job, filter: JobFilter): boolean {
+  if (job.parentId && topLevelOnly(filter)) return false;
   if (filter.states.length > 0 && !filter.states.includes(job.state)) return false;
   if (filter.nodeId && job.nodeId !== filter.nodeId) return false;
   return true;

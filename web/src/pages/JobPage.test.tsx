@@ -5,8 +5,8 @@ import { act, fireEvent, render, screen, waitFor, within } from "@testing-librar
 import { describe, expect, it } from "vitest";
 import { InputFileSchema, JobChange, JobState, LogLineSchema, TransferSchema, type JobEvent, type LogLine } from "../gen/reelay/v1/job_pb";
 import { ServicesContext } from "../state/services";
-import { fakeServices } from "../test/fakeServer";
-import { event, job } from "../test/jobs";
+import { fakeServices, holdOpen as holdOpenEvents } from "../test/fakeServer";
+import { event, job, piece, steps } from "../test/jobs";
 import { JobPage } from "./JobPage";
 
 /** A server stream the test feeds by hand. */
@@ -147,5 +147,92 @@ describe("JobPage", () => {
     await tick();
     expect(screen.queryByTestId("job-transfer")).toBeNull();
     expect(screen.getByTestId("job-input").getAttribute("data-uri")).toBe("upload:u-1");
+  });
+
+  it("shows a parent's steps live from its own WatchJob stream, each linking to its page", async () => {
+    const id = "0198aaaa-1111-7000-8000-000000000003";
+    const watch = pushable<JobEvent>();
+    const opened: string[] = [];
+    const services = fakeServices({
+      jobs: {
+        watchJob: ((req: { id: string }, ctx: { signal: AbortSignal }) => {
+          opened.push(req.id);
+          return watch.handler(req, ctx);
+        }) as never,
+        getJobLogs: holdEmpty as never,
+        getJobHistory: () => ({ events: [] }),
+        listOutputs: () => ({ files: [] }),
+      },
+    });
+    render(
+      <ServicesContext.Provider value={services}>
+        <JobPage id={id} />
+      </ServicesContext.Provider>,
+    );
+    const parent = (version: number, view: ReturnType<typeof steps>, extra = {}) =>
+      job(id, version, JobState.RUNNING, { nodeId: "", steps: view, ...extra });
+    watch.push(event(parent(2, steps(piece("split-1", JobState.RUNNING, { nodeId: "w0", progress: 50 }), [])), JobChange.SNAPSHOT));
+    await tick();
+    let rows = screen.getAllByTestId("step-row");
+    expect(rows.map((row) => row.getAttribute("data-step"))).toEqual(["split"]);
+    expect(within(rows[0]).getByTestId("step-node").textContent).toBe("w0");
+
+    // The split is done and made three pieces; two run on two nodes.
+    const split = piece("split-1", JobState.SUCCEEDED, { nodeId: "w0", progress: 100 });
+    const running = [
+      piece("map-0", JobState.RUNNING, { nodeId: "w0", progress: 40, fps: 12.5, seconds: 1 }),
+      piece("map-1", JobState.RUNNING, { nodeId: "w1", progress: 10, fps: 10, seconds: 2 }),
+      piece("map-2", JobState.QUEUED, { seconds: 3 }),
+    ];
+    watch.push(event(parent(3, steps(split, running, undefined, { totalSeconds: 6 }), { progress: 12, fps: 22.5 })));
+    await tick();
+    rows = screen.getAllByTestId("step-row");
+    expect(rows.map((row) => `${row.getAttribute("data-step")}:${row.getAttribute("data-piece")}:${row.getAttribute("data-state")}`)).toEqual([
+      "split:0:succeeded",
+      "map:0:running",
+      "map:1:running",
+      "map:2:queued",
+    ]);
+    expect(within(rows[1]).getByTestId("step-progress").getAttribute("aria-valuenow")).toBe("40");
+    expect(within(rows[1]).getByTestId("step-fps").textContent).toBe("12.5 fps");
+    expect(within(rows[2]).getByTestId("step-node").textContent).toBe("w1");
+    expect(within(rows[3]).getByTestId("step-node").textContent).toBe("—");
+    expect(within(rows[1]).getByTestId("step-link").getAttribute("href")).toBe("/jobs/map-0");
+    expect(within(rows[2]).getByTestId("step-link").textContent).toBe("Piece 2 of 3");
+    expect(screen.getByTestId("steps-summary").textContent).toBe("3 pieces (6.0 s of media), 2 running now");
+
+    // Every piece done, the join made: one more version of the same record.
+    const done = running.map((p) => piece(p.jobId, JobState.SUCCEEDED, { nodeId: p.nodeId || "w0", progress: 100, seconds: p.seconds }));
+    watch.push(event(parent(9, steps(split, done, piece("join-1", JobState.RUNNING, { nodeId: "w1", progress: 30 })), { progress: 97 })));
+    await tick();
+    rows = screen.getAllByTestId("step-row");
+    expect(rows.at(-1)!.getAttribute("data-step")).toBe("join");
+    expect(within(rows.at(-1)!).getByTestId("step-progress").getAttribute("aria-valuenow")).toBe("30");
+    expect(rows.filter((row) => row.getAttribute("data-state") === "succeeded")).toHaveLength(4);
+    // All of it from the one stream of the page: none per step.
+    expect(opened).toEqual([id]);
+  });
+
+  it("says which job a step belongs to, with a link to it", async () => {
+    const id = "0198aaaa-1111-7000-8000-000000000004";
+    const parentId = "0198aaaa-1111-7000-8000-0000000000ff";
+    const services = fakeServices({
+      jobs: {
+        watchJob: holdOpenEvents([event(job(id, 4, JobState.RUNNING, { parentId, step: "map", piece: 2, progress: 20 }), JobChange.SNAPSHOT)]) as never,
+        getJobLogs: holdEmpty as never,
+        getJobHistory: () => ({ events: [] }),
+        listOutputs: () => ({ files: [] }),
+      },
+    });
+    render(
+      <ServicesContext.Provider value={services}>
+        <JobPage id={id} />
+      </ServicesContext.Provider>,
+    );
+    await tick();
+    const note = screen.getByTestId("job-parent");
+    expect(note.textContent).toBe("This is piece 3 of job 0198aaaa…00ff.");
+    expect(within(note).getByTestId("parent-link").getAttribute("href")).toBe(`/jobs/${parentId}`);
+    expect(screen.queryByTestId("job-steps")).toBeNull();
   });
 });

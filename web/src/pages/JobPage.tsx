@@ -1,10 +1,12 @@
-// Job page: live state and progress (WatchJob), timeline, live log, outputs, and actions.
+// Job page: live state and progress (WatchJob), timeline, live log, outputs, and actions. A
+// parent's page shows its steps from its own record; a step's page names its parent.
 
 import { useSyncExternalStore } from "react";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { JobActions, type JobAction } from "../components/job/JobActions";
 import { JobLogView } from "../components/job/JobLogView";
 import { JobOutputs } from "../components/job/JobOutputs";
+import { JobSteps } from "../components/job/JobSteps";
 import { JobSummary } from "../components/job/JobSummary";
 import { JobTimeline } from "../components/job/JobTimeline";
 import { Link } from "../components/Link";
@@ -15,6 +17,7 @@ import { useTimeline } from "../hooks/useTimeline";
 import { shortId } from "../lib/format";
 import { isActive } from "../lib/jobMap";
 import { navigate, paths } from "../lib/router";
+import { isStep, stepName } from "../lib/steps";
 import { useServices } from "../state/services";
 
 export function JobPage({ id }: { id: string }) {
@@ -41,7 +44,16 @@ export function JobPage({ id }: { id: string }) {
   return (
     <section aria-labelledby="job-title" data-testid="job-page" data-job-id={id}>
       <p className="breadcrumb">
-        <Link to={paths.jobs}>Jobs</Link> / <span className="mono">{shortId(id)}</span>
+        <Link to={paths.jobs}>Jobs</Link> /{" "}
+        {job && isStep(job) ? (
+          <>
+            <Link to={paths.job(job.parentId)} className="mono">
+              {shortId(job.parentId)}
+            </Link>{" "}
+            /{" "}
+          </>
+        ) : null}
+        <span className="mono">{shortId(id)}</span>
       </p>
       <div className="page-head">
         <h1 id="job-title">
@@ -54,7 +66,22 @@ export function JobPage({ id }: { id: string }) {
       {!job && !feed.map.isDeleted(id) && watchState.status !== "failed" ? <p className="muted">Loading…</p> : null}
       {job ? (
         <>
+          {isStep(job) ? (
+            <p className="step-of" data-testid="job-parent" data-parent-id={job.parentId}>
+              This is {stepName(job)} of job{" "}
+              <Link to={paths.job(job.parentId)} className="mono" title={job.parentId} data-testid="parent-link">
+                {shortId(job.parentId)}
+              </Link>
+              .
+            </p>
+          ) : null}
           <JobSummary job={job} />
+          {job.steps ? (
+            <section aria-labelledby="steps-title">
+              <h2 id="steps-title">Steps</h2>
+              <JobSteps steps={job.steps} />
+            </section>
+          ) : null}
           <div className="job-columns">
             <section aria-labelledby="timeline-title">
               <h2 id="timeline-title">Timeline</h2>

@@ -8,13 +8,13 @@ import { HistoryPager, type ListJobs } from "./historyPager";
 
 describe("HistoryPager", () => {
   it("loads pages by token, newest first as served, and starts over on a new filter", async () => {
-    const calls: { token: string | undefined; states: JobState[] | undefined; nodeId: string | undefined }[] = [];
+    const calls: { token: string | undefined; states: JobState[] | undefined; nodeId: string | undefined; topLevel: boolean | undefined }[] = [];
     const pages: Record<string, { jobs: Job[]; next: string }> = {
       "": { jobs: [job("j3", 1), job("j2", 1)], next: "t2" },
       t2: { jobs: [job("j1", 1)], next: "" },
     };
     const list: ListJobs = async (request) => {
-      calls.push({ token: request.pageToken, states: request.states, nodeId: request.nodeId });
+      calls.push({ token: request.pageToken, states: request.states, nodeId: request.nodeId, topLevel: request.topLevel });
       const page = pages[request.pageToken ?? ""];
       return create(ListJobsResponseSchema, { jobs: page.jobs, nextPageToken: page.next });
     };
@@ -26,11 +26,14 @@ describe("HistoryPager", () => {
     expect(pager.getSnapshot().hasMore).toBe(false);
     await pager.loadMore(); // nothing more
     expect(calls.map((c) => c.token)).toEqual(["", "t2"]);
+    // Steps are left out of the list (they show on their parent's page)...
+    expect(calls.map((c) => c.topLevel)).toEqual([true, true]);
     expect(merged).toEqual(["j3", "j2", "j1"]);
     expect([...pager.getSnapshot().ids]).toEqual(["j3", "j2", "j1"]);
 
     await pager.setFilter({ states: [JobState.FAILED], nodeId: "n1" });
-    expect(calls[2]).toEqual({ token: "", states: [JobState.FAILED], nodeId: "n1" });
+    // ...but not when a node is asked for: a parent runs on no node, its steps do.
+    expect(calls[2]).toEqual({ token: "", states: [JobState.FAILED], nodeId: "n1", topLevel: false });
     expect(pager.getSnapshot().filter.nodeId).toBe("n1");
   });
 

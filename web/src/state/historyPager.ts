@@ -1,10 +1,11 @@
 // ListJobs pagination for the jobs table: pages of history (newest first) for the current filter,
 // merged into the feed's job map. Remembers which ids its pages brought so the table can show
-// them next to the live jobs.
+// them next to the live jobs. Without a node filter it asks for top-level jobs only (`top_level`):
+// steps show on their parent's page.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Job, ListJobsRequestSchema, ListJobsResponse } from "../gen/reelay/v1/job_pb";
-import type { JobFilter } from "../lib/jobMap";
+import { topLevelOnly, type JobFilter } from "../lib/jobMap";
 
 export type ListJobs = (request: MessageInitShape<typeof ListJobsRequestSchema>) => Promise<ListJobsResponse>;
 
@@ -65,6 +66,7 @@ export class HistoryPager {
         pageToken: this.nextToken,
         states: current.filter.states,
         nodeId: current.filter.nodeId,
+        topLevel: topLevelOnly(current.filter),
       });
       if (generation !== this.generation) return;
       this.merge(response.jobs);

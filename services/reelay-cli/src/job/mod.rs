@@ -3,11 +3,13 @@
 //! - `submit`: CreateJob (after an upload with `--upload`); with several jobs `batch`
 //!   (CreateJobs), `from_file` (`--from`) and `watch_many` (one watch of them all).
 //! - `upload`: a local file into the coordinator's artifact store (UploadInput, resumable).
-//! - `show`: get, list, history, outputs (reads).
+//! - `show`: get, list, history, outputs (reads); `children`: the steps `get` lists under a
+//!   job made of jobs.
 //! - `control`: cancel, retry, delete.
 //! - `watch`: WatchJob with reconnection; `logs`: GetJobLogs with follow; `download`: outputs.
 
 mod batch;
+mod children;
 mod control;
 mod download;
 mod from_file;
@@ -37,7 +39,8 @@ pub use watch::WatchArgs;
 pub enum JobCommand {
     /// Queue a job of a pipeline (or one per input file); print its id (and follow it with --watch).
     Submit(SubmitArgs),
-    /// Show one job: state, progress, node, error, outputs, times.
+    /// Show one job: state, progress, node, error, outputs, times (and the steps of a job made of
+    /// jobs: split, pieces, join).
     #[command(after_help = "Example:\n  reelay job get 0193a1b2-7c4e-7d10-9a0b-2f6c1e3d4a5b")]
     Get(JobId),
     /// List jobs, newest first.

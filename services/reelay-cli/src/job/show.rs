@@ -1,4 +1,5 @@
-//! Reading jobs: `reelay job get`, `list`, `history`, `outputs`.
+//! Reading jobs: `reelay job get` (with a parent's steps, see [`super::children`]), `list`,
+//! `history`, `outputs`.
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -56,8 +57,17 @@ pub(crate) async fn get(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
         .into_inner();
     if ctx.json() {
         json::print_line(&json::job(&job))?;
-    } else {
-        crate::out::text(&describe_job(&job, SystemTime::now()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::out::text(&describe_job(&job, SystemTime::now()))?;
+    // A job made of jobs: its steps as they are, each with its own id.
+    if job.steps.is_some() {
+        let steps = super::children::list(ctx, &job.id)
+            .await
+            .context(format!("listing the steps of job {}", job.id))?;
+        if !steps.is_empty() {
+            crate::out::text(&format!("\nsteps:\n{}", super::children::table(&steps)))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -167,6 +177,12 @@ fn describe_job(job: &v1::Job, now: SystemTime) -> String {
     let mut lines: Vec<(&str, String)> = vec![("id", job.id.clone())];
     let spec = job.spec.clone().unwrap_or_default();
     lines.push(("pipeline", spec.pipeline.clone()));
+    if !job.parent_id.is_empty() {
+        lines.push((
+            "step of",
+            format!("job {} ({})", job.parent_id, step_name(job)),
+        ));
+    }
     if !spec.params.is_empty() {
         lines.push(("params", format::pairs(&spec.params)));
     }
@@ -181,6 +197,7 @@ fn describe_job(job: &v1::Job, now: SystemTime) -> String {
     if !detail.is_empty() {
         state.push_str(&format!(" {detail}"));
     }
+    let state_has_message = !job.message.is_empty() && state.contains(&job.message);
     lines.push(("state", state));
     if job.cancel_requested && !format::is_terminal(job.state) {
         lines.push(("cancel", "requested".to_owned()));
@@ -197,7 +214,8 @@ fn describe_job(job: &v1::Job, now: SystemTime) -> String {
     if job.attempt > 0 {
         lines.push(("attempt", format!("{} of {max_attempts}", job.attempt)));
     }
-    if !job.message.is_empty() {
+    // A parent's message is in its state line already.
+    if !job.message.is_empty() && !state_has_message {
         lines.push(("message", job.message.clone()));
     }
     if !job.error.is_empty() {
@@ -293,6 +311,14 @@ pub(crate) async fn history(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     }
     crate::out::text(&table.render())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `piece 2`, `the split step`: what a step job is to its parent.
+fn step_name(job: &v1::Job) -> String {
+    match job.step.as_str() {
+        "map" => format!("piece {}", job.piece + 1),
+        step => format!("the {step} step"),
+    }
 }
 
 /// `in.mp4 (40.0 MiB, upload:<id>)`: a job's input from the artifact store.
@@ -471,6 +497,42 @@ mod tests {
         assert!(text.contains("exit code: 3\n"), "{text}");
         assert!(text.contains("attempt:   1 of 1\n"), "{text}");
         assert!(!text.contains("input"), "{text}");
+    }
+
+    #[test]
+    fn get_says_whose_step_a_job_is_and_a_parent_how_far_it_is() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let step = v1::Job {
+            id: "m1".into(),
+            parent_id: "p1".into(),
+            step: "map".into(),
+            piece: 1,
+            state: v1::JobState::Running as i32,
+            ..Default::default()
+        };
+        let text = describe_job(&step, now);
+        assert!(text.contains("step of:  job p1 (piece 2)\n"), "{text}");
+        let split = v1::Job {
+            step: "split".into(),
+            piece: 0,
+            ..step
+        };
+        assert!(describe_job(&split, now).contains("(the split step)"));
+        let parent = v1::Job {
+            id: "p1".into(),
+            state: v1::JobState::Running as i32,
+            progress: 40,
+            message: "pieces: 1 of 4 done, 2 running".into(),
+            steps: Some(v1::Steps::default()),
+            ..Default::default()
+        };
+        let text = describe_job(&parent, now);
+        assert!(
+            text.lines().any(|line| line.starts_with("state:")
+                && line.ends_with(" RUNNING 40% pieces: 1 of 4 done, 2 running")),
+            "{text}"
+        );
+        assert!(!text.contains("message:"), "said twice: {text}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 mod api;
 mod batch;
+mod chunked;
 mod limits;
 mod stats;
 mod transfer_limits;
@@ -29,7 +30,7 @@ const USAGE: &str = "\
 reelay-bench: measures Reelay against the performance targets of DESIGN.md
 
 Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers N]
-                    [--transfer-mib N] [--rss-mib N] [--only LIST]
+                    [--transfer-mib N] [--rss-mib N] [--video-seconds N] [--only LIST]
 
   --quick        a smaller run (5,000 creates, 100,000 stored jobs, 256 MiB transfers)
   --runs N       fresh clusters per throughput figure; the median is printed (default 3)
@@ -40,8 +41,12 @@ Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers 
   --transfer-mib N  MiB moved by each transfer-limits and transfers run (default 1024)
   --rss-mib N    MiB of the file whose passage the transfers section measures RSS during
                  (default 2048; 0 skips it)
-  --only LIST    comma-separated: limits,transfer-limits,transfers,create,batch,latency,progress,
-                 start,watchers,stored
+  --video-seconds N  length of the chunked section's 720p input (default 60; --quick 20)
+  --only LIST    comma-separated: limits,transfer-limits,transfers,chunked,create,batch,latency,
+                 progress,start,watchers,stored
+
+chunked compares transcode with transcode-chunked on 1, 2 and 3 workers sharing the cores, and on
+workers pinned to a core each (taskset) as many as there are cores
 
 transfer-limits and the S3 half of transfers need SeaweedFS (scripts/setup-test-env.sh puts it in
 ~/.cache/reelay-s3/); transfers prints the transfer limits too, to read its ratios against.
@@ -57,6 +62,8 @@ struct Options {
     transfer_bytes: u64,
     /// Bytes of the file the transfers section measures RSS with (0: not measured).
     rss_bytes: u64,
+    /// Length of the chunked section's input video.
+    video_seconds: u32,
     /// Measures to run (`--only create,watchers`); all when empty.
     only: Vec<String>,
 }
@@ -88,6 +95,7 @@ fn options() -> Options {
         transfer_bytes: (value("--transfer-mib").unwrap_or(if quick { 256 } else { 1024 }) as u64)
             << 20,
         rss_bytes: (value("--rss-mib").unwrap_or(if quick { 512 } else { 2048 }) as u64) << 20,
+        video_seconds: value("--video-seconds").unwrap_or(if quick { 20 } else { 60 }) as u32,
         only: args
             .iter()
             .position(|a| a == "--only")
@@ -146,6 +154,10 @@ async fn main() {
         if options.wants("transfers") {
             transfers_section(&options, &limits, s3.as_ref()).await;
         }
+    }
+
+    if options.wants("chunked") {
+        chunked_section(&options).await;
     }
 
     println!("## Reelay\n\n| measure | target | measured | |\n| --- | --- | --- | --- |");
@@ -506,4 +518,21 @@ async fn transfers_section(
         println!("\nUnder 80% of the limit: {}.", misses.join("; "));
     }
     println!();
+}
+
+async fn chunked_section(options: &Options) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("bench.mp4");
+    let seconds = options.video_seconds.max(2);
+    let segment = (seconds / 6).max(1);
+    reelay_tests::chunk::make_input(&input, seconds);
+    let runs = options.runs.max(1);
+    let mut figures = Vec::new();
+    for workers in 1..=3 {
+        figures.push(chunked::measure(&input, segment, workers, false, runs).await);
+    }
+    for workers in 1..=chunked::cores().min(3) {
+        figures.push(chunked::measure(&input, segment, workers, true, runs).await);
+    }
+    chunked::print(&figures, seconds, segment, runs);
 }

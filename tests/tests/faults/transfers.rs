@@ -2,12 +2,12 @@
 //! killed, jobs that stage them and upload outputs twice their size while workers are killed, and
 //! the check that the store holds exactly what the jobs list — no torn object, no duplicate.
 //!
-//! - The harness uploads [`UPLOADS`] files, overlapping, spread over the fault phase, through a proxy of its own
-//!   throttled to [`UPLOAD_RATE`] (so a coordinator kill lands in the middle of one), resuming each
-//!   from `GetUpload` after every cut, as the CLI does; then it creates [`RELAYS_PER_UPLOAD`]
-//!   `relay` jobs on each.
+//! - The harness uploads [`UPLOADS`] files, overlapping, spread over the fault phase, through a
+//!   proxy of its own throttled to [`UPLOAD_RATE`] (so a coordinator kill lands in the middle of
+//!   one), resuming each from `GetUpload` after every cut, as the CLI does; then it creates
+//!   [`RELAYS_PER_UPLOAD`] `relay` jobs on each.
 //! - The workers reach the store through the registration proxy, throttled too
-//!   ([`TRANSFER_RATE`]): staging and output uploads take seconds, and the schedule's
+//!   ([`TRANSFER_RATE`]): staging and output uploads take seconds, and the campaign's
 //!   planned [`TransferFault`]s (each kind twice, [`plan_faults`]) kill -9 the worker, or the
 //!   coordinator (which is the store), of a job whose transfer is under way, or the coordinator
 //!   while the harness uploads ([`under_way`]), each as soon as such a transfer is seen.

@@ -309,14 +309,22 @@ fn the_readme_quickstart_works_on_a_fresh_clone() {
         "{probe:?}"
     );
 
-    // Everything went where it should: the relative data dir at the clone's root, outputs right in
-    // the job's directory (not nested under a relative path inside it).
+    // Everything went where it should: the relative data dir at the clone's root, the outputs in
+    // its artifact store under the job's key (the worker's copy is removed once they are stored),
+    // nothing nested under a relative path inside the job's output directory.
+    let stored = clone
+        .join("reelay-data/coordinator/artifacts/outputs")
+        .join(transcode_id);
+    let thumbnails = std::fs::read_dir(&stored)
+        .map(|attempts| {
+            attempts
+                .filter_map(Result::ok)
+                .filter(|attempt| attempt.path().join("thumbnail.jpg").is_file())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(thumbnails, 1, "thumbnail.jpg in {}", stored.display());
     let outputs = clone.join("reelay-data/worker/outputs").join(transcode_id);
-    assert!(
-        outputs.join("thumbnail.jpg").is_file(),
-        "{}",
-        outputs.display()
-    );
     assert!(
         !outputs.join("reelay-data").exists(),
         "outputs nested in {}",

@@ -72,7 +72,8 @@ impl CurveOptions {
                 .cloned()
         };
         let quick = args.iter().any(|a| a == "--quick");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = tests.parent().unwrap_or(tests);
         Self {
             quick,
             runs: value("--runs").and_then(|v| v.parse().ok()).unwrap_or(3),
@@ -120,8 +121,27 @@ pub async fn run(options: &CurveOptions) {
     }
     if options.wants("stored") {
         let table = stored_curve(options).await;
-        save(options, "restart", &table, &restart_chart(&table));
-        save(options, "stored-memory", &table, &stored_memory_chart(&table));
+        let restart = table.select(&[
+            "stored_jobs",
+            "restart_sigterm_first_ms",
+            "restart_sigterm_ms",
+            "restart_sigkill_ms",
+            "runs",
+        ]);
+        save(options, "restart", &restart, &restart_chart(&restart));
+        let memory = table.select(&[
+            "stored_jobs",
+            "rss_written_mib",
+            "rss_after_restart_mib",
+            "rss_serving_mib",
+            "runs",
+        ]);
+        save(
+            options,
+            "stored-memory",
+            &memory,
+            &stored_memory_chart(&memory),
+        );
     }
 }
 
@@ -392,7 +412,7 @@ async fn cancel_all(cluster: &TestCluster, ids: &[String]) {
 
 fn progress_chart(table: &Table) -> Chart {
     chart(
-        "`::progress` line → WatchJob client latency against running jobs",
+        "::progress line → WatchJob client latency against running jobs",
         "concurrent running jobs, each printing every 100 ms (log scale)",
         "latency (ms)",
         vec![
@@ -552,7 +572,11 @@ fn restart_chart(table: &Table) -> Chart {
         "stored jobs (log scale)",
         "time from start to serving ListJobs (ms)",
         vec![
-            series(table, "restart_sigterm_first_ms", "first start after the writes"),
+            series(
+                table,
+                "restart_sigterm_first_ms",
+                "first start after the writes",
+            ),
             series(table, "restart_sigterm_ms", "after SIGTERM (median)"),
             series(table, "restart_sigkill_ms", "after SIGKILL (median)"),
         ],
@@ -583,11 +607,17 @@ mod tests {
     #[test]
     fn quick_shrinks_the_points_and_out_moves_the_files() {
         let quick = CurveOptions::from_args(&args("--curves --quick --out /tmp/x --runs 1"));
-        assert_eq!(quick.points(&[1, 10, 100, 1000], &[1, 10, 100]), [1, 10, 100]);
+        assert_eq!(
+            quick.points(&[1, 10, 100, 1000], &[1, 10, 100]),
+            [1, 10, 100]
+        );
         assert_eq!(quick.out, PathBuf::from("/tmp/x"));
         assert_eq!(quick.runs, 1);
         let full = CurveOptions::from_args(&args("--curves --only creates,stored"));
-        assert_eq!(full.points(&[1, 10, 100, 1000], &[1, 10]), [1, 10, 100, 1000]);
+        assert_eq!(
+            full.points(&[1, 10, 100, 1000], &[1, 10]),
+            [1, 10, 100, 1000]
+        );
         assert!(full.out.ends_with("docs/perf"));
         assert!(full.wants("stored") && !full.wants("progress"));
     }

@@ -42,9 +42,13 @@ pub fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
         y_max = y_max.max(y);
     }
     anyhow::ensure!(x_min <= x_max, "no points to draw in {}", chart.title);
-    let y_range = 0.0..if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    let y_range = 0.0..if y_max > 0.0 { y_max * 1.3 } else { 1.0 };
     if chart.log_x {
-        anyhow::ensure!(x_min > 0.0, "a log x axis needs positive x in {}", chart.title);
+        anyhow::ensure!(
+            x_min > 0.0,
+            "a log x axis needs positive x in {}",
+            chart.title
+        );
         let x_range = (x_min / 1.5)..(x_max * 1.5);
         render(chart, path, x_range.log_scale(), y_range)
     } else {

@@ -24,6 +24,22 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// The same rows with only `columns` (in that order; unknown names are left out).
+    pub fn select(&self, columns: &[&'static str]) -> Self {
+        let indexes: Vec<(usize, &'static str)> = columns
+            .iter()
+            .filter_map(|name| Some((self.columns.iter().position(|c| c == name)?, *name)))
+            .collect();
+        Self {
+            columns: indexes.iter().map(|(_, name)| *name).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|row| indexes.iter().map(|(i, _)| row[*i]).collect())
+                .collect(),
+        }
+    }
+
     /// The (x, y) points of column `name` against the first column.
     pub fn points(&self, name: &str) -> Vec<(f64, f64)> {
         let Some(index) = self.columns.iter().position(|c| *c == name) else {
@@ -96,6 +112,15 @@ mod tests {
         table.push(vec![10.0, 0.6, 3.0]);
         assert_eq!(table.points("p99_ms"), vec![(1.0, 2.0), (10.0, 3.0)]);
         assert!(table.points("missing").is_empty());
+    }
+
+    #[test]
+    fn select_keeps_the_named_columns_in_order() {
+        let mut table = Table::new(&["jobs", "a_ms", "b_mib", "c_mib"]);
+        table.push(vec![10.0, 1.0, 2.0, 3.0]);
+        let memory = table.select(&["jobs", "c_mib", "b_mib", "missing"]);
+        assert_eq!(memory.columns, ["jobs", "c_mib", "b_mib"]);
+        assert_eq!(memory.rows, [vec![10.0, 3.0, 2.0]]);
     }
 
     #[test]

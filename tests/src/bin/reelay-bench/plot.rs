@@ -71,6 +71,8 @@ where
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)?;
     plot.configure_mesh()
+        // Only the labelled lines: a log axis's minor lines crowd each decade's end.
+        .light_line_style(TRANSPARENT)
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .x_label_formatter(&|v| number(*v))

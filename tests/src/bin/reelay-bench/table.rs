@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn csv_has_a_header_and_one_line_per_row() {
         let mut table = Table::new(&["clients", "creates_per_s"]);
-        table.push(vec![1.0, 1523.456_7]);
+        table.push(vec![1.0, 1_523.456_7]);
         table.push(vec![64.0, 13380.0]);
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("creates.csv");

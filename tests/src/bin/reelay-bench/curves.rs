@@ -222,6 +222,8 @@ fn creates_chart(table: &Table) -> Chart {
 
 /// One point of the progress curve: latencies of the watched jobs' lines within the window.
 struct ProgressPoint {
+    /// Jobs the coordinator saw running when the window opened.
+    running: usize,
     p50: Duration,
     p99: Duration,
     samples: usize,
@@ -237,6 +239,7 @@ async fn progress_curve(options: &CurveOptions) -> Table {
         "watched_jobs",
         "samples",
         "lines_per_job_per_s",
+        "seen_running",
         "interval_ms",
         "runs",
     ]);
@@ -254,6 +257,7 @@ async fn progress_curve(options: &CurveOptions) -> Table {
         let p99 = median(&mut points.iter().map(|p| ms(p.p99)).collect::<Vec<_>>());
         let samples = median(&mut points.iter().map(|p| p.samples as f64).collect::<Vec<_>>());
         let rate = median(&mut points.iter().map(|p| p.per_job_per_s).collect::<Vec<_>>());
+        let seen_running = median(&mut points.iter().map(|p| p.running as f64).collect::<Vec<_>>());
         eprintln!("progress: {jobs} running → p50 {p50:.3} ms, p99 {p99:.3} ms ({samples} lines)");
         table.push(vec![
             jobs as f64,
@@ -262,6 +266,7 @@ async fn progress_curve(options: &CurveOptions) -> Table {
             watched as f64,
             samples,
             rate,
+            seen_running,
             ms(PROGRESS_INTERVAL),
             options.runs as f64,
         ]);
@@ -281,7 +286,7 @@ async fn progress_point(jobs: usize, watched: usize, window: Duration) -> Progre
     }
     let cluster = builder.start().await;
     // Long enough to start them all, warm up and measure; cancelled after.
-    let ticks = (Duration::from_secs(120) + window).as_millis() / PROGRESS_INTERVAL.as_millis();
+    let ticks = (Duration::from_secs(300) + window).as_millis() / PROGRESS_INTERVAL.as_millis();
     let interval = format!("{:.3}", PROGRESS_INTERVAL.as_secs_f64());
     let mut ids = Vec::with_capacity(jobs);
     for _ in 0..jobs {
@@ -326,7 +331,7 @@ async fn progress_point(jobs: usize, watched: usize, window: Duration) -> Progre
             }
         }));
     }
-    wait_running(&cluster, jobs, Duration::from_secs(180)).await;
+    let running = wait_running(&cluster, jobs, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     recording.store(true, Ordering::Relaxed);
     tokio::time::sleep(window).await;
@@ -337,6 +342,7 @@ async fn progress_point(jobs: usize, watched: usize, window: Duration) -> Progre
         watcher.abort();
     }
     ProgressPoint {
+        running,
         p50: quantile(&mut samples, 0.5),
         p99: quantile(&mut samples, 0.99),
         per_job_per_s: samples.len() as f64 / watched as f64 / window.as_secs_f64(),
@@ -367,17 +373,19 @@ async fn count_jobs(cluster: &TestCluster, states: &[v1::JobState]) -> usize {
     }
 }
 
-async fn wait_running(cluster: &TestCluster, jobs: usize, timeout: Duration) {
+/// Waits until the coordinator sees `jobs` running, or `timeout`: the jobs it sees running then.
+/// A saturated cluster reports the starts late; the point is measured anyway, and says so.
+async fn wait_running(cluster: &TestCluster, jobs: usize, timeout: Duration) -> usize {
     let started = Instant::now();
     loop {
         let running = count_jobs(cluster, &[v1::JobState::Running]).await;
         if running >= jobs {
-            return;
+            return running;
         }
-        assert!(
-            started.elapsed() < timeout,
-            "only {running} of {jobs} jobs running after {timeout:?}"
-        );
+        if started.elapsed() >= timeout {
+            eprintln!("progress: only {running} of {jobs} jobs seen running after {timeout:?}");
+            return running;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

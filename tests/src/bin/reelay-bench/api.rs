@@ -80,7 +80,7 @@ pub async fn create_latency(cluster: &TestCluster, calls: usize) -> (Duration, D
     (quantile(&mut samples, 0.5), quantile(&mut samples, 0.99))
 }
 
-fn now_ns() -> u128 {
+pub fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -88,7 +88,7 @@ fn now_ns() -> u128 {
 }
 
 /// The time a tick pipeline printed into `stage`, in ns since the epoch.
-fn printed_at(stage: &str) -> Option<u128> {
+pub fn printed_at(stage: &str) -> Option<u128> {
     stage.split("t=").nth(1).and_then(|t| t.trim().parse().ok())
 }
 
@@ -224,7 +224,8 @@ pub async fn watchers_memory(cluster: &TestCluster, watchers: usize) -> (f64, f6
     let before = rss_mib(pid);
     let release = Arc::new(Notify::new());
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(watchers);
-    let connections = 50;
+    // At most ~200 streams on one HTTP/2 connection.
+    let connections = (watchers / 200).max(50);
     let mut tasks = Vec::new();
     for connection in 0..connections {
         let client = cluster.jobs().await;
@@ -285,7 +286,9 @@ async fn page_p50(cluster: &TestCluster, request: v1::ListJobsRequest) -> Durati
     quantile(&mut samples, 0.5)
 }
 
-async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
+/// Stops the coordinator (SIGTERM, or SIGKILL when `crash`), starts it again and times how long
+/// until it serves ListJobs.
+pub async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
     if crash {
         cluster.coordinator.kill9();
     } else {

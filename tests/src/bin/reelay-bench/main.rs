@@ -8,6 +8,7 @@
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only create,watchers
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only transfer-limits
 //! cargo run --release -p reelay-tests --bin reelay-bench -- --only transfers
+//! cargo run --release -p reelay-tests --bin reelay-bench -- --curves [--quick] [--out DIR]
 //! ```
 //!
 //! Throughput figures are medians of several runs (`--runs`, default 3) on a fresh cluster each;
@@ -16,8 +17,11 @@
 mod api;
 mod batch;
 mod chunked;
+mod curves;
 mod limits;
+mod plot;
 mod stats;
+mod table;
 mod transfer_limits;
 mod transfers;
 
@@ -47,6 +51,11 @@ Usage: reelay-bench [--quick] [--runs N] [--creates N] [--stored N] [--watchers 
 
 chunked compares transcode with transcode-chunked on 1, 2 and 3 workers sharing the cores, and on
 workers pinned to a core each (taskset) as many as there are cores
+
+--curves       instead: cost against work, as CSV + SVG into --out DIR (default docs/perf):
+               creates/s by clients, progress latency by running jobs, RSS by watchers,
+               restart time and RSS by stored jobs (--quick: smaller points; --only picks
+               creates,progress,watchers,stored)
 
 transfer-limits and the S3 half of transfers need SeaweedFS (scripts/setup-test-env.sh puts it in
 ~/.cache/reelay-s3/); transfers prints the transfer limits too, to read its ratios against.
@@ -123,6 +132,11 @@ async fn main() {
         "benchmarking {}",
         reelay_tests::process::reelay_bin().display()
     );
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--curves") {
+        curves::run(&curves::CurveOptions::from_args(&args)).await;
+        return;
+    }
 
     let mut sled_each = 0.0;
     if options.wants("limits") {

@@ -426,6 +426,29 @@ impl TestCluster {
             .into_inner()
     }
 
+    /// Every job stored, all pages, newest first.
+    pub async fn all_jobs(&self) -> Vec<v1::Job> {
+        let mut client = self.jobs().await;
+        let mut jobs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_jobs(v1::ListJobsRequest {
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .expect("list jobs")
+                .into_inner();
+            jobs.extend(page.jobs);
+            if page.next_page_token.is_empty() {
+                return jobs;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     pub async fn get(&self, id: &str) -> v1::Job {
         self.connect()
             .jobs()

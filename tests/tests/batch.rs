@@ -58,29 +58,6 @@ fn error_of(result: &v1::CreateJobResult) -> &v1::ItemError {
     }
 }
 
-/// Every job stored, all pages.
-async fn all_jobs(cluster: &TestCluster) -> Vec<v1::Job> {
-    let mut client = cluster.jobs().await;
-    let mut jobs = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_jobs(v1::ListJobsRequest {
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("list jobs")
-            .into_inner();
-        jobs.extend(page.jobs);
-        if page.next_page_token.is_empty() {
-            return jobs;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
 /// A WatchJobs stream without snapshots, open (subscribed) when this returns.
 async fn watch_all(cluster: &TestCluster) -> tonic::Streaming<v1::JobEvent> {
     cluster
@@ -204,7 +181,8 @@ async fn a_mixed_batch_answers_each_item_in_order() {
 
     // Exactly three jobs exist, each readable, and watchers heard of each once.
     let created: HashSet<String> = [&a.id, &b.id, &anonymous.id].into_iter().cloned().collect();
-    let stored: HashSet<String> = all_jobs(&cluster)
+    let stored: HashSet<String> = cluster
+        .all_jobs()
         .await
         .into_iter()
         .map(|job| job.id)
@@ -234,7 +212,7 @@ async fn a_repeated_batch_creates_nothing() {
         assert_eq!(job_of(one).id, job_of(two).id, "the same job again");
         assert!(!two.created, "nothing new: {two:?}");
     }
-    assert_eq!(all_jobs(&cluster).await.len(), 50);
+    assert_eq!(cluster.all_jobs().await.len(), 50);
     assert!(
         created_events(&mut watch, 0, Duration::from_millis(300))
             .await
@@ -265,13 +243,13 @@ async fn a_batch_over_the_limit_is_refused_whole() {
         "names the count and the limit: {}",
         status.message()
     );
-    assert!(all_jobs(&cluster).await.is_empty(), "nothing was created");
+    assert!(cluster.all_jobs().await.is_empty(), "nothing was created");
     let empty = create_jobs(&cluster, Vec::new()).await;
     assert!(empty.is_empty(), "an empty batch is an empty answer");
     let full: Vec<v1::CreateJobRequest> = (0..1000).map(|n| quick(&format!("full-{n}"))).collect();
     let results = create_jobs(&cluster, full).await;
     assert!(results.iter().all(|result| result.created));
-    assert_eq!(all_jobs(&cluster).await.len(), 1000);
+    assert_eq!(cluster.all_jobs().await.len(), 1000);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,7 +347,7 @@ async fn kill9_in_a_stream_of_batches_loses_no_acknowledged_job_and_doubles_none
     cluster.wait_serving().await;
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let stored = all_jobs(&cluster).await;
+    let stored = cluster.all_jobs().await;
     let mut by_request: HashMap<&str, Vec<&str>> = HashMap::new();
     for job in &stored {
         by_request
@@ -405,7 +383,7 @@ async fn kill9_in_a_stream_of_batches_loses_no_acknowledged_job_and_doubles_none
                 .expect("create jobs after the restart");
         }
     }
-    let stored = all_jobs(&cluster).await;
+    let stored = cluster.all_jobs().await;
     let mut by_request: HashMap<&str, Vec<&str>> = HashMap::new();
     for job in &stored {
         by_request
@@ -469,7 +447,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
         out.contains("a.txt (job ") && out.contains("b.txt (job "),
         "each job named by its file: {out}"
     );
-    let jobs = all_jobs(&cluster).await;
+    let jobs = cluster.all_jobs().await;
     assert_eq!(jobs.len(), 2);
     let mut inputs: Vec<String> = jobs
         .iter()
@@ -498,7 +476,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
         out.contains("nothing new: all 2 jobs were submitted before"),
         "says nothing new was made: {out}"
     );
-    assert_eq!(all_jobs(&cluster).await.len(), 2, "no job twice");
+    assert_eq!(cluster.all_jobs().await.len(), 2, "no job twice");
 
     // A new prefix submits them anew; -q prints their ids, one per line.
     let anew = reelay(
@@ -519,7 +497,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
     let ids: Vec<String> = text(&anew.stdout).lines().map(str::to_owned).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(ids.iter().all(|id| id.len() == 36), "{ids:?}");
-    assert_eq!(all_jobs(&cluster).await.len(), 4);
+    assert_eq!(cluster.all_jobs().await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -551,7 +529,7 @@ async fn from_a_jsonl_file_and_a_failing_job_under_watch() {
         "{err}"
     );
     assert!(err.contains("nothing was submitted"), "{err}");
-    assert!(all_jobs(&cluster).await.is_empty());
+    assert!(cluster.all_jobs().await.is_empty());
 
     // One job per line, as JSON; the pipeline from the command line for lines without one.
     std::fs::write(
@@ -569,7 +547,7 @@ async fn from_a_jsonl_file_and_a_failing_job_under_watch() {
     );
     let (out, err) = (text(&watched.stdout), text(&watched.stderr));
     assert_eq!(watched.status.code(), Some(1), "one job failed: {out}{err}");
-    let jobs = all_jobs(&cluster).await;
+    let jobs = cluster.all_jobs().await;
     assert_eq!(jobs.len(), 3);
     let failed = jobs
         .iter()
@@ -682,7 +660,7 @@ async fn a_watch_of_several_jobs_survives_a_coordinator_restart() {
     // Once the jobs run, the coordinator dies and comes back.
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let jobs = all_jobs(&cluster).await;
+            let jobs = cluster.all_jobs().await;
             if jobs.len() == 3
                 && jobs
                     .iter()

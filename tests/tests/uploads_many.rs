@@ -83,20 +83,6 @@ fn write_files(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> 
         .collect()
 }
 
-async fn all_jobs(cluster: &TestCluster) -> Vec<v1::Job> {
-    cluster
-        .jobs()
-        .await
-        .list_jobs(v1::ListJobsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("list jobs")
-        .into_inner()
-        .jobs
-}
-
 /// The job of `pipeline` on the upload of file `name` holding `data`.
 fn job_on<'a>(jobs: &'a [v1::Job], pipeline: &str, name: &str, data: &[u8]) -> &'a v1::Job {
     let uri = format!("upload:{}", derived_upload_id(name, data));
@@ -110,7 +96,7 @@ fn job_on<'a>(jobs: &'a [v1::Job], pipeline: &str, name: &str, data: &[u8]) -> &
 
 /// Each file has its job of `pipeline`, succeeded, whose copy.bin is the file's bytes.
 async fn assert_copied(cluster: &TestCluster, pipeline: &str, files: &[(String, Vec<u8>)]) {
-    let jobs = all_jobs(cluster).await;
+    let jobs = cluster.all_jobs().await;
     for (name, data) in files {
         let job = job_on(&jobs, pipeline, name, data);
         assert_eq!(
@@ -167,7 +153,7 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
             "each job named by its file: {out}"
         );
     }
-    assert_eq!(all_jobs(&cluster).await.len(), 3, "notes.txt is no job");
+    assert_eq!(cluster.all_jobs().await.len(), 3, "notes.txt is no job");
     assert_copied(&cluster, "copy", &files).await;
 
     // The same command again: every file is found uploaded, every job submitted before.
@@ -183,7 +169,7 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
         "{out}"
     );
     assert!(out.contains("3 jobs: 3 succeeded"), "{out}");
-    assert_eq!(all_jobs(&cluster).await.len(), 3, "no job twice");
+    assert_eq!(cluster.all_jobs().await.len(), 3, "no job twice");
 
     // A new file in the folder: only it is sent, only its job is new.
     files.extend(write_files(&clips, &[("d.bin", random_bytes(2 * MIB, 4))]));
@@ -202,7 +188,7 @@ async fn a_glob_of_files_is_uploaded_once_and_makes_one_job_each() {
         "{out}"
     );
     assert!(out.contains("4 jobs: 4 succeeded"), "{out}");
-    assert_eq!(all_jobs(&cluster).await.len(), 4);
+    assert_eq!(cluster.all_jobs().await.len(), 4);
     assert_copied(&cluster, "copy", &files).await;
 }
 
@@ -232,7 +218,7 @@ async fn a_file_the_pipeline_refuses_fails_the_watch_by_name_and_from_lines_name
     let watched = prompt.run("reelay job submit picky --upload in/*.bin --watch");
     let (out, err) = (text(&watched.stdout), text(&watched.stderr));
     assert_eq!(watched.status.code(), Some(1), "one job failed: {out}{err}");
-    let jobs = all_jobs(&cluster).await;
+    let jobs = cluster.all_jobs().await;
     assert_eq!(jobs.len(), 3, "{jobs:#?}");
     let (name, data) = &files[1];
     let failed = job_on(&jobs, "picky", name, data);
@@ -272,6 +258,6 @@ async fn a_file_the_pipeline_refuses_fails_the_watch_by_name_and_from_lines_name
         "{out}"
     );
     assert!(out.contains("2 jobs: 2 succeeded"), "{out}");
-    assert_eq!(all_jobs(&cluster).await.len(), 5);
+    assert_eq!(cluster.all_jobs().await.len(), 5);
     assert_copied(&cluster, "copy", &good).await;
 }

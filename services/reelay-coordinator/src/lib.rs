@@ -244,7 +244,44 @@ pub async fn run(
     tokio::task::spawn_blocking(move || raw.flush())
         .await
         .map_err(|err| CoordinatorError::Internal(err.to_string()))??;
+    let closed = Arc::downgrade(store.raw());
+    drop(store);
+    checkpoint(closed, &config).await;
     served.map_err(|err| CoordinatorError::Internal(format!("server: {err}")))
+}
+
+/// How long a stop waits for the last users of the database to let go of it before its checkpoint.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
+/// Once the database is closed (`closed` has no strong holder left: the tasks that used it have
+/// ended), opens and closes it again so the next start replays nothing (`SledStore::checkpoint`).
+/// Everything was flushed before: a stop that skips or fails this loses nothing, the next start is
+/// only slower. Tasks still holding the database after `CHECKPOINT_WAIT` skip it.
+async fn checkpoint(closed: std::sync::Weak<dyn reelay_store::Store>, config: &CoordinatorConfig) {
+    let waiting = std::time::Instant::now();
+    while closed.strong_count() > 0 {
+        if waiting.elapsed() > CHECKPOINT_WAIT {
+            tracing::info!("storage still in use: no checkpoint, the next start replays its log");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let path = config.data_dir.clone();
+    let options = SledOptions {
+        cache_bytes: config.cache_bytes,
+    };
+    let done =
+        tokio::task::spawn_blocking(move || SledStore::checkpoint(&path, &store::SCHEMA, options))
+            .await;
+    match done {
+        Ok(Ok(())) => tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "storage checkpointed: the next start replays nothing"
+        ),
+        Ok(Err(err)) => tracing::warn!(error = %err, "storage checkpoint failed"),
+        Err(err) => tracing::warn!(error = %err, "storage checkpoint task failed"),
+    }
 }
 
 /// What workers are told about the artifact store: go through this coordinator (a local

@@ -359,6 +359,16 @@ impl SledStore {
         Ok(stored)
     }
 
+    /// Opens the closed database in `path` once more and closes it again, so that the next start
+    /// is quick: sled 0.34 writes its page-table snapshot only when it opens a database, and replays
+    /// at every open all it logged since the last snapshot (1.5 s after a million created jobs).
+    /// Opening here, at a clean stop, moves that replay from the next start to this stop. The
+    /// database must be closed (every handle dropped); the open waits for its lock like any open.
+    pub fn checkpoint(path: &Path, schema: &Schema, options: SledOptions) -> Result<()> {
+        drop(SledStore::open(path, schema, options)?);
+        Ok(())
+    }
+
     /// Bytes on disk (for metrics).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -486,6 +496,57 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// The log position of the newest page-table snapshot sled wrote (`snap.<lsn in hex>`).
+    fn newest_snapshot(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let lsn = name.strip_prefix("snap.")?;
+                u64::from_str_radix(lsn.split('.').next()?, 16).ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_checkpoint_snapshots_what_was_written_since_the_open_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let opened_at = newest_snapshot(dir.path());
+        let mut batch = WriteBatch::default();
+        for n in 0u32..20_000 {
+            batch.put("a", n.to_be_bytes().to_vec(), vec![7; 64]);
+        }
+        store.commit(&batch).unwrap();
+        drop(store);
+        // Closing alone leaves the snapshot of the open: the next open would replay the writes.
+        assert_eq!(newest_snapshot(dir.path()), opened_at);
+
+        let options = SledOptions {
+            cache_bytes: 1 << 20,
+        };
+        SledStore::checkpoint(dir.path(), &SCHEMA, options).unwrap();
+        assert!(newest_snapshot(dir.path()) > opened_at);
+        let store = open(dir.path());
+        assert_eq!(
+            store.get("a", &19_999u32.to_be_bytes()).unwrap(),
+            Some(vec![7; 64])
+        );
+        let marker = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
+        assert!(!marker.contains("clean-size"), "opened again: {marker}");
+    }
+
+    #[test]
+    fn a_checkpoint_of_an_open_database_waits_then_says_it_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = open(dir.path());
+        let options = SledOptions {
+            cache_bytes: 1 << 20,
+        };
+        assert!(SledStore::checkpoint(dir.path(), &SCHEMA, options).is_err());
     }
 
     #[test]

@@ -265,6 +265,8 @@ pub struct StoredFigures {
     pub first_page: Duration,
     pub state_page: Duration,
     pub deep_page: Duration,
+    /// SIGTERM → exited, right after the jobs were written (includes the storage checkpoint).
+    pub stop_clean: Duration,
     pub restart_clean: Duration,
     pub restart_crash: Duration,
     pub rss_after_restart: f64,
@@ -289,11 +291,19 @@ async fn page_p50(cluster: &TestCluster, request: v1::ListJobsRequest) -> Durati
 /// Stops the coordinator (SIGTERM, or SIGKILL when `crash`), starts it again and times how long
 /// until it serves ListJobs.
 pub async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
+    time_stop_and_restart(cluster, crash).await.1
+}
+
+/// [`time_restart`], also timing the stop: signal sent → process gone (a clean stop flushes and
+/// checkpoints the database).
+pub async fn time_stop_and_restart(cluster: &mut TestCluster, crash: bool) -> (Duration, Duration) {
+    let stopping = Instant::now();
     if crash {
         cluster.coordinator.kill9();
     } else {
         cluster.coordinator.terminate(Duration::from_secs(60));
     }
+    let stop = stopping.elapsed();
     let started = Instant::now();
     cluster.coordinator.restart();
     let url = cluster.url();
@@ -309,7 +319,7 @@ pub async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
                 ..Default::default()
             };
             if jobs.list_jobs(request).await.is_ok() {
-                return started.elapsed();
+                return (stop, started.elapsed());
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -351,13 +361,14 @@ pub async fn stored_jobs(cluster: &mut TestCluster, jobs: usize) -> StoredFigure
         ..Default::default()
     };
     let deep_page = page_p50(cluster, deep).await;
-    let restart_clean = time_restart(cluster, false).await;
+    let (stop_clean, restart_clean) = time_stop_and_restart(cluster, false).await;
     let restart_crash = time_restart(cluster, true).await;
     let rss_after_restart = rss_mib(cluster.coordinator.pid().expect("pid"));
     StoredFigures {
         first_page,
         state_page,
         deep_page,
+        stop_clean,
         restart_clean,
         restart_crash,
         rss_after_restart,

@@ -124,6 +124,7 @@ pub async fn run(options: &CurveOptions) {
         let restart = table.select(&[
             "stored_jobs",
             "restart_sigterm_first_ms",
+            "stop_sigterm_first_ms",
             "restart_sigterm_ms",
             "restart_sigkill_ms",
             "runs",
@@ -487,6 +488,7 @@ async fn stored_curve(options: &CurveOptions) -> Table {
     let mut table = Table::new(&[
         "stored_jobs",
         "restart_sigterm_first_ms",
+        "stop_sigterm_first_ms",
         "restart_sigterm_ms",
         "restart_sigkill_ms",
         "rss_written_mib",
@@ -511,9 +513,13 @@ async fn stored_curve(options: &CurveOptions) -> Table {
             started.elapsed().as_secs_f64()
         );
         let rss_written = coordinator_rss(&cluster);
-        let (mut clean, mut crash) = (Vec::new(), Vec::new());
-        for _ in 0..options.runs.max(1) {
-            clean.push(ms(api::time_restart(&mut cluster, false).await));
+        let (mut clean, mut crash, mut first_stop) = (Vec::new(), Vec::new(), 0.0);
+        for run in 0..options.runs.max(1) {
+            let (stop, start) = api::time_stop_and_restart(&mut cluster, false).await;
+            if run == 0 {
+                first_stop = ms(stop);
+            }
+            clean.push(ms(start));
             crash.push(ms(api::time_restart(&mut cluster, true).await));
         }
         let rss_restarted = coordinator_rss(&cluster);
@@ -522,11 +528,12 @@ async fn stored_curve(options: &CurveOptions) -> Table {
         let first = clean[0];
         let (clean, crash) = (median(&mut clean), median(&mut crash));
         eprintln!(
-            "stored: {stored} → first restart {first:.0} ms, SIGTERM {clean:.0} ms, SIGKILL {crash:.0} ms, RSS {rss_restarted:.0} / {rss_serving:.0} MiB"
+            "stored: {stored} → first stop {first_stop:.0} ms, first restart {first:.0} ms, SIGTERM {clean:.0} ms, SIGKILL {crash:.0} ms, RSS {rss_restarted:.0} / {rss_serving:.0} MiB"
         );
         table.push(vec![
             stored as f64,
             first,
+            first_stop,
             clean,
             crash,
             rss_written,
@@ -578,12 +585,17 @@ fn restart_chart(table: &Table) -> Chart {
     chart(
         "Coordinator restart time against stored jobs",
         "stored jobs (log scale)",
-        "time from start to serving ListJobs (ms)",
+        "time (ms): start to serving ListJobs, or SIGTERM to exit",
         vec![
             series(
                 table,
                 "restart_sigterm_first_ms",
                 "first start after the writes",
+            ),
+            series(
+                table,
+                "stop_sigterm_first_ms",
+                "the stop before it (SIGTERM to exit, with the checkpoint)",
             ),
             series(table, "restart_sigterm_ms", "after SIGTERM (median)"),
             series(table, "restart_sigkill_ms", "after SIGKILL (median)"),
@@ -635,6 +647,7 @@ mod tests {
         let mut table = Table::new(&[
             "stored_jobs",
             "restart_sigterm_first_ms",
+            "stop_sigterm_first_ms",
             "restart_sigterm_ms",
             "restart_sigkill_ms",
             "rss_written_mib",
@@ -642,10 +655,15 @@ mod tests {
             "rss_serving_mib",
             "runs",
         ]);
-        table.push(vec![10_000.0, 50.0, 40.0, 60.0, 30.0, 20.0, 25.0, 3.0]);
-        table.push(vec![100_000.0, 90.0, 80.0, 100.0, 60.0, 40.0, 45.0, 3.0]);
+        table.push(vec![
+            10_000.0, 50.0, 70.0, 40.0, 60.0, 30.0, 20.0, 25.0, 3.0,
+        ]);
+        table.push(vec![
+            100_000.0, 90.0, 120.0, 80.0, 100.0, 60.0, 40.0, 45.0, 3.0,
+        ]);
+        assert_eq!(restart_chart(&table).series.len(), 4);
+        assert_eq!(stored_memory_chart(&table).series.len(), 3);
         for chart in [restart_chart(&table), stored_memory_chart(&table)] {
-            assert_eq!(chart.series.len(), 3);
             for series in &chart.series {
                 assert_eq!(series.points.len(), 2, "{}", series.name);
             }

@@ -279,8 +279,9 @@ async fn main() {
             &format!("restart with {} stored jobs", options.stored),
             "serving ≤ 1 s",
             format!(
-                "{:.0} ms after SIGTERM, {:.0} ms after SIGKILL (RSS {:.0} MiB)",
+                "{:.0} ms after SIGTERM (the stop took {:.0} ms), {:.0} ms after SIGKILL (RSS {:.0} MiB)",
                 ms(stored.restart_clean),
+                ms(stored.stop_clean),
                 ms(stored.restart_crash),
                 stored.rss_after_restart
             ),

@@ -407,7 +407,11 @@ async fn finish(
     job.transfer = None;
     control.release_slot();
     record(supervisor, job, true, None, true).await;
-    tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, error = %job.error, "attempt finished");
+    if job.error.is_empty() {
+        tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, "attempt finished");
+    } else {
+        tracing::info!(job_id = %job.job_id, attempt = job.attempt, state = ?state, error = %job.error, "attempt finished");
+    }
 }
 
 /// The outputs the pipeline left, with size and SHA-256.

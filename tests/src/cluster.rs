@@ -426,6 +426,26 @@ impl TestCluster {
             .into_inner()
     }
 
+    /// Runs the `reelay` CLI with `args` in `dir` against this cluster.
+    pub fn cli(&self, dir: &Path, args: &[&str]) -> std::process::Output {
+        crate::process::reelay_cli(&self.url(), dir, args)
+    }
+
+    /// The steps of `parent`, in order (split, pieces, join).
+    pub async fn steps_of(&self, parent: &str) -> Vec<v1::Job> {
+        self.jobs()
+            .await
+            .list_jobs(v1::ListJobsRequest {
+                parent_id: parent.to_owned(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("ListJobs of a parent")
+            .into_inner()
+            .jobs
+    }
+
     /// Every job stored, all pages, newest first.
     pub async fn all_jobs(&self) -> Vec<v1::Job> {
         let mut client = self.jobs().await;
@@ -586,6 +606,11 @@ impl TestCluster {
 }
 
 /// A job spec for `pipeline` with `params`.
+/// A job's state as the enum (`Unspecified` for a value this build does not know).
+pub fn job_state(job: &v1::Job) -> v1::JobState {
+    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
+}
+
 pub fn spec(pipeline: &str, params: &[(&str, &str)]) -> v1::JobSpec {
     v1::JobSpec {
         pipeline: pipeline.to_owned(),

@@ -1,7 +1,7 @@
 //! One real `reelay` process: started with arguments, logs to a file, stopped by PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -40,6 +40,28 @@ pub fn reelay_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Runs the `reelay` CLI with `args` in `dir` against `server` (`REELAY_SERVER`; a `REELAY_TOKEN` of
+/// the environment is not passed on) and waits for it.
+pub fn reelay_cli(server: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(reelay_bin())
+        .args(args)
+        .env("REELAY_SERVER", server)
+        .env_remove("REELAY_TOKEN")
+        .current_dir(dir)
+        .output()
+        .expect("run reelay")
+}
+
+/// What a command printed on standard output, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a command printed on standard error, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Resident memory of process `pid` in MiB.

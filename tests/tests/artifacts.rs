@@ -10,7 +10,7 @@ use reelay_tests::artifacts::{
     upload,
 };
 use reelay_tests::proxy::FaultProxy;
-use reelay_tests::{TestCluster, WorkerSpec};
+use reelay_tests::{TestCluster, WorkerSpec, job_state};
 
 /// Pipelines of these tests: one that writes a big output, one that reads its input slowly.
 const CONFIG: &str = r#"
@@ -23,10 +23,6 @@ params = [ { name = "mb", default = "1", pattern = "[0-9]{1,4}" } ]
 "#;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn state(job: &v1::Job) -> v1::JobState {
-    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
-}
 
 /// A worker whose way to the coordinator (registration, the artifact store) goes through `proxy`.
 fn through(proxy: &FaultProxy, extra: &[&str]) -> WorkerSpec {
@@ -64,7 +60,7 @@ async fn outputs_outlive_their_worker_and_inputs_are_fetched_once_per_node() {
 
     let first = cluster.submit_spec(input_spec("copy", &[], &uri)).await;
     let first = cluster.wait_finished_within(&first.id, TIMEOUT).await;
-    assert_eq!(state(&first), v1::JobState::Succeeded, "{first:#?}");
+    assert_eq!(job_state(&first), v1::JobState::Succeeded, "{first:#?}");
     let input = first.input.clone().expect("the job shows its input");
     assert_eq!(
         (input.name.as_str(), input.size),
@@ -88,7 +84,7 @@ async fn outputs_outlive_their_worker_and_inputs_are_fetched_once_per_node() {
     // A second job on the same input fetches nothing: the node's cache has it.
     let second = cluster.submit_spec(input_spec("copy", &[], &uri)).await;
     let second = cluster.wait_finished_within(&second.id, TIMEOUT).await;
-    assert_eq!(state(&second), v1::JobState::Succeeded, "{second:#?}");
+    assert_eq!(job_state(&second), v1::JobState::Succeeded, "{second:#?}");
     let worker_log = cluster.workers[0].process.log_text();
     assert_eq!(
         worker_log
@@ -214,7 +210,7 @@ async fn a_corrupted_input_is_fetched_again_then_the_job_fails_saying_so() {
         .submit_spec(input_spec("copy", &[], &format!("upload:{}", uploaded.id)))
         .await;
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Failed, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Failed, "{job:#?}");
     assert!(
         job.error.contains("not what was uploaded, twice"),
         "{}",
@@ -238,11 +234,11 @@ async fn an_input_larger_than_the_cache_fails_clearly_and_the_node_stays_usable(
         .submit_spec(input_spec("copy", &[], &format!("upload:{}", uploaded.id)))
         .await;
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Failed, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Failed, "{job:#?}");
     assert!(job.error.contains("--cache-size"), "{}", job.error);
     let count = cluster.submit("count", &[("steps", "2")]).await;
     let count = cluster.wait_finished_within(&count.id, TIMEOUT).await;
-    assert_eq!(state(&count), v1::JobState::Succeeded, "{count:#?}");
+    assert_eq!(job_state(&count), v1::JobState::Succeeded, "{count:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,7 +268,7 @@ async fn kill9_while_staging_resumes_the_fetch_and_the_job_ends_once() {
     let before = proxy.bytes();
     cluster.workers[0].process.restart();
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Succeeded, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Succeeded, "{job:#?}");
     assert_eq!(job.attempt, 1, "the same attempt finished: {job:#?}");
     // Resumed, not started over: less than the whole input crossed the link after the restart
     // (the output's upload goes the same way, so count both).
@@ -316,7 +312,7 @@ async fn kill9_while_uploading_outputs_resumes_and_leaves_no_torn_object() {
     proxy.throttle(0);
     cluster.workers[0].process.restart();
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Succeeded, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Succeeded, "{job:#?}");
     let output = &job.outputs[0];
     assert_eq!(output.size, 40 << 20);
     let objects = local_objects(&store);
@@ -349,10 +345,10 @@ async fn a_store_that_does_not_answer_is_waited_out_then_fails_after_the_deadlin
             job.message.contains("does not answer")
         })
         .await;
-    assert_eq!(state(&waiting), v1::JobState::Assigned, "{waiting:#?}");
+    assert_eq!(job_state(&waiting), v1::JobState::Assigned, "{waiting:#?}");
     proxy.restore();
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Succeeded, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Succeeded, "{job:#?}");
 
     // Down for longer than --transfer-deadline: the job fails, saying why.
     let other = random_bytes(1 << 20, 8);
@@ -362,7 +358,7 @@ async fn a_store_that_does_not_answer_is_waited_out_then_fails_after_the_deadlin
         .submit_spec(input_spec("copy", &[], &format!("upload:{}", uploaded.id)))
         .await;
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Failed, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Failed, "{job:#?}");
     assert!(job.error.contains("did not answer for 4s"), "{}", job.error);
     proxy.restore();
 }

@@ -9,7 +9,7 @@ use reelay_tests::artifacts::{download, input_spec, random_bytes, sha256_hex, up
 use reelay_tests::docker::ffprobe;
 use reelay_tests::proxy::FaultProxy;
 use reelay_tests::s3::S3Server;
-use reelay_tests::{TestCluster, WorkerSpec};
+use reelay_tests::{TestCluster, WorkerSpec, job_state};
 
 const BUCKET: &str = "reelay";
 const PREFIX: &str = "fleet";
@@ -56,10 +56,6 @@ async fn s3_cluster(s3: &S3Server) -> TestCluster {
     builder.start().await
 }
 
-fn state(job: &v1::Job) -> v1::JobState {
-    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_200_mb_video_is_uploaded_transcoded_and_downloaded_after_its_worker_is_gone() {
     let s3 = S3Server::start().await;
@@ -96,7 +92,7 @@ async fn a_200_mb_video_is_uploaded_transcoded_and_downloaded_after_its_worker_i
         .await;
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
     assert_eq!(
-        state(&job),
+        job_state(&job),
         v1::JobState::Succeeded,
         "{job:#?}\n{}",
         cluster.logs()
@@ -144,11 +140,11 @@ async fn s3_inputs_are_staged_once_per_node_and_a_missing_one_is_refused() {
     let first = cluster.submit_spec(spec()).await;
     assert_eq!(first.input.as_ref().map(|input| input.size), Some(3 << 20));
     let first = cluster.wait_finished_within(&first.id, TIMEOUT).await;
-    assert_eq!(state(&first), v1::JobState::Succeeded, "{first:#?}");
+    assert_eq!(job_state(&first), v1::JobState::Succeeded, "{first:#?}");
     assert_eq!(first.outputs[0].sha256, sha256_hex(&data));
     let second = cluster.submit_spec(spec()).await;
     let second = cluster.wait_finished_within(&second.id, TIMEOUT).await;
-    assert_eq!(state(&second), v1::JobState::Succeeded, "{second:#?}");
+    assert_eq!(job_state(&second), v1::JobState::Succeeded, "{second:#?}");
     let log = cluster.workers[0].process.log_text();
     assert_eq!(
         log.matches("input found in the node's cache").count(),
@@ -204,7 +200,7 @@ async fn an_s3_upload_survives_the_store_going_down_and_a_kill9_of_its_worker() 
         .await;
     s3.restart().await;
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Succeeded, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Succeeded, "{job:#?}");
 
     // Killed in the middle of an upload (a slow link): the restarted worker resumes it.
     proxy.throttle(4 << 20);
@@ -222,7 +218,7 @@ async fn an_s3_upload_survives_the_store_going_down_and_a_kill9_of_its_worker() 
     proxy.throttle(0);
     cluster.workers[0].process.restart();
     let job = cluster.wait_finished_within(&job.id, TIMEOUT).await;
-    assert_eq!(state(&job), v1::JobState::Succeeded, "{job:#?}");
+    assert_eq!(job_state(&job), v1::JobState::Succeeded, "{job:#?}");
     let stored = s3
         .list(BUCKET, &format!("{PREFIX}/outputs/{}/", job.id))
         .await;

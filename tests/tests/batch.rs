@@ -5,7 +5,6 @@
 //! and `--watch` as a newcomer types them.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -404,16 +403,6 @@ async fn kill9_in_a_stream_of_batches_loses_no_acknowledged_job_and_doubles_none
 
 // === the command line ===
 
-fn reelay(cluster: &TestCluster, dir: &Path, args: &[&str]) -> Output {
-    Command::new(reelay_bin())
-        .args(args)
-        .env("REELAY_SERVER", cluster.url())
-        .env_remove("REELAY_TOKEN")
-        .current_dir(dir)
-        .output()
-        .expect("run reelay")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -432,8 +421,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
     std::fs::write(dir.path().join("a.txt"), "first\n").unwrap();
     std::fs::write(dir.path().join("b.txt"), "second\n").unwrap();
 
-    let submitted = reelay(
-        &cluster,
+    let submitted = cluster.cli(
         dir.path(),
         &[
             "job", "submit", "copy", "--input", "a.txt", "--input", "b.txt", "--watch",
@@ -465,8 +453,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
     );
 
     // The same command again (a glob this time: the shell passes the same two files).
-    let again = reelay(
-        &cluster,
+    let again = cluster.cli(
         dir.path(),
         &["job", "submit", "copy", "--input", "a.txt", "b.txt"],
     );
@@ -479,8 +466,7 @@ async fn several_inputs_make_one_job_each_and_a_rerun_makes_none() {
     assert_eq!(cluster.all_jobs().await.len(), 2, "no job twice");
 
     // A new prefix submits them anew; -q prints their ids, one per line.
-    let anew = reelay(
-        &cluster,
+    let anew = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -517,8 +503,7 @@ async fn from_a_jsonl_file_and_a_failing_job_under_watch() {
         "{\"params\": {\"steps\": 2}}\n{\"params\": {\"steps\": 2}, \"prority\": 3}\n",
     )
     .unwrap();
-    let bad = reelay(
-        &cluster,
+    let bad = cluster.cli(
         dir.path(),
         &["job", "submit", "count", "--from", "bad.jsonl"],
     );
@@ -540,8 +525,7 @@ async fn from_a_jsonl_file_and_a_failing_job_under_watch() {
          {\"params\": {\"steps\": 3, \"interval_ms\": 10}, \"priority\": 5}\n",
     )
     .unwrap();
-    let watched = reelay(
-        &cluster,
+    let watched = cluster.cli(
         dir.path(),
         &["job", "submit", "count", "--from", "jobs.jsonl", "--watch"],
     );

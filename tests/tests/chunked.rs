@@ -9,7 +9,7 @@ use reelay_proto::v1;
 use reelay_tests::artifacts::{download, input_spec, upload};
 use reelay_tests::chunk::make_input;
 use reelay_tests::media::{ffmpeg, stream};
-use reelay_tests::{TestCluster, WorkerSpec};
+use reelay_tests::{TestCluster, WorkerSpec, job_state};
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -26,31 +26,24 @@ fn docker_config() -> String {
     config().replace(&format!("\"{}\"", chunk.display()), "\"reelay-chunk\"")
 }
 
-/// Whether the job reached a final state.
-fn ended(job: &v1::Job) -> bool {
-    matches!(
-        state(job),
-        v1::JobState::Succeeded | v1::JobState::Failed | v1::JobState::Cancelled
+/// Uploads `input` under its file name and makes a `transcode-chunked` spec of it.
+async fn chunked_spec(cluster: &TestCluster, input: &Path, params: &[(&str, &str)]) -> v1::JobSpec {
+    let name = input.file_name().expect("a file name").to_string_lossy();
+    let data = std::fs::read(input).expect("read the input");
+    let uploaded = upload(cluster, &name, &data).await;
+    input_spec(
+        "transcode-chunked",
+        params,
+        &format!("upload:{}", uploaded.id),
     )
 }
 
-fn state(job: &v1::Job) -> v1::JobState {
-    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
-}
-
-async fn steps_of(cluster: &TestCluster, parent: &str) -> Vec<v1::Job> {
-    cluster
-        .jobs()
-        .await
-        .list_jobs(v1::ListJobsRequest {
-            parent_id: parent.to_owned(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("ListJobs of a parent")
-        .into_inner()
-        .jobs
+/// Whether the job reached a final state.
+fn ended(job: &v1::Job) -> bool {
+    matches!(
+        job_state(job),
+        v1::JobState::Succeeded | v1::JobState::Failed | v1::JobState::Cancelled
+    )
 }
 
 /// Downloads the parent's video output and checks it against the input, frame by frame.
@@ -99,17 +92,11 @@ async fn sixty_seconds_of_720p_across_three_workers_come_out_frame_exact() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("long take.mp4");
     make_input(&input, 60);
-    let uploaded = upload(&cluster, "long take.mp4", &std::fs::read(&input).unwrap()).await;
-    let parent = cluster
-        .submit_spec(input_spec(
-            "transcode-chunked",
-            &[("segment_seconds", "10")],
-            &format!("upload:{}", uploaded.id),
-        ))
-        .await;
+    let spec = chunked_spec(&cluster, &input, &[("segment_seconds", "10")]).await;
+    let parent = cluster.submit_spec(spec).await;
     let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
     assert_eq!(
-        state(&done),
+        job_state(&done),
         v1::JobState::Succeeded,
         "{done:#?}\n{}",
         cluster.logs()
@@ -121,7 +108,7 @@ async fn sixty_seconds_of_720p_across_three_workers_come_out_frame_exact() {
         "{:#?}",
         done.outputs
     );
-    let steps = steps_of(&cluster, &done.id).await;
+    let steps = cluster.steps_of(&done.id).await;
     let pieces: Vec<&v1::Job> = steps.iter().filter(|job| job.step == "map").collect();
     assert!(pieces.len() >= 5, "{} pieces", pieces.len());
     let nodes: std::collections::BTreeSet<&str> =
@@ -162,17 +149,16 @@ async fn short_and_variable_frame_rate_inputs_come_out_right() {
     ]);
     for (input, pieces) in [(&short, Some(1)), (&vfr, None)] {
         let name = input.file_name().unwrap().to_string_lossy().into_owned();
-        let uploaded = upload(&cluster, &name, &std::fs::read(input).unwrap()).await;
-        let parent = cluster
-            .submit_spec(input_spec(
-                "transcode-chunked",
-                &[("segment_seconds", "3")],
-                &format!("upload:{}", uploaded.id),
-            ))
-            .await;
+        let spec = chunked_spec(&cluster, input, &[("segment_seconds", "3")]).await;
+        let parent = cluster.submit_spec(spec).await;
         let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
-        assert_eq!(state(&done), v1::JobState::Succeeded, "{name}: {done:#?}");
-        let count = steps_of(&cluster, &done.id)
+        assert_eq!(
+            job_state(&done),
+            v1::JobState::Succeeded,
+            "{name}: {done:#?}"
+        );
+        let count = cluster
+            .steps_of(&done.id)
             .await
             .iter()
             .filter(|job| job.step == "map")
@@ -208,16 +194,12 @@ async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("in.mp4");
     make_input(&input, 30);
-    let uploaded = upload(&cluster, "in.mp4", &std::fs::read(&input).unwrap()).await;
-    let mut spec = input_spec(
-        "transcode-chunked",
-        &[
-            ("segment_seconds", "6"),
-            ("preset", "medium"),
-            ("height", "480"),
-        ],
-        &format!("upload:{}", uploaded.id),
-    );
+    let params = [
+        ("segment_seconds", "6"),
+        ("preset", "medium"),
+        ("height", "480"),
+    ];
+    let mut spec = chunked_spec(&cluster, &input, &params).await;
     spec.max_attempts = 2;
     let parent = cluster.submit_spec(spec).await;
     let running = cluster
@@ -246,12 +228,12 @@ async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
     cluster.workers[0].process.restart();
     let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
     assert_eq!(
-        state(&done),
+        job_state(&done),
         v1::JobState::Succeeded,
         "{done:#?}\n{}",
         cluster.logs()
     );
-    for step in steps_of(&cluster, &parent.id).await {
+    for step in cluster.steps_of(&parent.id).await {
         let expected = if step.id == victim { 2 } else { 1 };
         assert_eq!(step.attempt, expected, "{} {}", step.step, step.piece);
     }
@@ -276,18 +258,13 @@ async fn cancelling_the_parent_leaves_no_step_running_and_no_container() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("in.mp4");
     make_input(&input, 30);
-    let uploaded = upload(&cluster, "in.mp4", &std::fs::read(&input).unwrap()).await;
-    let parent = cluster
-        .submit_spec(input_spec(
-            "transcode-chunked",
-            &[
-                ("segment_seconds", "4"),
-                ("preset", "slow"),
-                ("height", "720"),
-            ],
-            &format!("upload:{}", uploaded.id),
-        ))
-        .await;
+    let params = [
+        ("segment_seconds", "4"),
+        ("preset", "slow"),
+        ("height", "720"),
+    ];
+    let spec = chunked_spec(&cluster, &input, &params).await;
+    let parent = cluster.submit_spec(spec).await;
     let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
             // A parent that ends first fails the test below instead of waiting out the timeout.
@@ -312,9 +289,9 @@ async fn cancelling_the_parent_leaves_no_step_running_and_no_container() {
         .await
         .unwrap();
     let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
-    assert_eq!(state(&done), v1::JobState::Cancelled, "{done:#?}");
-    for step in steps_of(&cluster, &parent.id).await {
-        assert!(state(&step) != v1::JobState::Running, "{step:#?}");
+    assert_eq!(job_state(&done), v1::JobState::Cancelled, "{done:#?}");
+    for step in cluster.steps_of(&parent.id).await {
+        assert!(job_state(&step) != v1::JobState::Running, "{step:#?}");
         let left = reelay_tests::docker::wait_none_labelled(
             "reelay.job-id",
             &step.id,

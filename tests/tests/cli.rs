@@ -1,30 +1,11 @@
 //! The command-line client against a real cluster: what it prints, its exit codes, downloads
 //! verified by SHA-256, bad input explained.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use reelay_tests::process::reelay_bin;
+use reelay_tests::process::{reelay_bin, stderr, stdout};
 use reelay_tests::{TestCluster, spec};
 use serde_json::Value;
-
-fn reelay(cluster: &TestCluster, dir: &Path, args: &[&str]) -> Output {
-    Command::new(reelay_bin())
-        .args(args)
-        .env("REELAY_SERVER", cluster.url())
-        .env_remove("REELAY_TOKEN")
-        .current_dir(dir)
-        .output()
-        .expect("run reelay")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn json_lines(output: &Output) -> Vec<Value> {
     stdout(output)
@@ -38,8 +19,7 @@ async fn submit_watch_prints_json_events_and_exits_with_the_outcome() {
     let cluster = TestCluster::builder().workers(1).start().await;
     let dir = tempfile::tempdir().unwrap();
 
-    let ok = reelay(
-        &cluster,
+    let ok = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -65,8 +45,7 @@ async fn submit_watch_prints_json_events_and_exits_with_the_outcome() {
     assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
     assert!(events.iter().any(|e| e["change"] == "JOB_CHANGE_PROGRESS"));
 
-    let failed = reelay(
-        &cluster,
+    let failed = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -87,15 +66,11 @@ async fn submit_watch_prints_json_events_and_exits_with_the_outcome() {
     assert_eq!(last["error"], "exit code 3");
     assert!(stderr(&failed).contains("failed"), "{}", stderr(&failed));
 
-    let quiet = reelay(&cluster, dir.path(), &["job", "submit", "count", "-q"]);
+    let quiet = cluster.cli(dir.path(), &["job", "submit", "count", "-q"]);
     let id = stdout(&quiet).trim().to_owned();
     assert_eq!(id.len(), 36, "only the id: {id:?}");
     cluster.wait_terminal(&id).await;
-    let listed = reelay(
-        &cluster,
-        dir.path(),
-        &["job", "list", "-o", "json", "-n", "2"],
-    );
+    let listed = cluster.cli(dir.path(), &["job", "list", "-o", "json", "-n", "2"]);
     let jobs = json_lines(&listed);
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0]["id"], id.as_str(), "newest first");
@@ -111,8 +86,7 @@ async fn download_verifies_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let target = format!("{}/", dir.path().display());
 
-    let saved = reelay(
-        &cluster,
+    let saved = cluster.cli(
         dir.path(),
         &["job", "download", &job.id, "count.txt", "-O", &target],
     );
@@ -123,8 +97,7 @@ async fn download_verifies_and_resumes() {
     let expected: String = (1..=40).map(|i| format!("step {i}\n")).collect();
     assert_eq!(original, expected.as_bytes());
 
-    let again = reelay(
-        &cluster,
+    let again = cluster.cli(
         dir.path(),
         &["job", "download", &job.id, "count.txt", "-O", &target],
     );
@@ -133,8 +106,7 @@ async fn download_verifies_and_resumes() {
 
     // A cut-off download resumes from the file's size and ends identical.
     std::fs::write(&path, &original[..100]).unwrap();
-    let resumed = reelay(
-        &cluster,
+    let resumed = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -153,8 +125,7 @@ async fn download_verifies_and_resumes() {
     let mut damaged = original[..100].to_vec();
     damaged[0] = b'X';
     std::fs::write(&path, &damaged).unwrap();
-    let mismatch = reelay(
-        &cluster,
+    let mismatch = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -178,25 +149,20 @@ async fn download_verifies_and_resumes() {
 async fn bad_input_and_an_unreachable_server_are_explained() {
     let cluster = TestCluster::builder().workers(1).start().await;
     let dir = tempfile::tempdir().unwrap();
-    let bad_param = reelay(
-        &cluster,
-        dir.path(),
-        &["job", "submit", "count", "-p", "steps=x"],
-    );
+    let bad_param = cluster.cli(dir.path(), &["job", "submit", "count", "-p", "steps=x"]);
     assert_eq!(bad_param.status.code(), Some(1));
     assert!(
         stderr(&bad_param).contains("spec.params.steps"),
         "{}",
         stderr(&bad_param)
     );
-    let unknown = reelay(&cluster, dir.path(), &["job", "submit", "nope"]);
+    let unknown = cluster.cli(dir.path(), &["job", "submit", "nope"]);
     assert!(
         stderr(&unknown).contains("spec.pipeline"),
         "{}",
         stderr(&unknown)
     );
-    let missing = reelay(
-        &cluster,
+    let missing = cluster.cli(
         dir.path(),
         &["job", "get", "01a22300-0000-7000-8000-000000000000"],
     );
@@ -206,11 +172,7 @@ async fn bad_input_and_an_unreachable_server_are_explained() {
         "{}",
         stderr(&missing)
     );
-    let usage = reelay(
-        &cluster,
-        dir.path(),
-        &["job", "submit", "count", "-p", "steps"],
-    );
+    let usage = cluster.cli(dir.path(), &["job", "submit", "count", "-p", "steps"]);
     assert_eq!(
         usage.status.code(),
         Some(2),
@@ -219,8 +181,7 @@ async fn bad_input_and_an_unreachable_server_are_explained() {
     );
 
     // A relative --input is made absolute against the current directory.
-    let relative = reelay(
-        &cluster,
+    let relative = cluster.cli(
         dir.path(),
         &["job", "submit", "copy", "--input", "clip.mov", "-o", "json"],
     );
@@ -254,28 +215,28 @@ async fn bad_input_and_an_unreachable_server_are_explained() {
 async fn nodes_and_pipelines() {
     let cluster = TestCluster::builder().workers(2).start().await;
     let dir = tempfile::tempdir().unwrap();
-    let drained = reelay(&cluster, dir.path(), &["node", "drain", "w1", "-o", "json"]);
+    let drained = cluster.cli(dir.path(), &["node", "drain", "w1", "-o", "json"]);
     let node = json_lines(&drained).pop().unwrap();
     assert_eq!(node["state"], "NODE_STATE_DRAINING");
     let mut pinned = spec("count", &[("steps", "1")]);
     pinned.node_id = "w1".into();
     let waiting = cluster.submit_spec(pinned).await;
-    let listed = reelay(&cluster, dir.path(), &["job", "get", &waiting.id]);
+    let listed = cluster.cli(dir.path(), &["job", "get", &waiting.id]);
     assert!(
         stdout(&listed).contains("draining"),
         "the pending reason is shown: {}",
         stdout(&listed)
     );
-    let undrained = reelay(&cluster, dir.path(), &["node", "undrain", "w1"]);
+    let undrained = cluster.cli(dir.path(), &["node", "undrain", "w1"]);
     assert!(undrained.status.success());
     cluster.wait_terminal(&waiting.id).await;
-    let nodes = reelay(&cluster, dir.path(), &["node", "list"]);
+    let nodes = cluster.cli(dir.path(), &["node", "list"]);
     assert!(
         stdout(&nodes).contains("w0") && stdout(&nodes).contains("w1"),
         "{}",
         stdout(&nodes)
     );
-    let pipelines = reelay(&cluster, dir.path(), &["pipeline", "list", "-o", "json"]);
+    let pipelines = cluster.cli(dir.path(), &["pipeline", "list", "-o", "json"]);
     let names: Vec<String> = json_lines(&pipelines)
         .iter()
         .map(|p| p["name"].as_str().unwrap().to_owned())

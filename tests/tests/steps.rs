@@ -7,98 +7,13 @@ use std::time::Duration;
 
 use reelay_proto::v1;
 use reelay_tests::artifacts::{download, input_spec, random_bytes, upload};
-use reelay_tests::{TestCluster, WorkerSpec};
-
-const CONFIG: &str = r#"
-[[pipeline]]
-name = "chunky"
-description = "a file in pieces, each piece copied, joined again"
-input_required = true
-steps = { split = "chunky-split", map = "chunky-map", join = "chunky-join" }
-params = [
-  { name = "pieces", default = "3", pattern = "[0-9]{1,2}" },
-  { name = "seconds", default = "0", pattern = "[0-9]{1,3}" },
-  { name = "fail", default = "none", pattern = "[a-z0-9]+" },
-]
-
-[[pipeline]]
-name = "chunky-split"
-command = ["sh", "-c", """
-set -eu
-cd "$REELAY_OUTPUT_DIR"
-n=$REELAY_PARAM_PIECES
-split -a 4 -d -n "$n" "$REELAY_INPUT" piece-
-printf '{"frame_rate": 10, "pieces": [' > manifest.json
-i=0
-for f in piece-*; do
-  mv "$f" "$f.bin"
-  [ $i -gt 0 ] && printf ', ' >> manifest.json
-  printf '{"name": "%s.bin", "duration": %d}' "$f" $((i + 1)) >> manifest.json
-  i=$((i + 1))
-done
-printf ']}' >> manifest.json
-echo "::progress 100 split"
-"""]
-input_required = true
-outputs = ["manifest.json"]
-params = [ { name = "pieces", default = "3", pattern = "[0-9]{1,2}" } ]
-
-[[pipeline]]
-name = "chunky-map"
-command = ["sh", "-c", """
-set -eu
-name=$(basename "$REELAY_INPUT" .bin)
-case "$name" in *"$REELAY_PARAM_FAIL") echo "piece $name refuses" >&2; exit 7 ;; esac
-s=$REELAY_PARAM_SECONDS
-i=0
-while [ $i -lt $((s * 10)) ]; do
-  i=$((i + 1))
-  echo "::progress $((i * 100 / (s * 10))) copying fps=10"
-  sleep 0.1 & wait $!
-done
-cp "$REELAY_INPUT" "$REELAY_OUTPUT_DIR/$name.out"
-"""]
-input_required = true
-params = [
-  { name = "seconds", default = "0", pattern = "[0-9]{1,3}" },
-  { name = "fail", default = "none", pattern = "[a-z0-9]+" },
-]
-
-[[pipeline]]
-name = "chunky-join"
-command = ["sh", "-c", """
-set -eu
-test -f "$REELAY_INPUT_DIR/manifest.json"
-cat "$REELAY_INPUT_DIR"/piece-*.out > "$REELAY_OUTPUT_DIR/joined.bin"
-echo "::progress 100 joined"
-"""]
-input_required = true
-outputs = ["joined.bin"]
-"#;
+use reelay_tests::config::CHUNKY_PIPELINES;
+use reelay_tests::{TestCluster, WorkerSpec, job_state};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn state(job: &v1::Job) -> v1::JobState {
-    v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
-}
-
-async fn steps_of(cluster: &TestCluster, parent: &str) -> Vec<v1::Job> {
-    cluster
-        .jobs()
-        .await
-        .list_jobs(v1::ListJobsRequest {
-            parent_id: parent.to_owned(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("ListJobs of a parent")
-        .into_inner()
-        .jobs
-}
-
 async fn cluster(workers: usize) -> TestCluster {
-    let mut builder = TestCluster::builder().extra_config(CONFIG);
+    let mut builder = TestCluster::builder().extra_config(CHUNKY_PIPELINES);
     for _ in 0..workers {
         builder = builder.worker(WorkerSpec {
             slots: 1,
@@ -120,7 +35,7 @@ async fn a_parent_runs_its_pieces_across_the_fleet_and_gets_the_join_outputs() {
             &format!("upload:{}", uploaded.id),
         ))
         .await;
-    assert_eq!(state(&parent), v1::JobState::Running, "{parent:#?}");
+    assert_eq!(job_state(&parent), v1::JobState::Running, "{parent:#?}");
     assert!(parent.node_id.is_empty());
     let events = cluster.wait_terminal(&parent.id).await;
     let done = events
@@ -128,7 +43,7 @@ async fn a_parent_runs_its_pieces_across_the_fleet_and_gets_the_join_outputs() {
         .and_then(|event| event.job.clone())
         .expect("the last event");
     assert_eq!(
-        state(&done),
+        job_state(&done),
         v1::JobState::Succeeded,
         "{done:#?}\n{}",
         cluster.logs()
@@ -140,7 +55,7 @@ async fn a_parent_runs_its_pieces_across_the_fleet_and_gets_the_join_outputs() {
     assert!(download(&cluster, &done.id, "joined.bin").await == data);
 
     // Its steps: the split, four pieces in order, the join, each an ordinary job of its parent.
-    let steps = steps_of(&cluster, &done.id).await;
+    let steps = cluster.steps_of(&done.id).await;
     let kinds: Vec<(&str, u32)> = steps
         .iter()
         .map(|job| (job.step.as_str(), job.piece))
@@ -159,7 +74,7 @@ async fn a_parent_runs_its_pieces_across_the_fleet_and_gets_the_join_outputs() {
     assert!(
         steps
             .iter()
-            .all(|job| job.parent_id == done.id && state(job) == v1::JobState::Succeeded)
+            .all(|job| job.parent_id == done.id && job_state(job) == v1::JobState::Succeeded)
     );
     let nodes: std::collections::BTreeSet<&str> = steps
         .iter()
@@ -175,7 +90,7 @@ async fn a_parent_runs_its_pieces_across_the_fleet_and_gets_the_join_outputs() {
     let running: Vec<&v1::Job> = events
         .iter()
         .filter_map(|event| event.job.as_ref())
-        .filter(|job| state(job) == v1::JobState::Running)
+        .filter(|job| job_state(job) == v1::JobState::Running)
         .collect();
     assert!(
         running.iter().any(|job| job.fps >= 20.0),
@@ -243,11 +158,15 @@ async fn a_failed_piece_fails_the_parent_by_name_and_a_retry_runs_only_it() {
         ))
         .await;
     let failed = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
-    assert_eq!(state(&failed), v1::JobState::Failed, "{failed:#?}");
+    assert_eq!(job_state(&failed), v1::JobState::Failed, "{failed:#?}");
     assert!(failed.error.contains("piece 2 of 3"), "{}", failed.error);
     assert!(failed.error.contains("refuses"), "{}", failed.error);
-    let before = steps_of(&cluster, &parent.id).await;
-    assert!(before.iter().all(|job| state(job) != v1::JobState::Running));
+    let before = cluster.steps_of(&parent.id).await;
+    assert!(
+        before
+            .iter()
+            .all(|job| job_state(job) != v1::JobState::Running)
+    );
 
     // The piece failed for good (its pipeline refuses it): retrying the parent runs it (and
     // only it) again; it fails again, and nothing else ran twice.
@@ -260,21 +179,19 @@ async fn a_failed_piece_fails_the_parent_by_name_and_a_retry_runs_only_it() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(state(&retried), v1::JobState::Running);
+    assert_eq!(job_state(&retried), v1::JobState::Running);
     let again = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
-    assert_eq!(state(&again), v1::JobState::Failed);
-    let after = steps_of(&cluster, &parent.id).await;
+    assert_eq!(job_state(&again), v1::JobState::Failed);
+    let after = cluster.steps_of(&parent.id).await;
     assert_eq!(after.len(), before.len(), "no step was made anew");
     // What succeeded is kept; what failed or was stopped when the piece failed runs again.
-    assert!(
-        before.iter().any(|job| {
-            job.step == "map" && job.piece == 1 && state(job) == v1::JobState::Failed
-        })
-    );
+    assert!(before.iter().any(|job| {
+        job.step == "map" && job.piece == 1 && job_state(job) == v1::JobState::Failed
+    }));
     for (old, new) in before.iter().zip(&after) {
-        if state(old) == v1::JobState::Succeeded {
+        if job_state(old) == v1::JobState::Succeeded {
             assert_eq!(
-                (new.attempt, state(new)),
+                (new.attempt, job_state(new)),
                 (old.attempt, v1::JobState::Succeeded),
                 "{}",
                 new.id
@@ -333,12 +250,16 @@ async fn cancelling_the_parent_stops_every_step() {
         .await
         .unwrap();
     let cancelled = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
-    assert_eq!(state(&cancelled), v1::JobState::Cancelled, "{cancelled:#?}");
-    let steps = steps_of(&cluster, &parent.id).await;
+    assert_eq!(
+        job_state(&cancelled),
+        v1::JobState::Cancelled,
+        "{cancelled:#?}"
+    );
+    let steps = cluster.steps_of(&parent.id).await;
     for step in &steps {
         assert!(
             matches!(
-                state(step),
+                job_state(step),
                 v1::JobState::Succeeded | v1::JobState::Cancelled
             ),
             "{step:#?}"
@@ -353,7 +274,7 @@ async fn cancelling_the_parent_stops_every_step() {
 async fn kill9_of_a_worker_mid_piece_reruns_that_piece_only_and_a_coordinator_kill9_loses_nothing()
 {
     let mut cluster = TestCluster::builder()
-        .extra_config(CONFIG)
+        .extra_config(CHUNKY_PIPELINES)
         .coordinator_arg("--node-lost-after")
         .coordinator_arg("2s")
         // One slot on w0: when it dies, exactly one piece runs there.
@@ -401,13 +322,13 @@ async fn kill9_of_a_worker_mid_piece_reruns_that_piece_only_and_a_coordinator_ki
     cluster.wait_serving().await;
     let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;
     assert_eq!(
-        state(&done),
+        job_state(&done),
         v1::JobState::Succeeded,
         "{done:#?}\n{}",
         cluster.logs()
     );
     assert!(download(&cluster, &done.id, "joined.bin").await == data);
-    for step in steps_of(&cluster, &parent.id).await {
+    for step in cluster.steps_of(&parent.id).await {
         let expected = if step.id == victim { 2 } else { 1 };
         assert_eq!(
             step.attempt, expected,

@@ -3,33 +3,11 @@
 //! job get` lists its steps, `job list` leaves them out, `-o json` stays one object per event, and
 //! a failed piece is named in the outcome.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use reelay_proto::v1;
 use reelay_tests::artifacts::random_bytes;
 use reelay_tests::config::CHUNKY_PIPELINES;
-use reelay_tests::process::reelay_bin;
+use reelay_tests::process::{stderr, stdout};
 use reelay_tests::{TestCluster, WorkerSpec};
 use serde_json::Value;
-
-fn reelay(cluster: &TestCluster, dir: &Path, args: &[&str]) -> Output {
-    Command::new(reelay_bin())
-        .args(args)
-        .env("REELAY_SERVER", cluster.url())
-        .env_remove("REELAY_TOKEN")
-        .current_dir(dir)
-        .output()
-        .expect("run reelay")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Two workers of one slot each: two pieces at once, on two nodes.
 async fn cluster() -> TestCluster {
@@ -45,21 +23,6 @@ async fn cluster() -> TestCluster {
         })
         .start()
         .await
-}
-
-async fn steps_of(cluster: &TestCluster, parent: &str) -> Vec<v1::Job> {
-    cluster
-        .jobs()
-        .await
-        .list_jobs(v1::ListJobsRequest {
-            parent_id: parent.to_owned(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("ListJobs of a parent")
-        .into_inner()
-        .jobs
 }
 
 /// Whether `line` (after its time stamp) shows `piece` making progress: `piece 2/3 40% · 10.0 fps
@@ -80,8 +43,7 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("movie.bin"), random_bytes(96 << 10, 31)).unwrap();
 
-    let submitted = reelay(
-        &cluster,
+    let submitted = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -100,7 +62,7 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
     let id = stdout(&submitted).trim().to_owned();
 
     // In a pipe: a line per change, the parent's and, indented under it, its steps'.
-    let watched = reelay(&cluster, dir.path(), &["job", "watch", &id]);
+    let watched = cluster.cli(dir.path(), &["job", "watch", &id]);
     let out = stdout(&watched);
     assert!(
         watched.status.success(),
@@ -146,7 +108,7 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
     assert!(out.contains("outputs: joined.bin"), "{out}");
 
     // `job get` lists the steps: step, piece, state, node, progress, job id.
-    let got = reelay(&cluster, dir.path(), &["job", "get", &id]);
+    let got = cluster.cli(dir.path(), &["job", "get", &id]);
     assert!(got.status.success(), "{}", stderr(&got));
     let text = stdout(&got);
     let (_, table) = text
@@ -157,7 +119,7 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
         .skip(1)
         .map(|line| line.split_whitespace().collect())
         .collect();
-    let steps = steps_of(&cluster, &id).await;
+    let steps = cluster.steps_of(&id).await;
     assert_eq!(rows.len(), steps.len(), "{table}");
     assert_eq!(steps.len(), 5, "{steps:#?}");
     let expected_pieces = ["-", "1/3", "2/3", "3/3", "-"];
@@ -180,7 +142,7 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
     assert_eq!(nodes.len(), 2, "the pieces ran on both nodes: {table}");
 
     // A step's own `get` names its parent.
-    let piece = stdout(&reelay(&cluster, dir.path(), &["job", "get", &steps[2].id]));
+    let piece = stdout(&cluster.cli(dir.path(), &["job", "get", &steps[2].id]));
     let step_of = format!("job {id} (piece 2)");
     assert!(
         piece
@@ -190,17 +152,13 @@ async fn job_watch_of_a_parent_shows_its_pieces_and_job_get_lists_its_steps() {
     );
 
     // `job list` shows the parent alone; `--steps` adds them.
-    let listed = stdout(&reelay(&cluster, dir.path(), &["job", "list"]));
+    let listed = stdout(&cluster.cli(dir.path(), &["job", "list"]));
     assert!(listed.contains(&id), "{listed}");
     assert!(
         steps.iter().all(|step| !listed.contains(&step.id)),
         "{listed}"
     );
-    let all = stdout(&reelay(
-        &cluster,
-        dir.path(),
-        &["job", "list", "--steps", "-o", "json"],
-    ));
+    let all = stdout(&cluster.cli(dir.path(), &["job", "list", "--steps", "-o", "json"]));
     assert_eq!(all.lines().count(), 6, "{all}");
 }
 
@@ -212,8 +170,7 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
 
     // -o json: one object per event of the parent (no line of its own per step); the parent's
     // record carries every step.
-    let json = reelay(
-        &cluster,
+    let json = cluster.cli(
         dir.path(),
         &[
             "job",
@@ -265,8 +222,7 @@ async fn submit_watch_of_a_parent_in_json_and_a_failed_piece_named() {
     );
 
     // A piece that fails: its line says so with its job id, and the outcome names it.
-    let failed = reelay(
-        &cluster,
+    let failed = cluster.cli(
         dir.path(),
         &[
             "job",

@@ -6,35 +6,21 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reelay_proto::v1;
+use reelay_tests::artifacts::{derived_upload_id, random_bytes, sha256_hex};
 use reelay_tests::http;
-use reelay_tests::process::reelay_bin;
+use reelay_tests::process::{reelay_bin, reelay_cli, stderr, stdout};
 use reelay_tests::proxy::FaultProxy;
 use reelay_tests::{TestCluster, spec};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tonic::Code;
 
 const MIB: usize = 1024 * 1024;
 /// The coordinator stores uploads in parts of this size: `received` is a multiple of it.
 const PART: u64 = 8 << 20;
-
-/// Bytes that differ from one position to the next (a shifted or truncated copy shows).
-fn pattern(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
 
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -42,57 +28,10 @@ fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     path
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// The upload id the CLI and the web UI derive: a UUID v8 of
-/// `SHA-256("reelay-upload\n{name}\n{size}\n{sha256}")`, computed here independently.
-fn derived_id(name: &str, data: &[u8]) -> String {
-    let digest = Sha256::digest(
-        format!(
-            "reelay-upload\n{name}\n{}\n{}",
-            data.len(),
-            sha256_hex(data)
-        )
-        .as_bytes(),
-    );
-    let mut bytes = digest[..16].to_vec();
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-fn reelay(server: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new(reelay_bin())
-        .args(args)
-        .env("REELAY_SERVER", server)
-        .env_remove("REELAY_TOKEN")
-        .current_dir(dir)
-        .output()
-        .expect("run reelay")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// `reelay job download ID NAME` into `dir`; the file's bytes.
 fn download(cluster: &TestCluster, dir: &Path, id: &str, name: &str) -> Vec<u8> {
     let target = format!("{}/", dir.display());
-    let saved = reelay(
+    let saved = reelay_cli(
         &cluster.url(),
         dir,
         &["job", "download", id, name, "-O", &target, "--force"],
@@ -124,11 +63,11 @@ fn upload_spec(id: &str) -> v1::JobSpec {
 async fn the_cli_uploads_an_input_and_the_job_gets_the_same_bytes() {
     let cluster = TestCluster::builder().workers(1).start().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(24 * MIB + 321, 1);
+    let data = random_bytes(24 * MIB + 321, 1);
     let path = write_file(dir.path(), "clip.bin", &data);
-    let id = derived_id("clip.bin", &data);
+    let id = derived_upload_id("clip.bin", &data);
 
-    let submitted = reelay(
+    let submitted = reelay_cli(
         &cluster.url(),
         dir.path(),
         &[
@@ -182,7 +121,7 @@ async fn the_cli_uploads_an_input_and_the_job_gets_the_same_bytes() {
     );
 
     assert!(download(&cluster, dir.path(), &job_id, "copy.bin") == data);
-    let shown = reelay(&cluster.url(), dir.path(), &["job", "get", &job_id]);
+    let shown = reelay_cli(&cluster.url(), dir.path(), &["job", "get", &job_id]);
     assert!(
         stdout(&shown).contains(&format!("clip.bin (24.0 MiB, upload:{id})")),
         "{}",
@@ -190,7 +129,7 @@ async fn the_cli_uploads_an_input_and_the_job_gets_the_same_bytes() {
     );
 
     // The same file again: the upload is found complete and nothing is sent.
-    let again = reelay(
+    let again = reelay_cli(
         &cluster.url(),
         dir.path(),
         &["job", "upload", path.to_str().unwrap()],
@@ -211,7 +150,7 @@ async fn the_cli_uploads_an_input_and_the_job_gets_the_same_bytes() {
         stderr(&again)
     );
     assert!(!stderr(&again).contains("uploading"), "{}", stderr(&again));
-    let quiet = reelay(
+    let quiet = reelay_cli(
         &cluster.url(),
         dir.path(),
         &["job", "upload", path.to_str().unwrap(), "-q"],
@@ -225,9 +164,9 @@ async fn an_upload_killed_midway_resumes_when_the_command_runs_again() {
     let cluster = TestCluster::builder().workers(1).start().await;
     let proxy = FaultProxy::start(cluster.address().parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(64 * MIB, 2);
+    let data = random_bytes(64 * MIB, 2);
     let path = write_file(dir.path(), "big.bin", &data);
-    let id = derived_id("big.bin", &data);
+    let id = derived_upload_id("big.bin", &data);
     let args = ["job", "submit", "copy", "--upload", path.to_str().unwrap()];
 
     // The CLI uploads through the proxy. Once the coordinator says a part is stored, the proxy
@@ -291,7 +230,7 @@ async fn an_upload_killed_midway_resumes_when_the_command_runs_again() {
     // The same command again: it resumes from what is stored and the job gets intact bytes.
     proxy.restore();
     let before = proxy.bytes();
-    let resumed = reelay(
+    let resumed = reelay_cli(
         &proxy.url(),
         dir.path(),
         &[&args[..], &["--watch"]].concat(),
@@ -342,8 +281,8 @@ async fn upload_input(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_sha256_is_refused_and_nothing_is_kept() {
     let cluster = TestCluster::builder().workers(0).start().await;
-    let data = pattern(3 * MIB, 3);
-    let id = derived_id("x.bin", &data);
+    let data = random_bytes(3 * MIB, 3);
+    let id = derived_upload_id("x.bin", &data);
     let header = v1::UploadHeader {
         name: "x.bin".into(),
         size: data.len() as u64,
@@ -417,7 +356,7 @@ async fn http_uploads_whole_cut_and_resumed_feed_a_job() {
     let address = cluster.address();
 
     // Whole, without an id: the coordinator makes one.
-    let small = pattern(3 * MIB + 5, 4);
+    let small = random_bytes(3 * MIB + 5, 4);
     let (status, text) = post_upload(
         &address,
         &format!(
@@ -434,8 +373,8 @@ async fn http_uploads_whole_cut_and_resumed_feed_a_job() {
     assert_eq!(answer["id"].as_str().unwrap().len(), 36, "{answer}");
 
     // Cut after 12 MiB: one 8 MiB part is kept.
-    let data = pattern(20 * MIB + 7, 5);
-    let id = derived_id("cut.bin", &data);
+    let data = random_bytes(20 * MIB + 7, 5);
+    let id = derived_upload_id("cut.bin", &data);
     let query = |offset: usize| {
         format!(
             "name=cut.bin&size={}&sha256={}&id={id}&offset={offset}",

@@ -8,7 +8,7 @@
 // counted.
 
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { startCluster } from "./cluster.mjs";
@@ -16,66 +16,8 @@ import { E2eError, expect, launchBrowser, navigateTo, openApp, recordProgress, s
 
 const PIECES = 4;
 
-/** `chunky` and its three step pipelines (the same shell as tests/tests/steps.rs). */
-const CHUNKY = `
-[[pipeline]]
-name = "chunky"
-description = "a file in pieces, each piece copied, joined again"
-input_required = true
-steps = { split = "chunky-split", map = "chunky-map", join = "chunky-join" }
-params = [
-  { name = "pieces", default = "3", pattern = "[0-9]{1,2}" },
-  { name = "seconds", default = "0", pattern = "[0-9]{1,3}" },
-]
-
-[[pipeline]]
-name = "chunky-split"
-command = ["sh", "-c", """
-set -eu
-cd "$REELAY_OUTPUT_DIR"
-split -a 4 -d -n "$REELAY_PARAM_PIECES" "$REELAY_INPUT" piece-
-printf '{"frame_rate": 10, "pieces": [' > manifest.json
-i=0
-for f in piece-*; do
-  mv "$f" "$f.bin"
-  [ $i -gt 0 ] && printf ', ' >> manifest.json
-  printf '{"name": "%s.bin", "duration": %d}' "$f" $((i + 1)) >> manifest.json
-  i=$((i + 1))
-done
-printf ']}' >> manifest.json
-echo "::progress 100 split"
-"""]
-input_required = true
-outputs = ["manifest.json"]
-params = [ { name = "pieces", default = "3", pattern = "[0-9]{1,2}" } ]
-
-[[pipeline]]
-name = "chunky-map"
-command = ["sh", "-c", """
-set -eu
-name=$(basename "$REELAY_INPUT" .bin)
-s=$REELAY_PARAM_SECONDS
-i=0
-while [ $i -lt $((s * 10)) ]; do
-  i=$((i + 1))
-  echo "::progress $((i * 100 / (s * 10))) copying fps=10"
-  sleep 0.1 & wait $!
-done
-cp "$REELAY_INPUT" "$REELAY_OUTPUT_DIR/$name.out"
-"""]
-input_required = true
-params = [ { name = "seconds", default = "0", pattern = "[0-9]{1,3}" } ]
-
-[[pipeline]]
-name = "chunky-join"
-command = ["sh", "-c", """
-set -eu
-cat "$REELAY_INPUT_DIR"/piece-*.out > "$REELAY_OUTPUT_DIR/joined.bin"
-echo "::progress 100 joined"
-"""]
-input_required = true
-outputs = ["joined.bin"]
-`;
+/** `chunky` and its three step pipelines, the Rust tests' own (tests/tests/steps.rs). */
+const CHUNKY = readFileSync(new URL("../../tests/config/chunky.toml", import.meta.url), "utf8");
 
 /**
  * Records, in the page, what every step row showed (states, progress values, nodes) and the most

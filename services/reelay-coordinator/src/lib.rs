@@ -122,13 +122,10 @@ pub async fn run(
         ))
     })?;
     store::refuse_worker_data_dir(&config.data_dir)?;
-    let sled = SledStore::open(
-        &config.data_dir,
-        &store::SCHEMA,
-        SledOptions {
-            cache_bytes: config.cache_bytes,
-        },
-    )?;
+    let sled_options = SledOptions {
+        cache_bytes: config.cache_bytes,
+    };
+    let sled = SledStore::open(&config.data_dir, &store::SCHEMA, sled_options)?;
     let store = JobStore::new(Arc::new(sled));
     let location = config
         .artifacts
@@ -246,7 +243,7 @@ pub async fn run(
         .map_err(|err| CoordinatorError::Internal(err.to_string()))??;
     let closed = Arc::downgrade(store.raw());
     drop(store);
-    checkpoint(closed, &config).await;
+    checkpoint(closed, config.data_dir.clone(), sled_options).await;
     served.map_err(|err| CoordinatorError::Internal(format!("server: {err}")))
 }
 
@@ -257,7 +254,11 @@ const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
 /// ended), opens and closes it again so the next start replays nothing (`SledStore::checkpoint`).
 /// Everything was flushed before: a stop that skips or fails this loses nothing, the next start is
 /// only slower. Tasks still holding the database after `CHECKPOINT_WAIT` skip it.
-async fn checkpoint(closed: std::sync::Weak<dyn reelay_store::Store>, config: &CoordinatorConfig) {
+async fn checkpoint(
+    closed: std::sync::Weak<dyn reelay_store::Store>,
+    path: PathBuf,
+    options: SledOptions,
+) {
     let waiting = std::time::Instant::now();
     while closed.strong_count() > 0 {
         if waiting.elapsed() > CHECKPOINT_WAIT {
@@ -267,10 +268,6 @@ async fn checkpoint(closed: std::sync::Weak<dyn reelay_store::Store>, config: &C
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let started = std::time::Instant::now();
-    let path = config.data_dir.clone();
-    let options = SledOptions {
-        cache_bytes: config.cache_bytes,
-    };
     let done =
         tokio::task::spawn_blocking(move || SledStore::checkpoint(&path, &store::SCHEMA, options))
             .await;

@@ -220,10 +220,7 @@ fn describe(parent: &Job, step: &Job) -> String {
 }
 
 fn has_active(parent: &Job) -> bool {
-    parent
-        .steps
-        .as_ref()
-        .is_some_and(|steps| steps.jobs().any(|piece| !piece.state.is_terminal()))
+    parent.step_jobs().any(|piece| !piece.state.is_terminal())
 }
 
 /// A user cancels the parent: its steps are stopped; it is cancelled once none runs.

@@ -322,6 +322,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// Every step job made so far, for a parent (none for any other job).
+    pub fn step_jobs(&self) -> impl Iterator<Item = &Piece> {
+        self.steps.iter().flat_map(Steps::jobs)
+    }
+
     /// A freshly queued job, version 1.
     pub fn new(id: JobId, spec: JobSpec, request_id: String, now: SystemTime) -> Self {
         Job {

@@ -613,12 +613,7 @@ impl Actor {
             return Ok(());
         }
         // A parent's steps go with it (they never expire on their own).
-        let steps: Vec<JobId> = job
-            .steps
-            .iter()
-            .flat_map(|steps| steps.jobs())
-            .map(|piece| piece.job)
-            .collect();
+        let steps: Vec<JobId> = job.step_jobs().map(|piece| piece.job).collect();
         for step in steps {
             if let Some(step_job) = txn.job(&self.store, step)?
                 && step_job.state.holds_slot()
@@ -636,12 +631,7 @@ impl Actor {
     /// Removes a job, its history, logs and outputs (and its steps, for a parent).
     fn remove_job(&mut self, txn: &mut Txn, job: Job, now: SystemTime) -> Result<()> {
         let id = job.id;
-        let steps: Vec<JobId> = job
-            .steps
-            .iter()
-            .flat_map(|steps| steps.jobs())
-            .map(|piece| piece.job)
-            .collect();
+        let steps: Vec<JobId> = job.step_jobs().map(|piece| piece.job).collect();
         for step in steps {
             if let Some(step_job) = txn.job(&self.store, step)? {
                 self.remove_job(txn, step_job, now)?;

@@ -182,9 +182,7 @@ impl Actor {
             StepAction::CreateJoin => self.create_join(txn, parent, now)?,
             StepAction::CancelSteps { reason } => {
                 let jobs: Vec<JobId> = parent
-                    .steps
-                    .iter()
-                    .flat_map(|steps| steps.jobs())
+                    .step_jobs()
                     .filter(|piece| !piece.state.is_terminal())
                     .map(|piece| piece.job)
                     .collect();

@@ -606,6 +606,16 @@ impl TestCluster {
 }
 
 /// A job spec for `pipeline` with `params`.
+/// The job id of a piece of `parent` running on `node` with at least `progress` percent done.
+pub fn running_piece(parent: &v1::Job, node: &str, progress: u32) -> Option<String> {
+    parent.steps.as_ref()?.pieces.iter().find_map(|piece| {
+        (piece.state == v1::JobState::Running as i32
+            && piece.node_id == node
+            && piece.progress >= progress)
+            .then(|| piece.job_id.clone())
+    })
+}
+
 /// A job's state as the enum (`Unspecified` for a value this build does not know).
 pub fn job_state(job: &v1::Job) -> v1::JobState {
     v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)

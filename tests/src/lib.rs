@@ -43,4 +43,4 @@ pub mod s3;
 pub mod tools;
 pub mod watch;
 
-pub use cluster::{TestCluster, TlsFiles, WorkerSpec, job_state, spec};
+pub use cluster::{TestCluster, TlsFiles, WorkerSpec, job_state, running_piece, spec};

@@ -9,7 +9,7 @@ use reelay_proto::v1;
 use reelay_tests::artifacts::{download, input_spec, upload};
 use reelay_tests::chunk::make_input;
 use reelay_tests::media::{ffmpeg, stream};
-use reelay_tests::{TestCluster, WorkerSpec, job_state};
+use reelay_tests::{TestCluster, WorkerSpec, job_state, running_piece};
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -205,25 +205,11 @@ async fn kill9_of_a_worker_mid_encode_reruns_that_piece_and_only_it() {
     let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
             // A parent that ends first fails the test below instead of waiting out the timeout.
-            ended(job)
-                || job.steps.as_ref().is_some_and(|steps| {
-                    steps.pieces.iter().any(|piece| {
-                        piece.state == v1::JobState::Running as i32
-                            && piece.node_id == "w0"
-                            && piece.progress >= 10
-                    })
-                })
+            ended(job) || running_piece(job, "w0", 10).is_some()
         })
         .await;
     assert!(!ended(&running), "the parent ended first: {running:#?}");
-    let victim = running
-        .steps
-        .unwrap()
-        .pieces
-        .into_iter()
-        .find(|piece| piece.node_id == "w0" && piece.state == v1::JobState::Running as i32)
-        .unwrap()
-        .job_id;
+    let victim = running_piece(&running, "w0", 10).expect("a piece running on w0");
     cluster.workers[0].process.kill9();
     cluster.workers[0].process.restart();
     let done = cluster.wait_finished_within(&parent.id, TIMEOUT).await;

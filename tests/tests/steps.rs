@@ -8,7 +8,7 @@ use std::time::Duration;
 use reelay_proto::v1;
 use reelay_tests::artifacts::{download, input_spec, random_bytes, upload};
 use reelay_tests::config::CHUNKY_PIPELINES;
-use reelay_tests::{TestCluster, WorkerSpec, job_state};
+use reelay_tests::{TestCluster, WorkerSpec, job_state, running_piece};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -300,21 +300,10 @@ async fn kill9_of_a_worker_mid_piece_reruns_that_piece_only_and_a_coordinator_ki
     let parent = cluster.submit_spec(spec).await;
     let running = cluster
         .wait_job(&parent.id, TIMEOUT, |job| {
-            job.steps.as_ref().is_some_and(|steps| {
-                steps.pieces.iter().any(|p| {
-                    p.state == v1::JobState::Running as i32 && p.node_id == "w0" && p.progress >= 20
-                })
-            })
+            running_piece(job, "w0", 20).is_some()
         })
         .await;
-    let victim = running
-        .steps
-        .unwrap()
-        .pieces
-        .into_iter()
-        .find(|p| p.node_id == "w0" && p.state == v1::JobState::Running as i32)
-        .unwrap()
-        .job_id;
+    let victim = running_piece(&running, "w0", 20).expect("a piece running on w0");
     cluster.workers[0].process.kill9();
     // The coordinator dies too, meanwhile: the parent and its steps resume from storage.
     cluster.coordinator.kill9();

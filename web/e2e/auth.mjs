@@ -3,7 +3,7 @@
 // is refused); the token survives a reload.
 
 import { startCluster } from "./cluster.mjs";
-import { E2eError, downloadOutput, expect, launchBrowser, openApp, screenshot, step, submitJob, tally, waitForConnection, waitForJobState } from "./lib.mjs";
+import { downloadOutput, expect, finish, launchBrowser, openApp, screenshot, step, submitJob, waitForConnection, waitForJobState } from "./lib.mjs";
 
 const token = "e2e-api-token-7f3a";
 const cluster = await startCluster({
@@ -43,9 +43,4 @@ try {
   await close();
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: API token\n${tally.passed} passed, 0 failed`);
+finish(failed, "API token");

@@ -89,6 +89,16 @@ export async function step(name, fn) {
   }
 }
 
+/** Ends a test file: prints the failure and the tally and exits 1, or says what passed. */
+export function finish(failed, passed) {
+  if (failed) {
+    console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
+    console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
+    process.exit(1);
+  }
+  console.log(`\nE2E passed: ${passed}\n${tally.passed} passed, 0 failed`);
+}
+
 export async function screenshot(page, name) {
   const path = join(artifactsDir(), `${name}.png`);
   await page.screenshot({ path, fullPage: true });

@@ -6,19 +6,7 @@
 // coordinator restart. The page holds exactly one WatchNodes stream, and none once it is left.
 
 import { startCluster } from "./cluster.mjs";
-import {
-  E2eError,
-  expect,
-  launchBrowser,
-  markPage,
-  navigateTo,
-  openApp,
-  screenshot,
-  step,
-  tally,
-  waitForConnection,
-  waitForReconnect,
-} from "./lib.mjs";
+import { E2eError, expect, finish, launchBrowser, markPage, navigateTo, openApp, screenshot, step, waitForConnection, waitForReconnect } from "./lib.mjs";
 
 const cluster = await startCluster({ name: "nodes" });
 const { url, workerId } = cluster;
@@ -181,9 +169,4 @@ try {
   await close();
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: the nodes page is live (drain, slots, offline, back, removed, coordinator restart)\n${tally.passed} passed, 0 failed`);
+finish(failed, "the nodes page is live (drain, slots, offline, back, removed, coordinator restart)");

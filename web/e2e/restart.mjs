@@ -5,24 +5,7 @@
 // job that finishes while the coordinator is away shows as finished after the reconnect.
 
 import { startCluster } from "./cluster.mjs";
-import {
-  E2eError,
-  expect,
-  launchBrowser,
-  logLineNumbers,
-  markPage,
-  navigateTo,
-  openApp,
-  recordProgress,
-  screenshot,
-  step,
-  submitJob,
-  tally,
-  waitForConnection,
-  waitForJobState,
-  waitForReconnect,
-  waitForRowState,
-} from "./lib.mjs";
+import { expect, finish, launchBrowser, logLineNumbers, markPage, navigateTo, openApp, recordProgress, screenshot, step, submitJob, waitForConnection, waitForJobState, waitForReconnect, waitForRowState } from "./lib.mjs";
 
 const cluster = await startCluster({ name: "restart" });
 const { url } = cluster;
@@ -84,9 +67,4 @@ try {
   await close();
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: the page catches up after a coordinator restart\n${tally.passed} passed, 0 failed`);
+finish(failed, "the page catches up after a coordinator restart");

@@ -4,29 +4,7 @@
 // retry, cancel and delete it, drain and undrain the node.
 // Screenshots of each page go to ARTIFACTS_DIR. Exits non-zero with a message on failure.
 
-import {
-  E2eError,
-  artifactsDir,
-  coordinatorUrl,
-  downloadOutput,
-  expect,
-  formParams,
-  jobAction,
-  jobActionByKeyboard,
-  launchBrowser,
-  markPage,
-  navigateTo,
-  openApp,
-  overflowsHorizontally,
-  recordProgress,
-  screenshot,
-  step,
-  submitJob,
-  tally,
-  waitForConnection,
-  waitForJobState,
-  waitForRowState,
-} from "./lib.mjs";
+import { artifactsDir, coordinatorUrl, downloadOutput, expect, finish, formParams, jobAction, jobActionByKeyboard, launchBrowser, markPage, navigateTo, openApp, overflowsHorizontally, recordProgress, screenshot, step, submitJob, waitForConnection, waitForJobState, waitForRowState } from "./lib.mjs";
 
 const url = coordinatorUrl();
 console.log(`Reelay UI end-to-end test against ${url}; screenshots in ${artifactsDir()}`);
@@ -161,10 +139,4 @@ try {
   await close();
 }
 
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log("\nE2E passed: form submit, live progress, success, download, nodes, cancel, retry, delete, drain");
-console.log(`${tally.passed} passed, 0 failed`);
+finish(failed, "form submit, live progress, success, download, nodes, cancel, retry, delete, drain");

@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { startCluster } from "./cluster.mjs";
-import { E2eError, expect, launchBrowser, navigateTo, openApp, recordProgress, screenshot, step, tally, waitForConnection, waitForJobState } from "./lib.mjs";
+import { expect, finish, launchBrowser, navigateTo, openApp, recordProgress, screenshot, step, waitForConnection, waitForJobState } from "./lib.mjs";
 
 const PIECES = 4;
 
@@ -194,9 +194,4 @@ try {
   await close();
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: jobs made of jobs\n${tally.passed} passed, 0 failed`);
+finish(failed, "jobs made of jobs");

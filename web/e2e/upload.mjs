@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { COPY_PIPELINE, startCluster } from "./cluster.mjs";
-import { E2eError, downloadOutput, expect, launchBrowser, openApp, screenshot, sha256Hex, step, tally, waitForConnection, waitForJobState } from "./lib.mjs";
+import { downloadOutput, expect, finish, launchBrowser, openApp, screenshot, sha256Hex, step, waitForConnection, waitForJobState } from "./lib.mjs";
 
 const MiB = 1024 * 1024;
 const cluster = await startCluster({ name: "upload", extraConfig: COPY_PIPELINE });
@@ -110,9 +110,4 @@ try {
   rmSync(file, { force: true });
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: uploads\n${tally.passed} passed, 0 failed`);
+finish(failed, "uploads");

@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { COPY_PIPELINE, startCluster } from "./cluster.mjs";
-import { E2eError, expect, launchBrowser, openApp, screenshot, sha256Hex, step, tally, waitForConnection } from "./lib.mjs";
+import { expect, finish, launchBrowser, openApp, screenshot, sha256Hex, step, waitForConnection } from "./lib.mjs";
 
 const MiB = 1024 * 1024;
 const cluster = await startCluster({ name: "uploads-many", extraConfig: COPY_PIPELINE });
@@ -189,9 +189,4 @@ try {
   await close();
   await cluster.stop();
 }
-if (failed) {
-  console.error(`\nE2E FAILED: ${failed instanceof E2eError ? failed.message : failed?.stack ?? failed}`);
-  console.error(`${tally.passed} passed, ${Math.max(1, tally.failed)} failed`);
-  process.exit(1);
-}
-console.log(`\nE2E passed: several uploads\n${tally.passed} passed, 0 failed`);
+finish(failed, "several uploads");

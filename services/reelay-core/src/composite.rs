@@ -295,6 +295,11 @@ pub fn retry(parent: &Job, now: SystemTime) -> Result<ParentOutcome, Error> {
 /// Progress, frames per second, time left and message of a running parent, from its steps.
 fn recompute(job: &mut Job) {
     let Some(steps) = &job.steps else { return };
+    if job.state.is_terminal() {
+        job.fps = 0.0;
+        job.eta_seconds = 0.0;
+        return;
+    }
     let share = |piece: Option<&Piece>, share: f64| {
         piece.map_or(0.0, |piece| {
             share * f64::from(piece.progress.min(100)) / 100.0
@@ -302,12 +307,13 @@ fn recompute(job: &mut Job) {
     };
     let mut progress =
         share(steps.split.as_ref(), SPLIT_SHARE) + share(steps.join.as_ref(), JOIN_SHARE);
+    // Media seconds the pieces have encoded.
+    let done: f64 = steps
+        .pieces
+        .iter()
+        .map(|piece| piece.seconds * f64::from(piece.progress.min(100)) / 100.0)
+        .sum();
     if steps.total_seconds > 0.0 {
-        let done: f64 = steps
-            .pieces
-            .iter()
-            .map(|piece| piece.seconds * f64::from(piece.progress.min(100)) / 100.0)
-            .sum();
         progress += PIECES_SHARE * done / steps.total_seconds;
     }
     let fps: f64 = steps
@@ -315,28 +321,17 @@ fn recompute(job: &mut Job) {
         .filter(|piece| piece.state == JobState::Running)
         .map(|piece| piece.fps)
         .sum();
-    let left: f64 = steps
-        .pieces
-        .iter()
-        .map(|piece| piece.seconds * (1.0 - f64::from(piece.progress.min(100)) / 100.0))
-        .sum();
     let eta = if fps > 0.0 && steps.frame_rate > 0.0 && !steps.pieces.is_empty() {
         // Media seconds left, at the speed the pieces run now (media seconds a second).
-        left / (fps / steps.frame_rate)
+        (steps.total_seconds - done) / (fps / steps.frame_rate)
     } else {
         0.0
     };
-    let message = message(steps);
-    if job.state.is_terminal() {
-        job.fps = 0.0;
-        job.eta_seconds = 0.0;
-        return;
-    }
     job.progress = (progress.floor() as u32).min(100);
     job.fps = fps;
     job.eta_seconds = eta;
     if !job.cancel_requested {
-        job.message = message;
+        job.message = message(steps);
     }
 }
 

@@ -169,15 +169,7 @@ impl Actor {
                     ))
                     .into());
                 }
-                txn.after.push(AfterCommit::ReadManifest {
-                    parent: parent.id,
-                    split,
-                    key: reelay_artifacts::keys::output(
-                        &split.to_string(),
-                        split_job.attempt,
-                        MANIFEST,
-                    ),
-                });
+                txn.after.push(read_manifest(parent.id, &split_job));
             }
             StepAction::CreateJoin => self.create_join(txn, parent, now)?,
             StepAction::CancelSteps { reason } => {
@@ -209,17 +201,16 @@ impl Actor {
             .as_ref()
             .and_then(|piece| txn.job(&self.store, piece.job).ok().flatten())
             .ok_or_else(|| Error::precondition(format!("job {} has no split step", parent.id)))?;
-        let piece_names: Vec<String> = {
-            let mut names = Vec::new();
-            for piece in &steps.pieces {
-                if let Some(job) = txn.job(&self.store, piece.job)?
-                    && let Some(input) = &job.input
-                {
-                    names.push(input.name.clone());
-                }
-            }
-            names
-        };
+        // Each piece job once: the split output it encoded, and what it made.
+        let mut piece_names = Vec::new();
+        let mut piece_outputs = Vec::new();
+        for piece in &steps.pieces {
+            let job = txn
+                .job(&self.store, piece.job)?
+                .ok_or_else(|| Error::not_found("job", piece.job.to_string()))?;
+            piece_names.extend(job.input.as_ref().map(|input| input.name.clone()));
+            piece_outputs.extend(job.outputs.iter().map(|file| as_input(&job, file)));
+        }
         let manifest = output_input(&split, MANIFEST)?;
         let mut more: Vec<InputFile> = split
             .outputs
@@ -227,12 +218,7 @@ impl Actor {
             .filter(|file| file.name != MANIFEST && !piece_names.contains(&file.name))
             .map(|file| as_input(&split, file))
             .collect();
-        for piece in &steps.pieces {
-            let job = txn
-                .job(&self.store, piece.job)?
-                .ok_or_else(|| Error::not_found("job", piece.job.to_string()))?;
-            more.extend(job.outputs.iter().map(|file| as_input(&job, file)));
-        }
+        more.extend(piece_outputs);
         let join = self.new_step(
             parent,
             (Step::Join, 0),
@@ -364,18 +350,19 @@ impl Actor {
                 && split.state == reelay_core::JobState::Succeeded
                 && let Some(split_job) = self.store.job(split.job)?
             {
-                reads.push(AfterCommit::ReadManifest {
-                    parent: parent.id,
-                    split: split.job,
-                    key: reelay_artifacts::keys::output(
-                        &split.job.to_string(),
-                        split_job.attempt,
-                        MANIFEST,
-                    ),
-                });
+                reads.push(read_manifest(parent.id, &split_job));
             }
         }
         Ok(reads)
+    }
+}
+
+/// Reading the manifest `split` (a succeeded split job) left, for `parent`.
+fn read_manifest(parent: JobId, split: &Job) -> AfterCommit {
+    AfterCommit::ReadManifest {
+        parent,
+        split: split.id,
+        key: reelay_artifacts::keys::output(&split.id.to_string(), split.attempt, MANIFEST),
     }
 }
 

@@ -170,6 +170,15 @@ pub(crate) fn pairs<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>)
     pairs.join(",")
 }
 
+/// A job's node for a table cell: `-` for none, `w1 (away)` when the coordinator cannot reach it.
+pub(crate) fn node_cell(job: &v1::Job) -> String {
+    match (job.node_id.as_str(), job.node_reachable) {
+        ("", _) => "-".to_owned(),
+        (node, true) => node.to_owned(),
+        (node, false) => format!("{node} (away)"),
+    }
+}
+
 /// The one line that says why a job is where it is: the pending reason of a queued job, the error
 /// of a failed one, else its message.
 pub(crate) fn job_note(job: &v1::Job) -> String {

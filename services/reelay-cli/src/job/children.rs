@@ -44,16 +44,11 @@ pub(super) fn table(steps: &[v1::Job]) -> String {
         } else {
             "-".to_owned()
         };
-        let node = match (job.node_id.as_str(), job.node_reachable) {
-            ("", _) => "-".to_owned(),
-            (node, true) => node.to_owned(),
-            (node, false) => format!("{node} (away)"),
-        };
         table.row(vec![
             job.step.clone(),
             piece,
             format::job_state(job.state),
-            node,
+            format::node_cell(job),
             format!("{}%", job.progress),
             job.id.clone(),
             format::truncate(&note(job), 80),

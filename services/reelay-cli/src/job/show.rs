@@ -156,17 +156,12 @@ fn list_row(job: &v1::Job, now: SystemTime) -> Vec<String> {
         .as_ref()
         .map(|spec| spec.pipeline.clone())
         .unwrap_or_default();
-    let node = match (job.node_id.as_str(), job.node_reachable) {
-        ("", _) => "-".to_owned(),
-        (node, true) => node.to_owned(),
-        (node, false) => format!("{node} (away)"),
-    };
     vec![
         job.id.clone(),
         pipeline,
         format::job_state(job.state),
         format!("{}%", job.progress),
-        node,
+        format::node_cell(job),
         format::age_of(job.created_at.as_ref(), now),
         format::truncate(&format::job_note(job), 80),
     ]

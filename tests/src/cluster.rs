@@ -89,6 +89,8 @@ pub struct ClusterBuilder {
     node_prefix: String,
     client_token: Option<String>,
     tls: Option<TlsFiles>,
+    /// A data dir the coordinator starts on (copied), instead of an empty one.
+    coordinator_data: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -147,12 +149,22 @@ impl ClusterBuilder {
         self
     }
 
+    /// The coordinator starts on a copy of the data dir `from` (a fixture made by an older
+    /// version, say) instead of an empty one.
+    pub fn coordinator_data(mut self, from: &Path) -> Self {
+        self.coordinator_data = Some(from.to_owned());
+        self
+    }
+
     /// Starts the processes and waits until every worker is READY.
     pub async fn start(self) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("reelay-test-")
             .tempdir()
             .expect("temp dir");
+        if let Some(from) = &self.coordinator_data {
+            crate::process::copy_dir(from, &dir.path().join("coordinator"));
+        }
         let config = dir.path().join("pipelines.toml");
         std::fs::write(&config, format!("{TEST_PIPELINES}\n{}", self.extra_config))
             .expect("write config");

@@ -12,7 +12,7 @@ use reelay_proto::v1;
 use reelay_proto::v1::job_service_client::JobServiceClient;
 use reelay_proto::v1::worker_service_client::WorkerServiceClient;
 use reelay_tests::TestCluster;
-use reelay_tests::process::{ReelayProcess, free_port};
+use reelay_tests::process::{ReelayProcess, copy_dir, free_port};
 use tonic::transport::Channel;
 
 /// Data dirs of a coordinator and a worker that ran jobs, stopped.
@@ -95,19 +95,6 @@ async fn used_dirs() -> UsedDirs {
     let config = dir.path().join("pipelines.toml");
     std::fs::copy(&cluster.config, &config).unwrap();
     UsedDirs { dir, config, jobs }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 // === damages ===
@@ -479,10 +466,103 @@ async fn a_data_dir_of_the_other_kind_is_refused() {
         &mut process,
         "a coordinator's data dir given to a worker",
         &copy.coordinator(),
-        &["reelay-coordinator:2 database", "--data-dir"],
+        &["reelay-coordinator:3 database", "--data-dir"],
     );
     // Neither refusal wrote into the other's directory.
     assert!(!copy.coordinator().join("outputs").exists());
     assert!(!copy.worker().join("db").exists());
     assert!(!copy.worker().join("reelay.store").exists());
+}
+
+/// A data dir of the previous coordinator schema (2) is upgraded in place at start: its queued
+/// jobs are listed (newest first, across priorities), kept in queue order and run; the next
+/// start opens it as schema 3 without upgrading again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_2_data_dir_is_upgraded_and_its_queue_runs() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/coordinator-schema-2");
+    let queued_newest_first = [
+        "01a2451b-2973-7836-b99c-8dc021a4ec2d",
+        "01a2451b-28fe-7731-98e6-526df44cd713",
+        "01a2451b-28bd-7fb1-970b-788e378ec752",
+        "01a2451b-287d-7e67-a2ee-d727209c4715",
+    ];
+    let cancelled = "01a2451b-2939-77c7-93f7-5b7d39430f82";
+    let mut cluster = TestCluster::builder()
+        .coordinator_data(&fixture)
+        .start()
+        .await;
+    assert!(
+        cluster
+            .coordinator
+            .log_text()
+            .contains("from schema 2 to 3"),
+        "the upgrade is logged:\n{}",
+        cluster.coordinator.log_text()
+    );
+    let list = |states: Vec<v1::JobState>| v1::ListJobsRequest {
+        page_size: 2,
+        states: states.into_iter().map(|state| state as i32).collect(),
+        ..Default::default()
+    };
+    let mut jobs = cluster.jobs().await;
+    let mut listed = Vec::new();
+    let mut request = list(vec![v1::JobState::Queued]);
+    loop {
+        let page = jobs.list_jobs(request.clone()).await.unwrap().into_inner();
+        listed.extend(page.jobs.into_iter().map(|job| job.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(
+        listed, queued_newest_first,
+        "queued jobs, newest first, in pages of 2"
+    );
+    let active = jobs
+        .list_jobs(list(vec![v1::JobState::Queued, v1::JobState::Cancelled]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active.jobs.len(), 2);
+    assert_eq!(active.jobs[0].id, queued_newest_first[0]);
+    assert_eq!(
+        jobs.list_jobs(list(vec![v1::JobState::Cancelled]))
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs
+            .iter()
+            .map(|job| job.id.as_str())
+            .collect::<Vec<_>>(),
+        [cancelled]
+    );
+
+    cluster.add_worker(reelay_tests::WorkerSpec::default());
+    cluster.wait_ready_nodes(1).await;
+    for id in queued_newest_first {
+        let events = cluster.wait_terminal(id).await;
+        let last = events.last().and_then(|event| event.job.as_ref()).unwrap();
+        assert_eq!(last.state, v1::JobState::Succeeded as i32, "{last:#?}");
+    }
+    assert_eq!(
+        reelay_store::sled_store::database_in(&cluster.path().join("coordinator")).as_deref(),
+        Some("reelay-coordinator:3")
+    );
+
+    cluster.coordinator.restart();
+    cluster.wait_serving().await;
+    let log = cluster.coordinator.log_text();
+    assert_eq!(
+        log.matches("from schema 2 to 3").count(),
+        1,
+        "upgraded once:\n{log}"
+    );
+    let all = cluster.all_jobs().await;
+    assert_eq!(all.len(), 5);
+    assert!(
+        all.iter()
+            .all(|job| job.state == v1::JobState::Succeeded as i32 || job.id == cancelled),
+        "{all:#?}"
+    );
 }

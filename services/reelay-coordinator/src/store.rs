@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `jobs` | job id (16 bytes, UUIDv7: sorts by age) | `Job` |
 //! | `job_events` | id \| version (be u64) | `JobEvent` (the job after each change; version 1 is stored with version 2, see [`JobStore::events_after`]) |
-//! | `jobs_by_state` | state (1 byte) \| id | — |
+//! | `jobs_by_state` | state (1 byte) \| id, for every state but queued (the queue lists those) | — |
 //! | `jobs_by_node` | node (length-prefixed) \| id | — |
 //! | `queue` | priority (flipped, be) \| id | pin and labels (`JobSpec` subset) |
 //! | `expiry` | expires_at (be u64 ms) \| id | — |
@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use reelay_core::{Job, JobId, JobState, Node};
 use reelay_proto::v1;
-use reelay_store::keys::{prefix_range, read_u64, u64_key, with_str_part};
-use reelay_store::sled_store::Schema;
+use reelay_store::keys::{prefix_end, prefix_range, read_u64, u64_key, with_str_part};
+use reelay_store::sled_store::{Schema, Upgrade};
 use reelay_store::{Direction, Store, WriteBatch};
 
 use crate::error::{CoordinatorError, Result};
@@ -49,9 +49,17 @@ pub(crate) const GC: &str = "gc";
 pub(crate) const BY_PARENT: &str = "jobs_by_parent";
 
 /// The coordinator database's schema.
+///
+/// Version 3: queued jobs are no longer in `jobs_by_state` (the `queue` tree lists them), one
+/// sled key less per created job.
 pub const SCHEMA: Schema = Schema {
     kind: "coordinator",
-    version: 2,
+    version: 3,
+    upgrades: &[Upgrade {
+        from: 2,
+        what: "queued jobs leave jobs_by_state (the queue lists them)",
+        run: drop_queued_state_index,
+    }],
     trees: &[
         JOBS, JOB_EVENTS, BY_STATE, BY_NODE, QUEUE, EXPIRY, REQUESTS, JOB_LOGS, LOG_MARKS, NODES,
         CURSORS, "meta",
@@ -60,6 +68,24 @@ pub const SCHEMA: Schema = Schema {
         UPLOADS, GC, BY_PARENT,
     ],
 };
+
+/// Schema 2 → 3: removes the queued jobs' `jobs_by_state` entries, in batches of bounded size.
+fn drop_queued_state_index(store: &dyn Store) -> reelay_store::Result<()> {
+    const CHUNK: usize = 10_000;
+    loop {
+        let keys = store
+            .scan_prefix(BY_STATE, &[JobState::Queued.code()], Direction::Forward)?
+            .take(CHUNK)
+            .map(|entry| entry.map(|(key, _)| key))
+            .collect::<reelay_store::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        keys.into_iter().for_each(|key| batch.delete(BY_STATE, key));
+        store.commit(&batch)?;
+    }
+}
 
 /// Where a worker keeps its database inside its data dir (see reelay-worker's `data_dir`).
 const WORKER_STATE_DIR: &str = "state";
@@ -210,7 +236,69 @@ impl JobStore {
         before: Option<JobId>,
         limit: usize,
     ) -> Result<Vec<JobId>> {
-        self.index_ids(BY_STATE, &[state.code()], before, limit)
+        match state {
+            JobState::Queued => self.queued_ids(before, limit),
+            state => self.index_ids(BY_STATE, &[state.code()], before, limit),
+        }
+    }
+
+    /// Ids of queued jobs, newest first, below `before`. The queue orders them by priority, then
+    /// age: each priority's run of it is read newest first, and the runs are merged by id (one
+    /// seek per priority in use).
+    fn queued_ids(&self, before: Option<JobId>, limit: usize) -> Result<Vec<JobId>> {
+        type Run<'a> =
+            Box<dyn Iterator<Item = reelay_store::Result<reelay_store::Entry>> + Send + 'a>;
+        fn next_id(run: &mut Run<'_>) -> Result<Option<JobId>> {
+            run.next()
+                .transpose()?
+                .map(|(key, _)| {
+                    key.get(PRIORITY_LEN..)
+                        .and_then(job_id_from)
+                        .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))
+                })
+                .transpose()
+        }
+        let mut runs: Vec<(JobId, Run<'_>)> = Vec::new();
+        let mut from = Bound::Unbounded;
+        while let Some(entry) = self
+            .store
+            .scan(QUEUE, from, Bound::Unbounded, Direction::Forward)?
+            .next()
+        {
+            let (key, _) = entry?;
+            let priority = key
+                .get(..PRIORITY_LEN)
+                .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))?;
+            let to = match before {
+                Some(id) => Bound::Excluded([priority, id.as_bytes()].concat()),
+                None => prefix_range(priority).1,
+            };
+            let mut run = self.store.scan(
+                QUEUE,
+                Bound::Included(priority.to_vec()),
+                to,
+                Direction::Reverse,
+            )?;
+            if let Some(head) = next_id(&mut run)? {
+                runs.push((head, run));
+            }
+            match prefix_end(priority) {
+                Some(end) => from = Bound::Included(end),
+                None => break,
+            }
+        }
+        let mut ids = Vec::new();
+        while ids.len() < limit {
+            let Some(newest) = (0..runs.len()).max_by_key(|&run| runs[run].0) else {
+                break;
+            };
+            ids.push(runs[newest].0);
+            match next_id(&mut runs[newest].1)? {
+                Some(head) => runs[newest].0 = head,
+                None => drop(runs.swap_remove(newest)),
+            }
+        }
+        Ok(ids)
     }
 
     /// Ids of jobs whose last attempt ran on `node`, newest first.
@@ -278,7 +366,7 @@ impl JobStore {
         Ok(iter.map(|entry| {
             let (key, value) = entry?;
             let id = key
-                .get(4..)
+                .get(PRIORITY_LEN..)
                 .and_then(job_id_from)
                 .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))?;
             let spec = v1::JobSpec::decode(value.as_slice())?;
@@ -310,7 +398,7 @@ impl JobStore {
             .enumerate()
         {
             let (key, _) = entry?;
-            if let Some(id) = key.get(4..).and_then(job_id_from)
+            if let Some(id) = key.get(PRIORITY_LEN..).and_then(job_id_from)
                 && wanted.remove(&id)
             {
                 positions.insert(id, index + 1);
@@ -366,6 +454,9 @@ pub(crate) fn log_key(id: JobId, line: u64) -> Vec<u8> {
 }
 
 /// Higher priorities sort first: the order-preserving map of i32 to u32, inverted.
+/// Bytes of a queue key before the job id: the priority.
+const PRIORITY_LEN: usize = 4;
+
 pub(crate) fn queue_key(priority: i32, id: JobId) -> Vec<u8> {
     let ordered = (priority as u32) ^ 0x8000_0000;
     [(!ordered).to_be_bytes().as_slice(), id.as_bytes()].concat()
@@ -419,7 +510,10 @@ pub(crate) fn encode_cursor(cursor: &Cursor) -> Vec<u8> {
 pub(crate) fn index_writes(before: Option<&Job>, after: Option<&Job>, batch: &mut WriteBatch) {
     let id = before.or(after).map(|job| job.id);
     let Some(id) = id else { return };
-    let state_key = |job: &Job| [&[job.state.code()][..], id.as_bytes()].concat();
+    // Queued jobs are listed from the queue.
+    let state_key = |job: &Job| {
+        (job.state != JobState::Queued).then(|| [&[job.state.code()][..], id.as_bytes()].concat())
+    };
     let node_key = |job: &Job| {
         job.node_id
             .as_deref()
@@ -446,8 +540,8 @@ pub(crate) fn index_writes(before: Option<&Job>, after: Option<&Job>, batch: &mu
         ),
         None => batch.delete(JOBS, id.as_bytes().to_vec()),
     }
-    let old_state = before.map(state_key);
-    let new_state = after.map(state_key);
+    let old_state = before.and_then(state_key);
+    let new_state = after.and_then(state_key);
     if old_state != new_state {
         old_state
             .into_iter()
@@ -615,6 +709,98 @@ mod tests {
             .ids_in_state(JobState::Queued, Some(jobs[1].id), 10)
             .unwrap();
         assert_eq!(by_state, [jobs[0].id]);
+    }
+
+    #[test]
+    fn queued_jobs_list_newest_first_across_priorities_and_pages() {
+        let (_dir, store) = store();
+        // Ages 0..12, priorities in no order of age, the extremes of i32 included.
+        let priorities = [0, 5, i32::MIN, 0, -3, 5, i32::MAX, 0, -3, 9, 0, 5];
+        let jobs: Vec<Job> = priorities
+            .iter()
+            .enumerate()
+            .map(|(n, &priority)| job(n as u64, priority))
+            .collect();
+        for job in &jobs {
+            write(&store, None, Some(job));
+        }
+        let newest_first: Vec<JobId> = jobs.iter().rev().map(|job| job.id).collect();
+        assert_eq!(
+            store.ids_in_state(JobState::Queued, None, 100).unwrap(),
+            newest_first
+        );
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.ids_in_state(JobState::Queued, before, 5).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 5);
+            before = page.last().copied();
+            paged.extend(page);
+        }
+        assert_eq!(paged, newest_first, "pages of 5 join up to the whole list");
+        assert!(
+            store
+                .raw()
+                .scan_prefix(BY_STATE, b"", Direction::Forward)
+                .unwrap()
+                .next()
+                .is_none(),
+            "queued jobs have no state index entry"
+        );
+    }
+
+    #[test]
+    fn schema_2_databases_are_upgraded_and_keep_their_queued_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SledOptions {
+            cache_bytes: 1 << 20,
+        };
+        let schema_2 = Schema {
+            version: 2,
+            upgrades: &[],
+            ..SCHEMA
+        };
+        let jobs: Vec<Job> = (0..25_000).map(|n| job(n, (n % 3) as i32)).collect();
+        {
+            // What version 2 wrote for a queued job: its state index entry too.
+            let sled = SledStore::open(dir.path(), &schema_2, options).unwrap();
+            let mut batch = WriteBatch::default();
+            for job in &jobs {
+                index_writes(None, Some(job), &mut batch);
+                batch.put(
+                    BY_STATE,
+                    [&[JobState::Queued.code()][..], job.id.as_bytes()].concat(),
+                    Vec::new(),
+                );
+            }
+            sled.commit(&batch).unwrap();
+            sled.flush().unwrap();
+        }
+        let sled = SledStore::open(dir.path(), &SCHEMA, options).unwrap();
+        let store = JobStore::new(Arc::new(sled));
+        assert!(
+            store
+                .raw()
+                .scan_prefix(BY_STATE, b"", Direction::Forward)
+                .unwrap()
+                .next()
+                .is_none(),
+            "the upgrade removed every queued state entry"
+        );
+        let listed = store
+            .ids_in_state(JobState::Queued, None, usize::MAX)
+            .unwrap();
+        assert_eq!(listed.len(), jobs.len());
+        assert_eq!(listed.first(), jobs.last().map(|job| &job.id));
+        assert_eq!(store.queue().unwrap().count(), jobs.len());
+        drop(store);
+        assert_eq!(
+            reelay_store::sled_store::database_in(dir.path()).unwrap(),
+            SCHEMA.tag()
+        );
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub struct Schema {
     pub version: u32,
     /// Tree names; `meta` is added when missing.
     pub trees: &'static [&'static str],
+    /// How databases of older versions of this kind are brought to `version` at open, one step
+    /// per version. A database of a version with no path of upgrades to this one is refused.
+    pub upgrades: &'static [Upgrade],
+}
+
+/// One step that brings a database of schema version `from` to `from + 1`, run when it is
+/// opened. Once it returns, its writes are flushed and the new version recorded; a crash before
+/// that leaves the old version recorded and the next open runs it again, so it must be safe to
+/// run twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Upgrade {
+    pub from: u32,
+    /// What it changes, for the log.
+    pub what: &'static str,
+    pub run: fn(&dyn Store) -> Result<()>,
 }
 
 /// Options of the engine.
@@ -119,7 +134,7 @@ fn check_files(path: &Path, schema: &Schema) -> Result<Option<Marker>> {
     };
     let expected = schema.tag();
     let tag = &marker.tag;
-    if *tag != expected {
+    if *tag != expected && schema.upgradable_from(tag).is_none() {
         return Err(wrong_schema(path, tag, schema));
     }
     let data_file = path.join(DATA_FILE);
@@ -216,7 +231,27 @@ fn write_marker(path: &Path, tag: &str, clean_size: Option<u64>) -> Result<()> {
 impl Schema {
     /// The tag stored in the schema record and the marker file: `reelay-<kind>:<version>`.
     pub fn tag(&self) -> String {
-        format!("reelay-{}:{}", self.kind, self.version)
+        self.tag_of(self.version)
+    }
+
+    fn tag_of(&self, version: u32) -> String {
+        format!("reelay-{}:{version}", self.kind)
+    }
+
+    /// The version of a database tagged `tag` when it is an older version of this kind that the
+    /// upgrades bring to this one.
+    fn upgradable_from(&self, tag: &str) -> Option<u32> {
+        let from: u32 = tag
+            .strip_prefix(&format!("reelay-{}:", self.kind))?
+            .parse()
+            .ok()?;
+        (from < self.version)
+            .then_some(from)
+            .filter(|&from| (from..self.version).all(|version| self.upgrade(version).is_some()))
+    }
+
+    fn upgrade(&self, from: u32) -> Option<&Upgrade> {
+        self.upgrades.iter().find(|upgrade| upgrade.from == from)
     }
 }
 
@@ -282,8 +317,9 @@ impl SledStore {
             tag: None,
         };
         store.check_schema(schema, marker.is_some())?;
-        // A new database gets its marker; a clean stop's size is cleared before any write.
-        if marker.is_none_or(|marker| marker.clean_size.is_some()) {
+        // A new database gets its marker; a clean stop's size is cleared before any write; an
+        // upgraded one gets its new version.
+        if marker.is_none_or(|marker| marker.clean_size.is_some() || marker.tag != schema.tag()) {
             write_marker(path, &schema.tag(), None)?;
         }
         let mut store = store;
@@ -297,6 +333,11 @@ impl SledStore {
         let schema_key = self.key(META_TREE, SCHEMA_KEY)?;
         match self.db.get(&schema_key).map_err(engine)? {
             Some(found) if found.as_ref() == expected.as_bytes() => Ok(()),
+            Some(found)
+                if let Some(from) = schema.upgradable_from(&String::from_utf8_lossy(&found)) =>
+            {
+                self.upgrade(schema, from)
+            }
             Some(found) => Err(wrong_schema(
                 &self.path,
                 &String::from_utf8_lossy(&found),
@@ -321,6 +362,31 @@ impl SledStore {
                 self.flush()
             }
         }
+    }
+
+    /// Runs the schema's upgrades from version `from` on, recording each new version once the
+    /// upgrade's writes are durable.
+    fn upgrade(&self, schema: &Schema, from: u32) -> Result<()> {
+        let schema_key = self.key(META_TREE, SCHEMA_KEY)?;
+        for version in from..schema.version {
+            let Some(upgrade) = schema.upgrade(version) else {
+                return Err(wrong_schema(&self.path, &schema.tag_of(version), schema));
+            };
+            tracing::info!(
+                path = %self.path.display(),
+                "upgrading the {} database from schema {version} to {}: {}",
+                schema.kind,
+                version + 1,
+                upgrade.what
+            );
+            (upgrade.run)(self)?;
+            self.flush()?;
+            self.db
+                .insert(&schema_key, schema.tag_of(version + 1).as_bytes())
+                .map_err(engine)?;
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn has_data(&self) -> Result<bool> {
@@ -485,6 +551,7 @@ mod tests {
         kind: "test",
         version: 1,
         trees: &["a", "b"],
+        upgrades: &[],
     };
 
     fn open(dir: &Path) -> SledStore {
@@ -612,6 +679,7 @@ mod tests {
             kind: "other",
             version: 1,
             trees: &["a"],
+            upgrades: &[],
         };
         let err = SledStore::open(dir.path(), &other, SledOptions::default()).unwrap_err();
         assert!(err.to_string().contains("reelay-test:1"), "{err}");
@@ -802,6 +870,7 @@ mod tests {
             kind: "test",
             version: 2,
             trees: &["a", "b"],
+            upgrades: &[],
         };
         let err = SledStore::open(dir.path(), &newer, SledOptions::default())
             .unwrap_err()
@@ -810,6 +879,77 @@ mod tests {
             err.contains("schema 1") && err.contains("(schema 2) cannot read"),
             "{err}"
         );
+    }
+
+    /// Version 1's "a" keys move to "b" in version 2 (run twice, it finds nothing left to move).
+    fn move_a_to_b(store: &dyn Store) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for entry in store.scan_prefix("a", b"", Direction::Forward)? {
+            let (key, value) = entry?;
+            batch.delete("a", key.clone());
+            batch.put("b", key, value);
+        }
+        store.commit(&batch)
+    }
+
+    const UPGRADED: Schema = Schema {
+        kind: "test",
+        version: 2,
+        trees: &["a", "b"],
+        upgrades: &[Upgrade {
+            from: 1,
+            what: "a moves to b",
+            run: move_a_to_b,
+        }],
+    };
+
+    #[test]
+    fn an_older_version_is_upgraded_at_open_and_then_opens_as_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            let mut batch = WriteBatch::default();
+            batch.put("a", b"k".to_vec(), b"v".to_vec());
+            store.commit(&batch).unwrap();
+            store.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let store = SledStore::open(dir.path(), &UPGRADED, SledOptions::default()).unwrap();
+            assert_eq!(store.get("a", b"k").unwrap(), None);
+            assert_eq!(store.get("b", b"k").unwrap(), Some(b"v".to_vec()));
+            drop(store);
+            assert_eq!(database_in(dir.path()).unwrap(), "reelay-test:2");
+        }
+        // The old version cannot read it any more, and says so.
+        let err = SledStore::open(dir.path(), &SCHEMA, SledOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schema 2") && err.contains("(schema 1) cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_that_fails_leaves_the_old_version_to_retry() {
+        fn fails(_: &dyn Store) -> Result<()> {
+            Err(StoreError::Engine("disk full".into()))
+        }
+        const FAILING: Schema = Schema {
+            upgrades: &[Upgrade {
+                from: 1,
+                what: "fails",
+                run: fails,
+            }],
+            ..UPGRADED
+        };
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let err = SledStore::open(dir.path(), &FAILING, SledOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(database_in(dir.path()).unwrap(), "reelay-test:1");
+        drop(SledStore::open(dir.path(), &UPGRADED, SledOptions::default()).unwrap());
+        assert_eq!(database_in(dir.path()).unwrap(), "reelay-test:2");
     }
 
     #[test]

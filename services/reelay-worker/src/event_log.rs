@@ -30,6 +30,7 @@ pub const SCHEMA: Schema = Schema {
     kind: "worker",
     version: 2,
     trees: &[JOBS, ACTIVE, EVENTS, META],
+    upgrades: &[],
 };
 
 const SEQ_RESERVED_KEY: &[u8] = b"seq_reserved";

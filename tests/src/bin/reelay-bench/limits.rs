@@ -14,6 +14,7 @@ const SCHEMA: Schema = Schema {
     kind: "bench",
     version: 1,
     trees: &["t"],
+    upgrades: &[],
 };
 
 /// p50 of fsync after a 4 KiB write.

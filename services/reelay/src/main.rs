@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: the servers allocate many small, short-lived buffers
-/// (messages, batches), and glibc's malloc took a fifth of the coordinator's CPU under load.
+/// (messages, batches), and glibc's malloc took a fifth of the coordinator's CPU under load. Built
+/// without transparent huge pages (`no_thp`): mimalloc asks for them on its arenas, and where the
+/// kernel grants them on request (`madvise`, common) memory is resident 2 MiB at a time — an idle
+/// coordinator was 69 MiB instead of 20, and 10,000 watchers cost 81–86 MiB instead of 65.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

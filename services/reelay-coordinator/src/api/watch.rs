@@ -83,6 +83,8 @@ pub(crate) fn job(
         }
     };
     let (tx, stream) = client_channel(&state, StreamKind::WatchJob);
+    // Boxed: a task keeps its arguments for its whole life, and a job is large (~0.8 KiB).
+    let job = Box::new(job);
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
         tx.run(follow_job(&state, id, job, after_version, live, &tx))
@@ -96,14 +98,14 @@ pub(crate) fn job(
 async fn follow_job(
     state: &ApiState,
     id: JobId,
-    job: reelay_core::Job,
+    job: Box<reelay_core::Job>,
     after_version: u64,
     mut live: broadcast::Receiver<Arc<v1::JobEvent>>,
     tx: &Tx<v1::JobEvent>,
 ) -> Result<(), Gone> {
     // The first part (snapshot or history) runs boxed, so the long wait below keeps only what it
     // needs: an idle watcher is small.
-    let Some(mut last) = Box::pin(send_first(state, id, job, after_version, tx)).await? else {
+    let Some(mut last) = Box::pin(send_first(state, id, *job, after_version, tx)).await? else {
         return Ok(());
     };
     loop {

@@ -711,6 +711,14 @@ mod tests {
         assert_eq!(by_state, [jobs[0].id]);
     }
 
+    fn state_index_is_empty(store: &JobStore) -> bool {
+        let mut entries = store
+            .raw()
+            .scan_prefix(BY_STATE, b"", Direction::Forward)
+            .unwrap();
+        entries.next().is_none()
+    }
+
     #[test]
     fn queued_jobs_list_newest_first_across_priorities_and_pages() {
         let (_dir, store) = store();
@@ -742,12 +750,7 @@ mod tests {
         }
         assert_eq!(paged, newest_first, "pages of 5 join up to the whole list");
         assert!(
-            store
-                .raw()
-                .scan_prefix(BY_STATE, b"", Direction::Forward)
-                .unwrap()
-                .next()
-                .is_none(),
+            state_index_is_empty(&store),
             "queued jobs have no state index entry"
         );
     }
@@ -782,12 +785,7 @@ mod tests {
         let sled = SledStore::open(dir.path(), &SCHEMA, options).unwrap();
         let store = JobStore::new(Arc::new(sled));
         assert!(
-            store
-                .raw()
-                .scan_prefix(BY_STATE, b"", Direction::Forward)
-                .unwrap()
-                .next()
-                .is_none(),
+            state_index_is_empty(&store),
             "the upgrade removed every queued state entry"
         );
         let listed = store

@@ -272,13 +272,16 @@ pub(crate) fn logs(
             return Err(status);
         }
     };
+    // Only whether the job is finished goes into the task, which keeps what it captures for its
+    // whole life (a job is ~0.8 KiB).
+    let finished = job.state.is_terminal();
     let (tx, stream) = client_channel(&state, StreamKind::GetJobLogs);
     tokio::spawn(async move {
         let hub = Arc::clone(&state.hub);
         tx.run(follow_logs(
             &state,
             id,
-            job,
+            finished,
             (after_line, follow),
             feeds,
             &tx,
@@ -323,14 +326,14 @@ enum LogFeed {
 async fn follow_logs(
     state: &ApiState,
     id: JobId,
-    job: reelay_core::Job,
+    finished: bool,
     (after_line, follow): (u64, bool),
     (mut lines, mut changes): LogFeeds,
     tx: &Tx<v1::LogLine>,
 ) -> Result<(), Gone> {
     let mut last = after_line;
     let complete = send_stored(state, id, &mut last, tx).await?;
-    if !complete || !follow || job.state.is_terminal() {
+    if !complete || !follow || finished {
         return Ok(());
     }
     loop {

@@ -10,7 +10,9 @@
 //!
 //! At open, a `meta` entry records which kind of database this is and its schema version. A
 //! database that was there before but lacks it, or belongs to another kind, is refused with a
-//! message, never silently treated as empty.
+//! message, never silently treated as empty. One of an older version of the same kind is brought
+//! up to date by the schema's [`Upgrade`] steps, each made durable before the new version is
+//! recorded; one of a newer version is refused (there is no downgrade).
 //!
 //! sled itself takes a data file that was deleted, truncated or overwritten for a new, empty
 //! database (its `conf` alone says nothing about the data). So a database also leaves a marker

@@ -108,28 +108,38 @@ pub struct ProgressFigures {
     pub count: usize,
 }
 
-/// Time from a pipeline printing `::progress` to a WatchJob client receiving it.
-pub async fn progress_latency(cluster: &TestCluster, ticks: usize) -> ProgressFigures {
-    let mut worker = cluster.worker_client(0).await;
-    let last_seq = worker
-        .get_info(v1::GetInfoRequest::default())
-        .await
-        .expect("worker info")
-        .into_inner()
-        .last_seq;
-    let mut worker_stream = worker
-        .stream_events(v1::StreamEventsRequest {
-            after_seq: last_seq,
-            node_id: String::new(),
-        })
-        .await
-        .expect("worker stream")
-        .into_inner();
+/// Time from a pipeline printing `::progress` to a WatchJob client receiving it. With `split`, a
+/// client of the worker's own StreamEvents also times each line inside the worker — a second
+/// stream the worker serves, which delays the coordinator's (measure the WatchJob figure without).
+pub async fn progress_latency(cluster: &TestCluster, ticks: usize, split: bool) -> ProgressFigures {
+    let worker_stream = if split {
+        let mut worker = cluster.worker_client(0).await;
+        let last_seq = worker
+            .get_info(v1::GetInfoRequest::default())
+            .await
+            .expect("worker info")
+            .into_inner()
+            .last_seq;
+        let stream = worker
+            .stream_events(v1::StreamEventsRequest {
+                after_seq: last_seq,
+                node_id: String::new(),
+            })
+            .await
+            .expect("worker stream")
+            .into_inner();
+        Some(stream)
+    } else {
+        None
+    };
     let job = cluster
         .submit("tick", &[("ticks", &ticks.to_string())])
         .await;
     let job_id = job.id.clone();
     let at_worker = tokio::spawn(async move {
+        let Some(mut worker_stream) = worker_stream else {
+            return (Vec::new(), Vec::new(), Vec::new());
+        };
         let (mut streamed, mut read, mut stored) = (Vec::new(), Vec::new(), Vec::new());
         while let Ok(Some(event)) = worker_stream.message().await {
             let received = now_ns();

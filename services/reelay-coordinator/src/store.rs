@@ -251,11 +251,7 @@ impl JobStore {
         fn next_id(run: &mut Run<'_>) -> Result<Option<JobId>> {
             run.next()
                 .transpose()?
-                .map(|(key, _)| {
-                    key.get(PRIORITY_LEN..)
-                        .and_then(job_id_from)
-                        .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))
-                })
+                .map(|(key, _)| queued_job(&key))
                 .transpose()
         }
         let mut runs: Vec<(JobId, Run<'_>)> = Vec::new();
@@ -365,10 +361,7 @@ impl JobStore {
         let iter = self.store.scan_prefix(QUEUE, b"", Direction::Forward)?;
         Ok(iter.map(|entry| {
             let (key, value) = entry?;
-            let id = key
-                .get(PRIORITY_LEN..)
-                .and_then(job_id_from)
-                .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))?;
+            let id = queued_job(&key)?;
             let spec = v1::JobSpec::decode(value.as_slice())?;
             Ok(reelay_core::scheduler::QueuedJob {
                 id,
@@ -398,7 +391,7 @@ impl JobStore {
             .enumerate()
         {
             let (key, _) = entry?;
-            if let Some(id) = key.get(PRIORITY_LEN..).and_then(job_id_from)
+            if let Ok(id) = queued_job(&key)
                 && wanted.remove(&id)
             {
                 positions.insert(id, index + 1);
@@ -453,10 +446,17 @@ pub(crate) fn log_key(id: JobId, line: u64) -> Vec<u8> {
     [id.as_bytes().as_slice(), &u64_key(line)].concat()
 }
 
-/// Higher priorities sort first: the order-preserving map of i32 to u32, inverted.
 /// Bytes of a queue key before the job id: the priority.
 const PRIORITY_LEN: usize = 4;
 
+/// The job id of a queue key.
+fn queued_job(key: &[u8]) -> Result<JobId> {
+    key.get(PRIORITY_LEN..)
+        .and_then(job_id_from)
+        .ok_or_else(|| CoordinatorError::Internal("bad queue key".into()))
+}
+
+/// Higher priorities sort first: the order-preserving map of i32 to u32, inverted.
 pub(crate) fn queue_key(priority: i32, id: JobId) -> Vec<u8> {
     let ordered = (priority as u32) ^ 0x8000_0000;
     [(!ordered).to_be_bytes().as_slice(), id.as_bytes()].concat()

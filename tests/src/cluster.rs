@@ -617,7 +617,6 @@ impl TestCluster {
     }
 }
 
-/// A job spec for `pipeline` with `params`.
 /// The job id of a piece of `parent` running on `node` with at least `progress` percent done.
 pub fn running_piece(parent: &v1::Job, node: &str, progress: u32) -> Option<String> {
     parent.steps.as_ref()?.pieces.iter().find_map(|piece| {
@@ -633,6 +632,7 @@ pub fn job_state(job: &v1::Job) -> v1::JobState {
     v1::JobState::try_from(job.state).unwrap_or(v1::JobState::Unspecified)
 }
 
+/// A job spec for `pipeline` with `params`.
 pub fn spec(pipeline: &str, params: &[(&str, &str)]) -> v1::JobSpec {
     v1::JobSpec {
         pipeline: pipeline.to_owned(),

@@ -18,4 +18,5 @@ else
     echo "dev: npm not found: the UI is not built (the API still works; install Node.js 20 for the UI)" >&2
 fi
 cargo build --release --locked -p reelay
-exec target/release/reelay dev "$@"
+# Where cargo put it: target/, or the CARGO_TARGET_DIR of this environment.
+exec "${CARGO_TARGET_DIR:-target}/release/reelay" dev "$@"

@@ -9,8 +9,11 @@
 //! - [`Store`]: the interface; [`WriteBatch`]: writes applied atomically across trees.
 //! - [`sled_store`]: the sled 0.34 engine, with a schema check at open so a damaged or foreign
 //!   database is an error, never a silent empty state.
+//! - `intent`: how a small batch is stored as one value before its writes (cheaper than sled's
+//!   atomic batch, just as atomic).
 //! - [`keys`]: helpers for ordered keys (big-endian numbers, prefixes).
 
+mod intent;
 pub mod keys;
 pub mod sled_store;
 

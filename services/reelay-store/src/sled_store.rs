@@ -8,6 +8,12 @@
 //! promise power-loss durability. `flush_async` is never used (it can hang under concurrent
 //! callers, sled #1308).
 //!
+//! A batch of up to [`INTENT_MAX_WRITES`] writes is stored as an intent (see `intent`): its writes
+//! as one value under a key outside every tree, then each write, then the intent removed. It is as
+//! atomic as sled's own batch — after a crash the next open applies an intent found whole — and
+//! under load several times cheaper. Commits hold a lock that every read takes too, so a reader
+//! never sees a batch half applied.
+//!
 //! At open, a `meta` entry records which kind of database this is and its schema version. A
 //! database that was there before but lacks it, or belongs to another kind, is refused with a
 //! message, never silently treated as empty. One of an older version of the same kind is brought
@@ -26,7 +32,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::intent;
 use crate::{Bytes, Direction, Entry, Result, Store, StoreError, WriteBatch};
 
 /// Name of the tree that holds the schema record (every schema has it).
@@ -36,6 +44,11 @@ const SCHEMA_KEY: &[u8] = b"schema";
 pub const MARKER_FILE: &str = "reelay.store";
 /// sled's data file in its directory.
 const DATA_FILE: &str = "db";
+/// The key of the batch being applied as an intent: below no tree (their prefixes are smaller).
+const INTENT_KEY: &[u8] = &[u8::MAX];
+/// Batches of at most this many writes are stored as an intent, larger ones as a sled batch (an
+/// intent writes every value twice: for the batches of a busy engine, sled's batch is cheaper).
+pub const INTENT_MAX_WRITES: usize = 16;
 
 /// What a database holds: its kind, schema version and trees.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +102,9 @@ pub struct SledStore {
     /// The schema tag, once the database is open and checked: a clean stop records the data
     /// file's size under it. `None` while opening, so a refused database is left as it was.
     tag: Option<String>,
+    /// Held for writing by a commit, for reading by each read: a batch applied as an intent is
+    /// seen whole or not at all, and commits (which all rewrite the one intent key) never overlap.
+    commits: RwLock<()>,
 }
 
 /// What the marker file says: the schema tag and, after a clean stop, the data file's size.
@@ -317,7 +333,9 @@ impl SledStore {
             data_file,
             path: path.to_owned(),
             tag: None,
+            commits: RwLock::new(()),
         };
+        store.finish_interrupted_batch()?;
         store.check_schema(schema, marker.is_some())?;
         // A new database gets its marker; a clean stop's size is cleared before any write; an
         // upgraded one gets its new version.
@@ -327,6 +345,83 @@ impl SledStore {
         let mut store = store;
         store.tag = Some(schema.tag());
         Ok(store)
+    }
+
+    /// Applies the batch a crash interrupted, if its intent survived: whole, with the intent
+    /// removed in the same sled batch, and durably before anything reads.
+    fn finish_interrupted_batch(&self) -> Result<()> {
+        let Some(found) = self.db.get(INTENT_KEY).map_err(engine)? else {
+            return Ok(());
+        };
+        let writes = intent::decode(&found).ok_or_else(|| {
+            StoreError::Unusable(format!(
+                "{} holds an unreadable record of an interrupted write ({} bytes): the database is \
+                 damaged; {RESTORE_HINT}",
+                self.path.display(),
+                found.len()
+            ))
+        })?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in &writes {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        batch.remove(INTENT_KEY);
+        self.db.apply_batch(batch).map_err(engine)?;
+        self.flush()?;
+        tracing::info!(
+            path = %self.path.display(),
+            writes = writes.len(),
+            "completed a write that a stop had interrupted"
+        );
+        Ok(())
+    }
+
+    /// The writes of `batch` with their keys as stored.
+    fn stored_writes(&self, batch: &WriteBatch) -> Result<Vec<intent::StoredWrite>> {
+        batch
+            .ops()
+            .map(|(tree, key, value)| Ok((self.key(tree, key)?, value.map(<[u8]>::to_vec))))
+            .collect()
+    }
+
+    fn reading(&self) -> RwLockReadGuard<'_, ()> {
+        self.commits.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn committing(&self) -> RwLockWriteGuard<'_, ()> {
+        self.commits.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `writes` as an intent, then one by one, then removes the intent (the caller holds
+    /// the commit lock). `stop_after`: a crash after that many writes, for tests.
+    fn commit_as_intent(
+        &self,
+        writes: &[intent::StoredWrite],
+        stop_after: Option<usize>,
+    ) -> Result<()> {
+        let record = intent::encode(
+            writes
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_deref())),
+        );
+        self.db.insert(INTENT_KEY, record).map_err(engine)?;
+        for (done, (key, value)) in writes.iter().enumerate() {
+            if stop_after == Some(done) {
+                return Ok(());
+            }
+            match value {
+                Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
+                None => self.db.remove(key.as_slice()).map(drop),
+            }
+            .map_err(engine)?;
+        }
+        if stop_after.is_none() {
+            self.db.remove(INTENT_KEY).map_err(engine)?;
+        }
+        Ok(())
     }
 
     /// Checks the schema record; `marked`: the directory's marker says a database was made here.
@@ -464,9 +559,11 @@ impl Drop for SledStore {
 
 impl Store for SledStore {
     fn get(&self, tree: &'static str, key: &[u8]) -> Result<Option<Bytes>> {
+        let key = self.key(tree, key)?;
+        let _reading = self.reading();
         Ok(self
             .db
-            .get(self.key(tree, key)?)
+            .get(key)
             .map_err(engine)?
             .map(|value| value.to_vec()))
     }
@@ -496,14 +593,21 @@ impl Store for SledStore {
             Bound::Excluded(key) => Bound::Excluded(with_prefix(key)),
             Bound::Unbounded => Bound::Excluded(vec![prefix + 1]),
         };
-        let range = self.db.range::<Bytes, _>((from, to));
+        let mut range = self.db.range::<Bytes, _>((from, to));
         let convert = |item: sled::Result<(sled::IVec, sled::IVec)>| {
             item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
                 .map_err(engine)
         };
+        // Each step reads under the commit lock, as a `get` does.
         Ok(match direction {
-            Direction::Forward => Box::new(range.map(convert)),
-            Direction::Reverse => Box::new(range.rev().map(convert)),
+            Direction::Forward => Box::new(std::iter::from_fn(move || {
+                let _reading = self.reading();
+                range.next().map(convert)
+            })),
+            Direction::Reverse => Box::new(std::iter::from_fn(move || {
+                let _reading = self.reading();
+                range.next_back().map(convert)
+            })),
         })
     }
 
@@ -511,28 +615,29 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // One write is atomic by itself: sled's batches seal and write its IO buffer twice, which
-        // costs a single write several times over.
-        if batch.len() == 1
-            && let Some((tree, key, value)) = batch.ops().next()
-        {
-            let key = self.key(tree, key)?;
-            match value {
-                Some(value) => self.db.insert(key, value).map(drop),
-                None => self.db.remove(key).map(drop),
+        if batch.len() > INTENT_MAX_WRITES {
+            let mut stored = sled::Batch::default();
+            for (tree, key, value) in batch.ops() {
+                let key = self.key(tree, key)?;
+                match value {
+                    Some(value) => stored.insert(key, value),
+                    None => stored.remove(key),
+                }
             }
-            .map_err(engine)?;
-            return Ok(());
+            let _committing = self.committing();
+            return self.db.apply_batch(stored).map_err(engine);
         }
-        let mut stored = sled::Batch::default();
-        for (tree, key, value) in batch.ops() {
-            let key = self.key(tree, key)?;
-            match value {
-                Some(value) => stored.insert(key, value),
-                None => stored.remove(key),
+        let writes = self.stored_writes(batch)?;
+        let _committing = self.committing();
+        match writes.as_slice() {
+            // One write is atomic by itself.
+            [(key, value)] => match value {
+                Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
+                None => self.db.remove(key.as_slice()).map(drop),
             }
+            .map_err(engine),
+            small => self.commit_as_intent(small, None),
         }
-        self.db.apply_batch(stored).map_err(engine)
     }
 
     fn flush(&self) -> Result<()> {
@@ -636,6 +741,101 @@ mod tests {
             store.get("zzz", b"k"),
             Err(StoreError::UnknownTree(_))
         ));
+    }
+
+    /// A batch of puts and a delete over both trees, small enough to be stored as an intent.
+    fn small_batch() -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        batch.put("a", b"job".to_vec(), b"v2".to_vec());
+        batch.delete("a", b"old".to_vec());
+        batch.put("b", b"event-2".to_vec(), b"e2".to_vec());
+        batch.put("b", b"cursor".to_vec(), b"2".to_vec());
+        batch
+    }
+
+    fn state_of(store: &SledStore) -> Vec<(&'static str, Entry)> {
+        let mut state = Vec::new();
+        for tree in ["a", "b"] {
+            for entry in store.scan_prefix(tree, b"", Direction::Forward).unwrap() {
+                state.push((tree, entry.unwrap()));
+            }
+        }
+        state
+    }
+
+    #[test]
+    fn a_small_batch_cut_anywhere_after_its_intent_is_applied_whole_at_the_next_open() {
+        let whole = {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            store.commit(&small_batch()).unwrap();
+            assert_eq!(store.db.get(INTENT_KEY).unwrap(), None, "intent removed");
+            state_of(&store)
+        };
+        assert_eq!(whole.len(), 3);
+        for cut in 0..=small_batch().len() {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let store = open(dir.path());
+                let mut before = WriteBatch::default();
+                before.put("a", b"job".to_vec(), b"v1".to_vec());
+                before.put("a", b"old".to_vec(), b"x".to_vec());
+                store.commit(&before).unwrap();
+                let writes = store.stored_writes(&small_batch()).unwrap();
+                let _committing = store.committing();
+                store.commit_as_intent(&writes, Some(cut)).unwrap();
+                store.flush().unwrap();
+            }
+            let store = open(dir.path());
+            assert_eq!(state_of(&store), whole, "cut after {cut} writes");
+            assert_eq!(store.db.get(INTENT_KEY).unwrap(), None, "cut after {cut}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_intent_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store.db.insert(INTENT_KEY, &b"\0\0\0\x09cut"[..]).unwrap();
+            store.flush().unwrap();
+        }
+        let err = SledStore::open(dir.path(), &SCHEMA, SledOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Unusable(_)), "{err}");
+        assert!(err.to_string().contains("interrupted write"), "{err}");
+    }
+
+    #[test]
+    fn readers_never_see_a_small_batch_half_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let rounds = 3_000u64;
+        let write = |i: u64| {
+            let mut batch = WriteBatch::default();
+            batch.put("a", b"first".to_vec(), i.to_be_bytes().to_vec());
+            batch.put("a", b"second".to_vec(), i.to_be_bytes().to_vec());
+            store.commit(&batch).unwrap();
+        };
+        write(0);
+        let read = |value: Option<Bytes>| u64::from_be_bytes(value.unwrap().try_into().unwrap());
+        std::thread::scope(|scope| {
+            scope.spawn(|| (1..=rounds).for_each(write));
+            let mut seen = 0;
+            while seen < rounds {
+                // `first` is written before `second`: read in that order, a batch seen half
+                // applied would show `first` ahead of `second`.
+                let first = read(store.get("a", b"first").unwrap());
+                let second = read(store.get("a", b"second").unwrap());
+                assert!(second >= first, "get: first {first}, second {second}");
+                let scanned: Vec<u64> = store
+                    .scan_prefix("a", b"", Direction::Forward)
+                    .unwrap()
+                    .map(|entry| read(Some(entry.unwrap().1)))
+                    .collect();
+                assert!(scanned[1] >= scanned[0], "scan: {scanned:?}");
+                seen = second;
+            }
+        });
     }
 
     #[test]

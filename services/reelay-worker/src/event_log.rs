@@ -139,14 +139,24 @@ impl EventLog {
         let mut batch = WriteBatch::default();
         let mut last = 0;
         for change in changes {
-            if let Some(job) = &change.job
-                && !self.newer_attempt_recorded(job)?
-            {
-                batch.put(JOBS, job.job_id.as_bytes().to_vec(), job.encode_to_vec());
-                if is_terminal(job.state) {
-                    batch.delete(ACTIVE, job.job_id.as_bytes().to_vec());
-                } else {
-                    batch.put(ACTIVE, job.job_id.as_bytes().to_vec(), Vec::new());
+            if let Some(job) = &change.job {
+                let stored = self.get_job(&job.job_id)?;
+                // An attempt superseded on this node goes on reporting while it stops (its last
+                // lines, its end) after the newer attempt was accepted: its events are logged, but
+                // its record must not replace the newer one, which the coordinator reconciles with
+                // (GetJob) and recovery resumes from (`active`).
+                let superseded = stored
+                    .as_ref()
+                    .is_some_and(|stored| stored.attempt > job.attempt);
+                if !superseded {
+                    batch.put(JOBS, job.job_id.as_bytes().to_vec(), job.encode_to_vec());
+                    let was_active = stored.is_some_and(|stored| !is_terminal(stored.state));
+                    if is_terminal(job.state) {
+                        batch.delete(ACTIVE, job.job_id.as_bytes().to_vec());
+                    } else if !was_active {
+                        // An active attempt's entry is there already (progress rewrites nothing).
+                        batch.put(ACTIVE, job.job_id.as_bytes().to_vec(), Vec::new());
+                    }
                 }
             }
             let (job_id, attempt) = match (&change.job, &change.log) {
@@ -183,16 +193,6 @@ impl EventLog {
             self.last_seq.send_replace(last);
         }
         Ok(last)
-    }
-
-    /// Whether the job's record is of a newer attempt than `job`. An attempt superseded on this node
-    /// goes on reporting while it stops (its last lines, its end) after the newer attempt was
-    /// accepted: its events are logged, but its record must not replace the newer one, which the
-    /// coordinator reconciles with (GetJob) and recovery resumes from (`active`).
-    fn newer_attempt_recorded(&self, job: &v1::WorkerJob) -> Result<bool, WorkerError> {
-        Ok(self
-            .get_job(&job.job_id)?
-            .is_some_and(|stored| stored.attempt > job.attempt))
     }
 
     /// Hands out the next seq, reserving (durably) a new block first when the current one is used up.

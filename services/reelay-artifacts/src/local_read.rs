@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::blobs::ByteStream;
@@ -33,10 +33,14 @@ pub(crate) fn file_stream(file: File, range: Range<u64>, what: String) -> ByteSt
             }
             let len = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
             let read = tokio::task::spawn_blocking(move || {
-                let mut buffer = BytesMut::zeroed(len);
+                // Read into spare capacity: no zeroing of the buffer first.
+                let mut buffer = Vec::with_capacity(len);
                 file.seek(SeekFrom::Start(at))?;
-                file.read_exact(&mut buffer)?;
-                Ok::<_, std::io::Error>((buffer.freeze(), file))
+                (&mut file).take(len as u64).read_to_end(&mut buffer)?;
+                if buffer.len() < len {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                Ok::<_, std::io::Error>((Bytes::from(buffer), file))
             })
             .await
             .map_err(|err| ArtifactError::Unavailable(format!("file task failed: {err}")))?;

@@ -80,6 +80,23 @@ pub async fn create_latency(cluster: &TestCluster, calls: usize) -> (Duration, D
     (quantile(&mut samples, 0.5), quantile(&mut samples, 0.99))
 }
 
+/// p50 of one client's GetJob calls in a row (a job created for it): a call through the same
+/// server that stores nothing.
+pub async fn read_latency(cluster: &TestCluster, calls: usize) -> Duration {
+    let mut client = cluster.jobs().await;
+    let id = cluster.submit("noop", &[]).await.id;
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        client
+            .get_job(v1::GetJobRequest { id: id.clone() })
+            .await
+            .expect("get");
+        samples.push(started.elapsed());
+    }
+    quantile(&mut samples, 0.5)
+}
+
 pub fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -87,6 +87,23 @@ pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
     mb_per_s(bytes, started.elapsed())
 }
 
+/// MB/s of SHA-256 over `bytes` in 1 MiB chunks on one core (the `sha2` crate Reelay verifies
+/// with): every local transfer hashes its bytes at least once on one side.
+pub fn sha256_mb_s(bytes: u64) -> f64 {
+    use sha2::Digest;
+    let chunk = pattern(CHUNK);
+    let mut hasher = sha2::Sha256::new();
+    let started = Instant::now();
+    let mut hashed = 0u64;
+    while hashed < bytes {
+        let n = (bytes - hashed).min(CHUNK as u64) as usize;
+        hasher.update(&chunk[..n]);
+        hashed += n as u64;
+    }
+    std::hint::black_box(hasher.finalize());
+    mb_per_s(bytes, started.elapsed())
+}
+
 /// One round trip of an object through SeaweedFS alone.
 #[derive(Debug, Clone, Copy)]
 pub struct S3Figures {

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::intent;
@@ -105,6 +106,20 @@ pub struct SledStore {
     /// Held for writing by a commit, for reading by each read: a batch applied as an intent is
     /// seen whole or not at all, and commits (which all rewrite the one intent key) never overlap.
     commits: RwLock<()>,
+    /// A batch failed half way through its writes: every later commit is refused (they would
+    /// replace its intent), until the next open completes it.
+    half_applied: AtomicBool,
+}
+
+/// Where a test stops a batch stored as an intent, after how many of its writes.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// As if the process died there.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Crash(usize),
+    /// As if that write returned an error.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Fail(usize),
 }
 
 /// What the marker file says: the schema tag and, after a clean stop, the data file's size.
@@ -334,6 +349,7 @@ impl SledStore {
             path: path.to_owned(),
             tag: None,
             commits: RwLock::new(()),
+            half_applied: AtomicBool::new(false),
         };
         store.finish_interrupted_batch()?;
         store.check_schema(schema, marker.is_some())?;
@@ -396,32 +412,38 @@ impl SledStore {
     }
 
     /// Stores `writes` as an intent, then one by one, then removes the intent (the caller holds
-    /// the commit lock). `stop_after`: a crash after that many writes, for tests.
-    fn commit_as_intent(
-        &self,
-        writes: &[intent::StoredWrite],
-        stop_after: Option<usize>,
-    ) -> Result<()> {
+    /// the commit lock). `cut`: a crash or a failure after that many writes, for tests.
+    fn commit_as_intent(&self, writes: &[intent::StoredWrite], cut: Option<Cut>) -> Result<()> {
         let record = intent::encode(
             writes
                 .iter()
                 .map(|(key, value)| (key.as_slice(), value.as_deref())),
         );
         self.db.insert(INTENT_KEY, record).map_err(engine)?;
-        for (done, (key, value)) in writes.iter().enumerate() {
-            if stop_after == Some(done) {
-                return Ok(());
+        let applied = (|| {
+            for (done, (key, value)) in writes.iter().enumerate() {
+                match cut {
+                    Some(Cut::Crash(at)) if at == done => return Ok(false),
+                    Some(Cut::Fail(at)) if at == done => {
+                        return Err(StoreError::Engine("a write failed (test)".into()));
+                    }
+                    _ => {}
+                }
+                match value {
+                    Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
+                    None => self.db.remove(key.as_slice()).map(drop),
+                }
+                .map_err(engine)?;
             }
-            match value {
-                Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
-                None => self.db.remove(key.as_slice()).map(drop),
-            }
-            .map_err(engine)?;
-        }
-        if stop_after.is_none() {
             self.db.remove(INTENT_KEY).map_err(engine)?;
+            Ok(true)
+        })();
+        if applied.is_err() {
+            // Part of the batch is applied and its intent is the only record of the rest: no
+            // other write may replace it. The next open completes the batch.
+            self.half_applied.store(true, Ordering::SeqCst);
         }
-        Ok(())
+        applied.map(drop)
     }
 
     /// Checks the schema record; `marked`: the directory's marker says a database was made here.
@@ -615,6 +637,12 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
+        if self.half_applied.load(Ordering::SeqCst) {
+            return Err(StoreError::Engine(format!(
+                "an earlier write to {} failed half way; restart to complete it before writing more",
+                self.path.display()
+            )));
+        }
         if batch.len() > INTENT_MAX_WRITES {
             let mut stored = sled::Batch::default();
             for (tree, key, value) in batch.ops() {
@@ -783,13 +811,40 @@ mod tests {
                 store.commit(&before).unwrap();
                 let writes = store.stored_writes(&small_batch()).unwrap();
                 let _committing = store.committing();
-                store.commit_as_intent(&writes, Some(cut)).unwrap();
+                store
+                    .commit_as_intent(&writes, Some(Cut::Crash(cut)))
+                    .unwrap();
                 store.flush().unwrap();
             }
             let store = open(dir.path());
             assert_eq!(state_of(&store), whole, "cut after {cut} writes");
             assert_eq!(store.db.get(INTENT_KEY).unwrap(), None, "cut after {cut}");
         }
+    }
+
+    #[test]
+    fn a_small_batch_that_fails_half_way_stops_later_writes_and_is_completed_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            let writes = store.stored_writes(&small_batch()).unwrap();
+            {
+                let _committing = store.committing();
+                assert!(store.commit_as_intent(&writes, Some(Cut::Fail(2))).is_err());
+            }
+            let mut later = WriteBatch::default();
+            later.put("a", b"later".to_vec(), b"x".to_vec());
+            let err = store.commit(&later).unwrap_err();
+            assert!(err.to_string().contains("restart"), "{err}");
+            assert_eq!(store.get("a", b"later").unwrap(), None);
+        }
+        let store = open(dir.path());
+        assert_eq!(store.get("a", b"job").unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(store.get("b", b"cursor").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.get("a", b"old").unwrap(), None);
+        let mut later = WriteBatch::default();
+        later.put("a", b"later".to_vec(), b"x".to_vec());
+        store.commit(&later).unwrap();
     }
 
     #[test]

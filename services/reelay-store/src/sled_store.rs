@@ -407,8 +407,17 @@ impl SledStore {
         self.commits.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn committing(&self) -> RwLockWriteGuard<'_, ()> {
-        self.commits.write().unwrap_or_else(PoisonError::into_inner)
+    /// The commit lock, unless a batch failed half way (checked under the lock, so no commit
+    /// waiting for it slips past).
+    fn committing(&self) -> Result<RwLockWriteGuard<'_, ()>> {
+        let guard = self.commits.write().unwrap_or_else(PoisonError::into_inner);
+        if self.half_applied.load(Ordering::SeqCst) {
+            return Err(StoreError::Engine(format!(
+                "an earlier write to {} failed half way; restart to complete it before writing more",
+                self.path.display()
+            )));
+        }
+        Ok(guard)
     }
 
     /// Stores `writes` as an intent, then one by one, then removes the intent (the caller holds
@@ -637,12 +646,6 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
-        if self.half_applied.load(Ordering::SeqCst) {
-            return Err(StoreError::Engine(format!(
-                "an earlier write to {} failed half way; restart to complete it before writing more",
-                self.path.display()
-            )));
-        }
         if batch.len() > INTENT_MAX_WRITES {
             let mut stored = sled::Batch::default();
             for (tree, key, value) in batch.ops() {
@@ -652,11 +655,11 @@ impl Store for SledStore {
                     None => stored.remove(key),
                 }
             }
-            let _committing = self.committing();
+            let _committing = self.committing()?;
             return self.db.apply_batch(stored).map_err(engine);
         }
         let writes = self.stored_writes(batch)?;
-        let _committing = self.committing();
+        let _committing = self.committing()?;
         match writes.as_slice() {
             // One write is atomic by itself.
             [(key, value)] => match value {
@@ -810,7 +813,7 @@ mod tests {
                 before.put("a", b"old".to_vec(), b"x".to_vec());
                 store.commit(&before).unwrap();
                 let writes = store.stored_writes(&small_batch()).unwrap();
-                let _committing = store.committing();
+                let _committing = store.committing().unwrap();
                 store
                     .commit_as_intent(&writes, Some(Cut::Crash(cut)))
                     .unwrap();
@@ -829,7 +832,7 @@ mod tests {
             let store = open(dir.path());
             let writes = store.stored_writes(&small_batch()).unwrap();
             {
-                let _committing = store.committing();
+                let _committing = store.committing().unwrap();
                 assert!(store.commit_as_intent(&writes, Some(Cut::Fail(2))).is_err());
             }
             let mut later = WriteBatch::default();

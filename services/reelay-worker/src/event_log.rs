@@ -441,6 +441,40 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_stays_active_through_its_progress_and_a_retry_is_active_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let attempt = |attempt: u32, state: v1::JobState, progress: u32| v1::WorkerJob {
+            attempt,
+            progress,
+            ..job("a", state)
+        };
+        let active = |log: &EventLog| -> Vec<(u32, u32)> {
+            let jobs = log.active_jobs().unwrap();
+            jobs.iter().map(|job| (job.attempt, job.progress)).collect()
+        };
+        {
+            let log = EventLog::open_dir(dir.path()).unwrap();
+            log.append(vec![change(attempt(1, v1::JobState::Running, 0))])
+                .unwrap();
+            for progress in [10, 20, 30] {
+                log.append(vec![change(attempt(1, v1::JobState::Running, progress))])
+                    .unwrap();
+            }
+            assert_eq!(active(&log), [(1, 30)]);
+        }
+        let log = EventLog::open_dir(dir.path()).unwrap();
+        assert_eq!(active(&log), [(1, 30)], "still active after a restart");
+        log.append(vec![change(attempt(1, v1::JobState::Failed, 30))])
+            .unwrap();
+        assert!(active(&log).is_empty());
+        log.append(vec![change(attempt(2, v1::JobState::Running, 0))])
+            .unwrap();
+        log.append(vec![change(attempt(2, v1::JobState::Running, 50))])
+            .unwrap();
+        assert_eq!(active(&log), [(2, 50)], "the retry is active");
+    }
+
+    #[test]
     fn read_after_and_trim() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open_dir(dir.path()).unwrap();

@@ -140,6 +140,18 @@ impl Marker {
     }
 }
 
+/// A sled batch of `writes` (keys as stored; `None`: delete).
+fn sled_batch<'a>(writes: impl IntoIterator<Item = (Vec<u8>, Option<&'a [u8]>)>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.insert(key, value),
+            None => batch.remove(key),
+        }
+    }
+    batch
+}
+
 fn engine(err: sled::Error) -> StoreError {
     StoreError::Engine(err.to_string())
 }
@@ -377,13 +389,11 @@ impl SledStore {
                 found.len()
             ))
         })?;
-        let mut batch = sled::Batch::default();
-        for (key, value) in &writes {
-            match value {
-                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                None => batch.remove(key.as_slice()),
-            }
-        }
+        let mut batch = sled_batch(
+            writes
+                .iter()
+                .map(|(key, value)| (key.clone(), value.as_deref())),
+        );
         batch.remove(INTENT_KEY);
         self.db.apply_batch(batch).map_err(engine)?;
         self.flush()?;
@@ -393,6 +403,15 @@ impl SledStore {
             "completed a write that a stop had interrupted"
         );
         Ok(())
+    }
+
+    /// One write, atomic by itself.
+    fn write_one(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(value) => self.db.insert(key, value).map(drop),
+            None => self.db.remove(key).map(drop),
+        }
+        .map_err(engine)
     }
 
     /// The writes of `batch` with their keys as stored.
@@ -438,11 +457,7 @@ impl SledStore {
                     }
                     _ => {}
                 }
-                match value {
-                    Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
-                    None => self.db.remove(key.as_slice()).map(drop),
-                }
-                .map_err(engine)?;
+                self.write_one(key, value.as_deref())?;
             }
             self.db.remove(INTENT_KEY).map_err(engine)?;
             Ok(true)
@@ -647,26 +662,18 @@ impl Store for SledStore {
             return Ok(());
         }
         if batch.len() > INTENT_MAX_WRITES {
-            let mut stored = sled::Batch::default();
-            for (tree, key, value) in batch.ops() {
-                let key = self.key(tree, key)?;
-                match value {
-                    Some(value) => stored.insert(key, value),
-                    None => stored.remove(key),
-                }
-            }
+            let writes = batch
+                .ops()
+                .map(|(tree, key, value)| Ok((self.key(tree, key)?, value)))
+                .collect::<Result<Vec<_>>>()?;
+            let stored = sled_batch(writes);
             let _committing = self.committing()?;
             return self.db.apply_batch(stored).map_err(engine);
         }
         let writes = self.stored_writes(batch)?;
         let _committing = self.committing()?;
         match writes.as_slice() {
-            // One write is atomic by itself.
-            [(key, value)] => match value {
-                Some(value) => self.db.insert(key.as_slice(), value.as_slice()).map(drop),
-                None => self.db.remove(key.as_slice()).map(drop),
-            }
-            .map_err(engine),
+            [(key, value)] => self.write_one(key, value.as_deref()),
             small => self.commit_as_intent(small, None),
         }
     }

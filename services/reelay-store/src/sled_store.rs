@@ -140,8 +140,11 @@ impl Marker {
     }
 }
 
-/// A sled batch of `writes` (keys as stored; `None`: delete).
-fn sled_batch<'a>(writes: impl IntoIterator<Item = (Vec<u8>, Option<&'a [u8]>)>) -> sled::Batch {
+/// A write with its key as stored (tree prefix included); `None`: delete.
+type Write<'a> = (Vec<u8>, Option<&'a [u8]>);
+
+/// A sled batch of `writes`.
+fn sled_batch<'a>(writes: impl IntoIterator<Item = Write<'a>>) -> sled::Batch {
     let mut batch = sled::Batch::default();
     for (key, value) in writes {
         match value {
@@ -414,11 +417,11 @@ impl SledStore {
         .map_err(engine)
     }
 
-    /// The writes of `batch` with their keys as stored.
-    fn stored_writes(&self, batch: &WriteBatch) -> Result<Vec<intent::StoredWrite>> {
+    /// The writes of `batch` with their keys as stored (the values borrowed from it).
+    fn stored_writes<'a>(&self, batch: &'a WriteBatch) -> Result<Vec<Write<'a>>> {
         batch
             .ops()
-            .map(|(tree, key, value)| Ok((self.key(tree, key)?, value.map(<[u8]>::to_vec))))
+            .map(|(tree, key, value)| Ok((self.key(tree, key)?, value)))
             .collect()
     }
 
@@ -441,12 +444,8 @@ impl SledStore {
 
     /// Stores `writes` as an intent, then one by one, then removes the intent (the caller holds
     /// the commit lock). `cut`: a crash or a failure after that many writes, for tests.
-    fn commit_as_intent(&self, writes: &[intent::StoredWrite], cut: Option<Cut>) -> Result<()> {
-        let record = intent::encode(
-            writes
-                .iter()
-                .map(|(key, value)| (key.as_slice(), value.as_deref())),
-        );
+    fn commit_as_intent(&self, writes: &[Write<'_>], cut: Option<Cut>) -> Result<()> {
+        let record = intent::encode(writes.iter().map(|(key, value)| (key.as_slice(), *value)));
         self.db.insert(INTENT_KEY, record).map_err(engine)?;
         let applied = (|| {
             for (done, (key, value)) in writes.iter().enumerate() {
@@ -457,7 +456,7 @@ impl SledStore {
                     }
                     _ => {}
                 }
-                self.write_one(key, value.as_deref())?;
+                self.write_one(key, *value)?;
             }
             self.db.remove(INTENT_KEY).map_err(engine)?;
             Ok(true)
@@ -662,18 +661,14 @@ impl Store for SledStore {
             return Ok(());
         }
         if batch.len() > INTENT_MAX_WRITES {
-            let writes = batch
-                .ops()
-                .map(|(tree, key, value)| Ok((self.key(tree, key)?, value)))
-                .collect::<Result<Vec<_>>>()?;
-            let stored = sled_batch(writes);
+            let stored = sled_batch(self.stored_writes(batch)?);
             let _committing = self.committing()?;
             return self.db.apply_batch(stored).map_err(engine);
         }
         let writes = self.stored_writes(batch)?;
         let _committing = self.committing()?;
         match writes.as_slice() {
-            [(key, value)] => self.write_one(key, value.as_deref()),
+            [(key, value)] => self.write_one(key, *value),
             small => self.commit_as_intent(small, None),
         }
     }
@@ -819,7 +814,8 @@ mod tests {
                 before.put("a", b"job".to_vec(), b"v1".to_vec());
                 before.put("a", b"old".to_vec(), b"x".to_vec());
                 store.commit(&before).unwrap();
-                let writes = store.stored_writes(&small_batch()).unwrap();
+                let batch = small_batch();
+                let writes = store.stored_writes(&batch).unwrap();
                 let _committing = store.committing().unwrap();
                 store
                     .commit_as_intent(&writes, Some(Cut::Crash(cut)))
@@ -837,7 +833,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
-            let writes = store.stored_writes(&small_batch()).unwrap();
+            let batch = small_batch();
+            let writes = store.stored_writes(&batch).unwrap();
             {
                 let _committing = store.committing().unwrap();
                 assert!(store.commit_as_intent(&writes, Some(Cut::Fail(2))).is_err());

@@ -8,7 +8,8 @@
 //! - [`blobs`]: the [`Blobs`] trait every part of Reelay reads and writes the store through — a
 //!   ranged read and a resumable multipart write — and [`ObjectRef`].
 //! - [`object`]: [`ObjectBlobs`], the store itself on `object_store` (S3, or a local directory with
-//!   [`local_parts`] for its multipart writes and [`local_read`] for its reads).
+//!   [`local_parts`] for its multipart writes and [`local_read`] for its reads, which workers use
+//!   for their outputs too).
 //! - [`remote`]: [`remote::CoordinatorBlobs`], a worker's way to the coordinator's store over the
 //!   internal ArtifactService, and the server side of that service.
 //! - [`location`]: the `--artifacts` URL and the S3 options (`AWS_*`).
@@ -23,7 +24,7 @@ pub mod error;
 pub mod fetch;
 pub mod keys;
 pub(crate) mod local_parts;
-pub(crate) mod local_read;
+pub mod local_read;
 pub mod location;
 pub mod meter;
 pub mod object;

@@ -1,9 +1,12 @@
-//! Reads of a local artifact directory in big chunks.
+//! Reads of a local file in big chunks, read ahead.
 //!
 //! `object_store`'s `LocalFileSystem` streams a file in 8 KiB chunks, one blocking task each: a
 //! staging through the coordinator, or a download, then moved ~100 MB/s on a machine whose disk
 //! and loopback do several times that, and each chunk became a gRPC message of its own. Here a
-//! file is read in [`CHUNK`] pieces (the size of one message on the way to a worker or a client).
+//! file is read in [`CHUNK`] pieces (the size of one message on the way to a worker or a client)
+//! by one blocking task that stays [`READ_AHEAD`] chunks ahead of the consumer: the next reads
+//! overlap with whatever the consumer does with the last (hashing, sending). A worker reads its
+//! outputs the same way on their way to the store.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -11,46 +14,53 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use crate::blobs::ByteStream;
 use crate::error::ArtifactError;
 
 /// Bytes read at a time.
 pub(crate) const CHUNK: usize = 1 << 20;
+/// Chunks read and not yet taken, at most: what the read-ahead costs in memory.
+const READ_AHEAD: usize = 2;
 
-/// The bytes of `range` of `file` (`what` names it in errors), [`CHUNK`] at a time, each read in
-/// a blocking task.
-pub(crate) fn file_stream(file: File, range: Range<u64>, what: String) -> ByteStream {
-    let state = (Some(file), range.start, range.end);
-    futures::stream::try_unfold(state, move |(file, at, end)| {
-        let what = what.clone();
-        async move {
-            let Some(mut file) = file else {
-                return Ok(None);
-            };
-            if at >= end {
-                return Ok(None);
-            }
-            let len = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            let read = tokio::task::spawn_blocking(move || {
-                // Read into spare capacity: no zeroing of the buffer first.
-                let mut buffer = Vec::with_capacity(len);
-                file.seek(SeekFrom::Start(at))?;
-                (&mut file).take(len as u64).read_to_end(&mut buffer)?;
-                if buffer.len() < len {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                Ok::<_, std::io::Error>((Bytes::from(buffer), file))
-            })
-            .await
-            .map_err(|err| ArtifactError::Unavailable(format!("file task failed: {err}")))?;
-            let (chunk, file): (Bytes, File) =
-                read.map_err(|err| ArtifactError::disk(&format!("reading {what}"), &err))?;
-            let next = at + chunk.len() as u64;
-            Ok(Some((chunk, (Some(file), next, end))))
+/// The bytes of `range` of `file` (`what` names it in errors), [`CHUNK`] at a time, read ahead
+/// by a blocking task (which stops when the stream is dropped). A file shorter than `range` is
+/// an error, not a short stream.
+pub fn file_stream(file: File, range: Range<u64>, what: String) -> ByteStream {
+    let (sender, receiver) = mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(err) = read_range(file, range, &sender) {
+            let _ =
+                sender.blocking_send(Err(ArtifactError::disk(&format!("reading {what}"), &err)));
         }
-    })
-    .boxed()
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+}
+
+/// Reads `range` of `file` into `sender` chunk by chunk; stops early, without error, once the
+/// receiver is gone.
+fn read_range(
+    mut file: impl Read + Seek,
+    range: Range<u64>,
+    sender: &mpsc::Sender<Result<Bytes, ArtifactError>>,
+) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut at = range.start;
+    while at < range.end {
+        let len = usize::try_from(range.end - at).unwrap_or(CHUNK).min(CHUNK);
+        // Read into spare capacity: no zeroing of the buffer first.
+        let mut buffer = Vec::with_capacity(len);
+        (&mut file).take(len as u64).read_to_end(&mut buffer)?;
+        if buffer.len() < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        at += len as u64;
+        if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,5 +93,31 @@ mod tests {
         );
         let results: Vec<_> = stream.collect().await;
         assert!(results.last().unwrap().is_err());
+    }
+
+    #[test]
+    fn stops_reading_once_the_stream_is_dropped() {
+        /// Counts the bytes read through it.
+        struct Counting(std::io::Cursor<Vec<u8>>, u64);
+        impl Read for Counting {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1 += n as u64;
+                Ok(n)
+            }
+        }
+        impl Seek for Counting {
+            fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+                self.0.seek(pos)
+            }
+        }
+        let mut file = Counting(std::io::Cursor::new(vec![7u8; CHUNK * 8]), 0);
+        let (sender, receiver) = mpsc::channel(READ_AHEAD);
+        drop(receiver);
+        read_range(&mut file, 0..(CHUNK * 8) as u64, &sender).unwrap();
+        assert_eq!(
+            file.1, CHUNK as u64,
+            "one chunk read, then the reader saw nobody takes them"
+        );
     }
 }

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use reelay_artifacts::fetch::{Expected, fetch_to_file};
+use reelay_artifacts::local_read::file_stream;
 use reelay_artifacts::meter::{Meter, human_bytes};
 use reelay_artifacts::retry::Backoff;
 use reelay_artifacts::writer::{PartWriter, WriteState};
 use reelay_artifacts::{ArtifactError, Blobs, ObjectRef, keys, part_size_for};
 use reelay_proto::v1;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::cache::{alias_of, link_inputs};
 use crate::runner::record;
@@ -24,8 +25,6 @@ use crate::supervisor::{RunControl, Supervisor};
 
 /// Progress is recorded at most this often.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// Bytes read from an output file at a time.
-const READ_CHUNK: usize = 1 << 20;
 
 /// How a transfer ended when it did not succeed.
 #[derive(Debug)]
@@ -512,36 +511,36 @@ async fn upload_one(
     let disk = |err: std::io::Error| {
         ArtifactError::disk(&format!("reading the output {}", path.display()), &err)
     };
-    let mut file = tokio::fs::File::open(&path).await.map_err(disk)?;
+    let file = tokio::fs::File::open(&path).await.map_err(disk)?;
+    let length = file.metadata().await.map_err(disk)?.len();
+    if length != upload.size {
+        return Err(UploadError::Store(ArtifactError::Integrity(format!(
+            "output {} has {length} bytes now, {} when the pipeline ended: it changed",
+            upload.name, upload.size
+        ))));
+    }
     let start = writer.state().stored();
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(disk)?;
-    let mut buffer = vec![0u8; READ_CHUNK];
+    let mut chunks = file_stream(
+        file.into_std().await,
+        start..upload.size,
+        format!("the output {}", path.display()),
+    );
     loop {
         if control.stop.is_cancelled() {
             return Err(UploadError::Interrupted(TransferEnd::Stopped));
         }
-        let read = file.read(&mut buffer).await.map_err(disk)?;
-        if read == 0 {
+        let Some(chunk) = chunks.next().await else {
             break;
-        }
+        };
+        let chunk = chunk?;
         let stored = tokio::select! {
-            stored = writer.write(&buffer[..read]) => stored?,
+            stored = writer.write(&chunk) => stored?,
             end = interrupted(control) => return Err(UploadError::Interrupted(end)),
         };
         if stored > 0 {
             save(&mut job.uploads[index], writer.state());
         }
         progress.at(job, before + writer.written(), false).await;
-    }
-    if writer.written() != upload.size {
-        return Err(UploadError::Store(ArtifactError::Integrity(format!(
-            "output {} has {} bytes now, {} when the pipeline ended: it changed",
-            upload.name,
-            writer.written(),
-            upload.size
-        ))));
     }
     let sha256 = writer.seal().await?;
     save(&mut job.uploads[index], writer.state());

@@ -87,6 +87,142 @@ pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
     mb_per_s(bytes, started.elapsed())
 }
 
+/// SHA-256 on a thread of its own, fed chunk by chunk: what a verifying receiver adds at least
+/// (the hash on a core of its own, overlapping with the write).
+struct Hasher {
+    chunks: Option<std::sync::mpsc::SyncSender<Bytes>>,
+    thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Hasher {
+    fn start() -> Hasher {
+        use sha2::Digest;
+        let (chunks, received) = std::sync::mpsc::sync_channel::<Bytes>(4);
+        let thread = std::thread::spawn(move || {
+            let mut hasher = sha2::Sha256::new();
+            for chunk in received {
+                hasher.update(&chunk);
+            }
+            hasher.finalize().to_vec()
+        });
+        Hasher {
+            chunks: Some(chunks),
+            thread,
+        }
+    }
+
+    fn update(&self, chunk: Bytes) {
+        if let Some(chunks) = &self.chunks {
+            chunks.send(chunk).expect("the hashing thread runs");
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.chunks = None;
+        self.thread.join().expect("the hashing thread")
+    }
+}
+
+/// Writes the chunks it is sent into a new file at `path` and fsyncs it, on a thread of its own;
+/// with `verify`, a [`Hasher`] hashes them meanwhile. Returns the bytes written.
+fn file_sink(
+    path: std::path::PathBuf,
+    verify: bool,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    std::thread::JoinHandle<u64>,
+) {
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let thread = std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&path).expect("the copy's file");
+        let hasher = verify.then(Hasher::start);
+        let mut written = 0u64;
+        while let Some(chunk) = chunks.blocking_recv() {
+            file.write_all(&chunk).expect("write the copy");
+            written += chunk.len() as u64;
+            if let Some(hasher) = &hasher {
+                hasher.update(chunk);
+            }
+        }
+        file.sync_all().expect("fsync the copy");
+        if let Some(hasher) = hasher {
+            std::hint::black_box(hasher.finish());
+        }
+        written
+    });
+    (sender, thread)
+}
+
+/// MB/s of a raw copy of a file over loopback TCP, the least any local transfer does without its
+/// protocol: a thread reads a stored file (`bytes`, in the page cache, as a stored artifact is) in
+/// 1 MiB reads and writes each to a socket; another reads the socket and writes a new file on the
+/// same disk, then fsyncs it. Timed from the first read until the copy is synced. `verify`: the
+/// receiver also hashes every byte (SHA-256, on a thread of its own), the least a verified
+/// transfer adds.
+pub fn loopback_copy_mb_s(bytes: u64, verify: bool) -> f64 {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source");
+    {
+        let mut file = std::fs::File::create(&source).expect("source file");
+        let chunk = pattern(CHUNK);
+        let mut written = 0u64;
+        while written < bytes {
+            let n = (bytes - written).min(CHUNK as u64) as usize;
+            file.write_all(&chunk[..n]).expect("write the source");
+            written += n as u64;
+        }
+        file.sync_all().expect("fsync the source");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = listener.local_addr().expect("local addr");
+    let target = dir.path().join("copy");
+    let started = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        let mut file = std::fs::File::create(&target).expect("copy file");
+        let hasher = verify.then(Hasher::start);
+        let mut received = 0u64;
+        loop {
+            let mut buffer = Vec::with_capacity(CHUNK);
+            (&mut socket)
+                .take(CHUNK as u64)
+                .read_to_end(&mut buffer)
+                .expect("read the socket");
+            if buffer.is_empty() {
+                break;
+            }
+            file.write_all(&buffer).expect("write the copy");
+            received += buffer.len() as u64;
+            if let Some(hasher) = &hasher {
+                hasher.update(buffer.into());
+            }
+        }
+        file.sync_all().expect("fsync the copy");
+        if let Some(hasher) = hasher {
+            std::hint::black_box(hasher.finish());
+        }
+        received
+    });
+    let mut socket = std::net::TcpStream::connect(address).expect("connect");
+    let mut file = std::fs::File::open(&source).expect("open the source");
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buffer).expect("read the source");
+        if n == 0 {
+            break;
+        }
+        socket.write_all(&buffer[..n]).expect("write the socket");
+    }
+    socket
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let received = receiver.join().expect("receiver");
+    let elapsed = started.elapsed();
+    assert_eq!(received, bytes, "the copy has every byte");
+    mb_per_s(bytes, elapsed)
+}
+
 /// MB/s of SHA-256 over `bytes` in 1 MiB chunks on one core (the `sha2` crate Reelay verifies
 /// with): every local transfer hashes its bytes at least once on one side.
 pub fn sha256_mb_s(bytes: u64) -> f64 {
@@ -112,6 +248,9 @@ pub struct S3Figures {
     pub put: f64,
     /// MB/s of a streamed `get` of the same object, read to its end.
     pub get: f64,
+    /// MB/s of the same `get` into a new file (fsynced), hashed on a thread of its own meanwhile:
+    /// the least a verified fetch into a node's cache does.
+    pub get_verified: f64,
     /// weed's RSS during both.
     pub server_rss: RssPeak,
 }
@@ -167,10 +306,30 @@ pub async fn s3_round_trip(
     })
     .await;
 
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let (sink, written) = file_sink(dir.path().join("object"), true);
+    let mut stream = store.get(&path).await.expect("get").into_stream();
+    while let Some(chunk) = stream.next().await {
+        sink.send(chunk.expect("read object"))
+            .await
+            .expect("the writing thread runs");
+    }
+    drop(sink);
+    let written = tokio::task::spawn_blocking(move || written.join().expect("the writing thread"))
+        .await
+        .expect("join");
+    assert_eq!(
+        written, bytes,
+        "the object written to a file has every byte"
+    );
+    let get_verified = mb_per_s(bytes, started.elapsed());
+
     store.delete(&path).await.expect("delete");
     S3Figures {
         put,
         get,
+        get_verified,
         server_rss: RssPeak {
             before: rss_put[0].before,
             peak: rss_put[0].peak.max(rss_get[0].peak),

@@ -421,6 +421,14 @@ async fn transfer_limits_section(
         "- disk write + fsync of one file, 1 MiB writes: {:.0} MB/s",
         limits.disk
     );
+    let kept = transfer_limits::disk_writes_kept_mb_s(bytes, 4);
+    println!(
+        "- four new files written + fsynced one after another, all kept (what one transfer run writes): {} MB/s",
+        kept.iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut hashing: Vec<f64> = (0..runs)
         .map(|_| transfer_limits::sha256_mb_s(bytes))
         .collect();

@@ -87,6 +87,31 @@ pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
     mb_per_s(bytes, started.elapsed())
 }
 
+/// MB/s of each of `files` new files of `bytes` written + fsynced one after another and all kept
+/// until the last is written — as a transfer through Reelay keeps what it writes (the upload, the
+/// node's cached copy, the pipeline's output, the stored output: four new files of the same size).
+/// On a VM that reports its free pages to the host, only pages freed recently are fast to reuse,
+/// so the later files can be much slower than the first.
+pub fn disk_writes_kept_mb_s(bytes: u64, files: usize) -> Vec<f64> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunk = pattern(CHUNK);
+    (0..files)
+        .map(|index| {
+            let mut file =
+                std::fs::File::create(dir.path().join(format!("kept-{index}"))).expect("file");
+            let started = Instant::now();
+            let mut written = 0u64;
+            while written < bytes {
+                let n = (bytes - written).min(CHUNK as u64) as usize;
+                file.write_all(&chunk[..n]).expect("write");
+                written += n as u64;
+            }
+            file.sync_all().expect("fsync");
+            mb_per_s(bytes, started.elapsed())
+        })
+        .collect()
+}
+
 /// SHA-256 on a thread of its own, fed chunk by chunk: what a verifying receiver adds at least
 /// (the hash on a core of its own, overlapping with the write).
 struct Hasher {

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::blobs::{Blobs, ObjectRef};
 use crate::error::ArtifactError;
+use crate::hash_lane::HashLane;
 
 /// What the fetched file must be.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub async fn fetch_to_file(
             .map_err(|err| disk("reading", err))?;
     }
     progress(have);
+    // The rest is hashed on a thread of its own while it is written.
+    let hasher = HashLane::start(hasher);
     if have < expected.size {
         let mut stream = blobs.read(object, have).await?;
         let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, &mut out);
@@ -66,7 +69,7 @@ pub async fn fetch_to_file(
                     expected.size
                 )));
             }
-            hasher.update(&chunk);
+            hasher.update(chunk.clone()).await?;
             writer
                 .write_all(&chunk)
                 .await
@@ -83,7 +86,7 @@ pub async fn fetch_to_file(
             expected.size
         )));
     }
-    let sha256 = hex::encode(hasher.finalize());
+    let sha256 = hasher.finish().await?;
     if let Some(want) = expected.sha256
         && !want.eq_ignore_ascii_case(&sha256)
     {

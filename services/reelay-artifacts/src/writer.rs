@@ -5,6 +5,9 @@
 //! says everything needed to resume — the upload, the part ids and the SHA-256 state of the bytes of
 //! those parts — and the caller persists it. Bytes of a part not yet stored are lost with the
 //! writer; a resumed write starts again at [`WriteState::stored`].
+//!
+//! Parts are hashed in order on a thread of the writer's own ([`HashLane`]) while the caller fills
+//! the next part: the hash overlaps with receiving or reading the bytes instead of following it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::blobs::{Blobs, ObjectInfo};
 use crate::error::ArtifactError;
+use crate::hash_lane::{HashLane, PendingState, hasher_at};
 
 /// Parts stored at once by one writer: enough to keep a link busy, few enough to bound memory.
 const PARTS_IN_FLIGHT: usize = 3;
@@ -46,12 +50,12 @@ type PartTask = JoinHandle<Result<String, ArtifactError>>;
 pub struct PartWriter {
     blobs: Arc<dyn Blobs>,
     state: WriteState,
-    /// Over every byte given so far (stored, in flight, buffered).
-    hasher: Sha256,
+    /// Hashes every part given so far, in order.
+    hasher: HashLane,
     /// The part being filled.
     buffer: BytesMut,
-    /// Parts being stored, oldest first, with the hasher state after each.
-    in_flight: VecDeque<(PartTask, Vec<u8>)>,
+    /// Parts being stored, oldest first, with the hasher state after each (once hashed).
+    in_flight: VecDeque<(PartTask, PendingState)>,
 }
 
 impl PartWriter {
@@ -78,12 +82,7 @@ impl PartWriter {
 
     /// Resumes a write at `state` (as [`PartWriter::state`] gave it).
     pub fn resume(blobs: Arc<dyn Blobs>, state: WriteState) -> Result<Self, ArtifactError> {
-        let serialized = state.hasher.as_slice().try_into().map_err(|_| {
-            ArtifactError::Invalid("a resume point with a damaged SHA-256 state".to_owned())
-        })?;
-        let hasher = Sha256::deserialize(serialized).map_err(|_| {
-            ArtifactError::Invalid("a resume point with a damaged SHA-256 state".to_owned())
-        })?;
+        let hasher = hasher_at(&state.hasher)?;
         Ok(Self::with_state(blobs, state, hasher))
     }
 
@@ -94,7 +93,7 @@ impl PartWriter {
         PartWriter {
             blobs,
             state,
-            hasher,
+            hasher: HashLane::start(hasher),
             buffer: BytesMut::with_capacity(capacity),
             in_flight: VecDeque::new(),
         }
@@ -119,14 +118,13 @@ impl PartWriter {
         let mut stored = 0;
         while !data.is_empty() {
             let take = (part_size - self.buffer.len()).min(data.len());
-            self.hasher.update(&data[..take]);
             self.buffer.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buffer.len() == part_size {
                 if self.in_flight.len() >= PARTS_IN_FLIGHT {
                     stored += self.settle_one().await?;
                 }
-                self.dispatch();
+                self.dispatch().await?;
             }
         }
         stored += self.settle_ready().await?;
@@ -148,12 +146,12 @@ impl PartWriter {
         // An empty object is one empty part.
         if !self.buffer.is_empty() || (self.state.part_ids.is_empty() && self.in_flight.is_empty())
         {
-            self.dispatch();
+            self.dispatch().await?;
         }
         while !self.in_flight.is_empty() {
             self.settle_one().await?;
         }
-        Ok(hex::encode(self.hasher.clone().finalize()))
+        Ok(hex::encode(hasher_at(&self.state.hasher)?.finalize()))
     }
 
     /// Makes the object of the parts (after [`PartWriter::seal`]).
@@ -178,8 +176,8 @@ impl PartWriter {
             .await
     }
 
-    /// Sends the buffer as the next part.
-    fn dispatch(&mut self) {
+    /// Sends the buffer as the next part (and to the hash).
+    async fn dispatch(&mut self) -> Result<(), ArtifactError> {
         let part_size = usize::try_from(self.state.part_size).unwrap_or(usize::MAX);
         let data: Bytes = std::mem::replace(
             &mut self.buffer,
@@ -190,19 +188,22 @@ impl PartWriter {
         let blobs = Arc::clone(&self.blobs);
         let key = self.state.key.clone();
         let upload_id = self.state.upload_id.clone();
+        self.hasher.update(data.clone()).await?;
+        let hashed = self.hasher.state().await?;
         let task = tokio::spawn(async move { blobs.put_part(&key, &upload_id, index, data).await });
-        self.in_flight
-            .push_back((task, self.hasher.serialize().to_vec()));
+        self.in_flight.push_back((task, hashed));
+        Ok(())
     }
 
     /// Waits for the oldest part in flight and counts it.
     async fn settle_one(&mut self) -> Result<usize, ArtifactError> {
-        let Some((task, hasher)) = self.in_flight.pop_front() else {
+        let Some((task, hashed)) = self.in_flight.pop_front() else {
             return Ok(0);
         };
         let part_id = task
             .await
             .map_err(|err| ArtifactError::Unavailable(format!("part task failed: {err}")))??;
+        let hasher = hashed.wait().await?;
         self.state.part_ids.push(part_id);
         self.state.hasher = hasher;
         Ok(1)

@@ -56,8 +56,8 @@ pub async fn fetch_to_file(
             .map_err(|err| disk("reading", err))?;
     }
     progress(have);
-    // The rest is hashed on a thread of its own while it is written.
-    let hasher = HashLane::start(hasher);
+    // The rest is hashed beside the writes.
+    let mut hasher = HashLane::start(hasher);
     if have < expected.size {
         let mut stream = blobs.read(object, have).await?;
         let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, &mut out);

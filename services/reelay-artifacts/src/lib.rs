@@ -16,7 +16,7 @@
 //! - [`writer`]: [`writer::PartWriter`], a multipart write that checkpoints after each part (with the
 //!   SHA-256 state), so an upload cut anywhere resumes from its last part.
 //! - [`fetch`]: an object into a local file, resumed and verified.
-//! - [`hash_lane`]: SHA-256 on a thread of its own, fed in order (writes and fetches hash there).
+//! - [`hash_lane`]: SHA-256 beside the bytes, in order (writes and fetches hash there).
 //! - [`meter`]: bytes, rate and time left of a transfer. [`retry`]: waiting out an unreachable store.
 //! - [`error`]: [`ArtifactError`] and its gRPC status.
 

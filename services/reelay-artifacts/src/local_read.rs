@@ -1,70 +1,76 @@
-//! Reads of a local file in big chunks, read ahead.
+//! Reads of a local file in big chunks, one chunk ahead.
 //!
 //! `object_store`'s `LocalFileSystem` streams a file in 8 KiB chunks, one blocking task each: a
 //! staging through the coordinator, or a download, then moved ~100 MB/s on a machine whose disk
 //! and loopback do several times that, and each chunk became a gRPC message of its own. Here a
-//! file is read in [`CHUNK`] pieces (the size of one message on the way to a worker or a client)
-//! by one blocking task that stays [`READ_AHEAD`] chunks ahead of the consumer: the next reads
-//! overlap with whatever the consumer does with the last (hashing, sending). A worker reads its
+//! file is read in [`CHUNK`] pieces (the size of one message on the way to a worker or a client),
+//! each in a short blocking task started as soon as the previous piece is handed over: the next read
+//! overlaps with whatever the consumer does with the last (hashing, sending). No thread is held
+//! while the consumer waits (a slow client keeps no thread of the blocking pool). A worker reads its
 //! outputs the same way on their way to the store.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::blobs::ByteStream;
 use crate::error::ArtifactError;
 
 /// Bytes read at a time.
 pub(crate) const CHUNK: usize = 1 << 20;
-/// Chunks read and not yet taken, at most: what the read-ahead costs in memory.
-const READ_AHEAD: usize = 2;
 
-/// The bytes of `range` of `file` (`what` names it in errors), [`CHUNK`] at a time, read ahead
-/// by a blocking task (which stops when the stream is dropped). A file shorter than `range` is
-/// an error, not a short stream.
-pub fn file_stream(file: File, range: Range<u64>, what: String) -> ByteStream {
-    let (sender, receiver) = mpsc::channel(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        if let Err(err) = read_range(file, range, &sender) {
-            let _ =
-                sender.blocking_send(Err(ArtifactError::disk(&format!("reading {what}"), &err)));
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+/// A chunk being read: the bytes, the file (for the next read) and where the next read starts.
+type Reading<F> = JoinHandle<std::io::Result<(Bytes, F, u64)>>;
+
+/// The bytes of `range` of `file` (`what` names it in errors), [`CHUNK`] at a time, each read
+/// while the one before is consumed. A file shorter than `range` is an error, not a short stream.
+pub fn file_stream<F>(file: F, range: Range<u64>, what: String) -> ByteStream
+where
+    F: Read + Seek + Send + 'static,
+{
+    let end = range.end;
+    let first = (range.start < end).then(|| read_chunk(file, range.start, end));
+    futures::stream::try_unfold((first, what), move |(reading, what)| async move {
+        let Some(reading) = reading else {
+            return Ok(None);
+        };
+        let (chunk, file, next) = reading
+            .await
+            .map_err(|err| ArtifactError::Unavailable(format!("file task failed: {err}")))?
+            .map_err(|err| ArtifactError::disk(&format!("reading {what}"), &err))?;
+        let ahead = (next < end).then(|| read_chunk(file, next, end));
+        Ok(Some((chunk, (ahead, what))))
+    })
+    .boxed()
 }
 
-/// Reads `range` of `file` into `sender` chunk by chunk; stops early, without error, once the
-/// receiver is gone.
-fn read_range(
-    mut file: impl Read + Seek,
-    range: Range<u64>,
-    sender: &mpsc::Sender<Result<Bytes, ArtifactError>>,
-) -> std::io::Result<()> {
-    file.seek(SeekFrom::Start(range.start))?;
-    let mut at = range.start;
-    while at < range.end {
-        let len = usize::try_from(range.end - at).unwrap_or(CHUNK).min(CHUNK);
+/// Reads the chunk of `file` at `at` (up to `end`) in a blocking task.
+fn read_chunk<F>(mut file: F, at: u64, end: u64) -> Reading<F>
+where
+    F: Read + Seek + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let len = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
         // Read into spare capacity: no zeroing of the buffer first.
         let mut buffer = Vec::with_capacity(len);
+        file.seek(SeekFrom::Start(at))?;
         (&mut file).take(len as u64).read_to_end(&mut buffer)?;
         if buffer.len() < len {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        at += len as u64;
-        if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
+        Ok((Bytes::from(buffer), file, at + len as u64))
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
     #[tokio::test]
@@ -95,14 +101,14 @@ mod tests {
         assert!(results.last().unwrap().is_err());
     }
 
-    #[test]
-    fn stops_reading_once_the_stream_is_dropped() {
+    #[tokio::test]
+    async fn reads_one_chunk_ahead_and_no_more() {
         /// Counts the bytes read through it.
-        struct Counting(std::io::Cursor<Vec<u8>>, u64);
+        struct Counting(std::io::Cursor<Vec<u8>>, Arc<AtomicU64>);
         impl Read for Counting {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let n = self.0.read(buf)?;
-                self.1 += n as u64;
+                self.1.fetch_add(n as u64, Ordering::SeqCst);
                 Ok(n)
             }
         }
@@ -111,13 +117,22 @@ mod tests {
                 self.0.seek(pos)
             }
         }
-        let mut file = Counting(std::io::Cursor::new(vec![7u8; CHUNK * 8]), 0);
-        let (sender, receiver) = mpsc::channel(READ_AHEAD);
-        drop(receiver);
-        read_range(&mut file, 0..(CHUNK * 8) as u64, &sender).unwrap();
+        let read = Arc::new(AtomicU64::new(0));
+        let file = Counting(
+            std::io::Cursor::new(vec![7u8; CHUNK * 8]),
+            Arc::clone(&read),
+        );
+        let mut stream = file_stream(file, 0..(CHUNK * 8) as u64, "f".into());
+        assert_eq!(stream.next().await.unwrap().unwrap().len(), CHUNK);
+        // The next chunk is being read meanwhile; then nothing more until it is taken.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(read.load(Ordering::SeqCst), 2 * CHUNK as u64);
+        drop(stream);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(
-            file.1, CHUNK as u64,
-            "one chunk read, then the reader saw nobody takes them"
+            read.load(Ordering::SeqCst),
+            2 * CHUNK as u64,
+            "a dropped stream reads no more"
         );
     }
 }

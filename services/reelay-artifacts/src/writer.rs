@@ -6,8 +6,8 @@
 //! those parts — and the caller persists it. Bytes of a part not yet stored are lost with the
 //! writer; a resumed write starts again at [`WriteState::stored`].
 //!
-//! Parts are hashed in order on a thread of the writer's own ([`HashLane`]) while the caller fills
-//! the next part: the hash overlaps with receiving or reading the bytes instead of following it.
+//! Parts are hashed in order beside the writer ([`HashLane`]) while the caller fills the next part:
+//! the hash overlaps with receiving or reading the bytes instead of following it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -188,8 +188,7 @@ impl PartWriter {
         let blobs = Arc::clone(&self.blobs);
         let key = self.state.key.clone();
         let upload_id = self.state.upload_id.clone();
-        self.hasher.update(data.clone()).await?;
-        let hashed = self.hasher.state().await?;
+        let hashed = self.hasher.update_then_state(data.clone()).await?;
         let task = tokio::spawn(async move { blobs.put_part(&key, &upload_id, index, data).await });
         self.in_flight.push_back((task, hashed));
         Ok(())

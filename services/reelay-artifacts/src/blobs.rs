@@ -63,14 +63,15 @@ pub trait Blobs: Send + Sync + fmt::Debug + 'static {
     /// Starts a multipart write of `key`: every part is `part_size` bytes but the last.
     async fn create_multipart(&self, key: &str, part_size: u64) -> Result<String, ArtifactError>;
 
-    /// Stores part `index` (from 0); the returned id goes to [`Blobs::complete_multipart`]. Storing
-    /// the same part again replaces it.
+    /// Stores part `index` (from 0), its bytes the pieces of `data` in order (as they were
+    /// received: nobody copies them into one buffer first); the returned id goes to
+    /// [`Blobs::complete_multipart`]. Storing the same part again replaces it.
     async fn put_part(
         &self,
         key: &str,
         upload_id: &str,
         index: u32,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<String, ArtifactError>;
 
     /// Makes the object of the parts, in order; it exists only from now on.

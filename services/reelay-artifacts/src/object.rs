@@ -224,7 +224,7 @@ impl Blobs for ObjectBlobs {
         key: &str,
         upload_id: &str,
         index: u32,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<String, ArtifactError> {
         match &self.writes {
             Writes::S3(s3) => s3
@@ -232,7 +232,7 @@ impl Blobs for ObjectBlobs {
                     &self.path(key),
                     &upload_id.to_owned(),
                     index as usize,
-                    data.into(),
+                    data.into_iter().collect(),
                 )
                 .await
                 .map(|part| part.content_id)
@@ -332,7 +332,7 @@ mod tests {
         for (index, chunk) in [&b"abc"[..], b"def", b"g"].iter().enumerate() {
             parts.push(
                 blobs
-                    .put_part(key, &id, index as u32, Bytes::copy_from_slice(chunk))
+                    .put_part(key, &id, index as u32, vec![Bytes::copy_from_slice(chunk)])
                     .await
                     .unwrap(),
             );
@@ -348,7 +348,7 @@ mod tests {
         let other = "outputs/j/2/x";
         let id = blobs.create_multipart(other, 3).await.unwrap();
         let part = blobs
-            .put_part(other, &id, 0, Bytes::from_static(b"x"))
+            .put_part(other, &id, 0, vec![Bytes::from_static(b"x")])
             .await
             .unwrap();
         blobs

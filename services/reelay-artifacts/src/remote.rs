@@ -129,27 +129,30 @@ where
         key: &str,
         upload_id: &str,
         index: u32,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<String, ArtifactError> {
         let header = v1::PutPartRequest {
             part: Some(v1::put_part_request::Part::Header(v1::PartHeader {
                 key: key.to_owned(),
                 upload_id: upload_id.to_owned(),
                 index,
-                size: data.len() as u64,
+                size: data.iter().map(|piece| piece.len() as u64).sum(),
             })),
         };
-        let chunks = (0..data.len()).step_by(CHUNK).map(move |start| {
-            let end = (start + CHUNK).min(data.len());
-            v1::PutPartRequest {
-                part: Some(v1::put_part_request::Part::Data(data.slice(start..end))),
+        // Slices of the pieces, at most CHUNK each: the messages own no copy of the bytes.
+        let mut messages = vec![header];
+        for piece in data {
+            for start in (0..piece.len()).step_by(CHUNK) {
+                let end = (start + CHUNK).min(piece.len());
+                messages.push(v1::PutPartRequest {
+                    part: Some(v1::put_part_request::Part::Data(piece.slice(start..end))),
+                });
             }
-        });
-        let messages = futures::stream::iter(std::iter::once(header).chain(chunks));
+        }
         Ok(self
             .client
             .clone()
-            .put_part(messages)
+            .put_part(futures::stream::iter(messages))
             .await?
             .into_inner()
             .part_id)
@@ -317,32 +320,34 @@ impl ArtifactService for ArtifactServer {
         if header.size > MAX_PART {
             return Err(Status::invalid_argument("size: parts are at most 5 GiB"));
         }
-        let mut data = bytes::BytesMut::with_capacity(header.size as usize);
+        // The pieces as they came (each a slice of what was received, no copy), until the part's
+        // size is there.
+        let mut data = Vec::new();
+        let mut received = 0u64;
         while let Some(message) = stream.message().await? {
             match message.part {
                 Some(v1::put_part_request::Part::Data(chunk)) => {
-                    if data.len() as u64 + chunk.len() as u64 > header.size {
+                    received += chunk.len() as u64;
+                    if received > header.size {
                         return Err(Status::invalid_argument(format!(
                             "part {} is longer than its header says ({} bytes)",
                             header.index, header.size
                         )));
                     }
-                    data.extend_from_slice(&chunk);
+                    data.push(chunk);
                 }
                 _ => return Err(Status::invalid_argument("only data follows the header")),
             }
         }
-        if data.len() as u64 != header.size {
+        if received != header.size {
             return Err(Status::invalid_argument(format!(
-                "part {} ended after {} of {} bytes",
-                header.index,
-                data.len(),
-                header.size
+                "part {} ended after {received} of {} bytes",
+                header.index, header.size
             )));
         }
         let part_id = self
             .blobs
-            .put_part(&header.key, &header.upload_id, header.index, data.freeze())
+            .put_part(&header.key, &header.upload_id, header.index, data)
             .await?;
         Ok(Response::new(v1::PutPartResponse { part_id }))
     }

@@ -189,7 +189,8 @@ impl PartWriter {
         let key = self.state.key.clone();
         let upload_id = self.state.upload_id.clone();
         let hashed = self.hasher.update_then_state(data.clone()).await?;
-        let task = tokio::spawn(async move { blobs.put_part(&key, &upload_id, index, data).await });
+        let task =
+            tokio::spawn(async move { blobs.put_part(&key, &upload_id, index, vec![data]).await });
         self.in_flight.push_back((task, hashed));
         Ok(())
     }

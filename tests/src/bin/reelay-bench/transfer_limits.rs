@@ -70,11 +70,10 @@ pub async fn loopback_mb_s(bytes: u64) -> f64 {
     mb_per_s(bytes, elapsed)
 }
 
-/// MB/s of writing `bytes` to a new file in 1 MiB writes, then fsync, timed together (in the
-/// system's temp dir, on the same disk as the data dirs here).
-pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut file = std::fs::File::create(dir.path().join("transfer")).expect("file");
+/// Writes `bytes` of [`pattern`] to a new file at `path` in 1 MiB writes, then fsyncs it; the time
+/// from the first write until the fsync returned.
+fn write_new_file(path: &std::path::Path, bytes: u64) -> Duration {
+    let mut file = std::fs::File::create(path).expect("file");
     let chunk = pattern(CHUNK);
     let started = Instant::now();
     let mut written = 0u64;
@@ -84,7 +83,14 @@ pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
         written += n as u64;
     }
     file.sync_all().expect("fsync");
-    mb_per_s(bytes, started.elapsed())
+    started.elapsed()
+}
+
+/// MB/s of writing `bytes` to a new file in 1 MiB writes, then fsync, timed together (in the
+/// system's temp dir, on the same disk as the data dirs here).
+pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    mb_per_s(bytes, write_new_file(&dir.path().join("transfer"), bytes))
 }
 
 /// MB/s of each of `files` new files of `bytes` written + fsynced one after another and all kept
@@ -94,20 +100,10 @@ pub fn disk_write_fsync_mb_s(bytes: u64) -> f64 {
 /// so the later files can be much slower than the first.
 pub fn disk_writes_kept_mb_s(bytes: u64, files: usize) -> Vec<f64> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let chunk = pattern(CHUNK);
     (0..files)
         .map(|index| {
-            let mut file =
-                std::fs::File::create(dir.path().join(format!("kept-{index}"))).expect("file");
-            let started = Instant::now();
-            let mut written = 0u64;
-            while written < bytes {
-                let n = (bytes - written).min(CHUNK as u64) as usize;
-                file.write_all(&chunk[..n]).expect("write");
-                written += n as u64;
-            }
-            file.sync_all().expect("fsync");
-            mb_per_s(bytes, started.elapsed())
+            let path = dir.path().join(format!("kept-{index}"));
+            mb_per_s(bytes, write_new_file(&path, bytes))
         })
         .collect()
 }
@@ -148,6 +144,40 @@ impl Hasher {
     }
 }
 
+/// A new file a copy is written into, its chunks hashed meanwhile by a [`Hasher`] when verifying.
+struct CopyFile {
+    file: std::fs::File,
+    hasher: Option<Hasher>,
+    written: u64,
+}
+
+impl CopyFile {
+    fn create(path: &std::path::Path, verify: bool) -> CopyFile {
+        CopyFile {
+            file: std::fs::File::create(path).expect("the copy's file"),
+            hasher: verify.then(Hasher::start),
+            written: 0,
+        }
+    }
+
+    fn write(&mut self, chunk: Bytes) {
+        self.file.write_all(&chunk).expect("write the copy");
+        self.written += chunk.len() as u64;
+        if let Some(hasher) = &self.hasher {
+            hasher.update(chunk);
+        }
+    }
+
+    /// Fsyncs the file and waits for the hash; the bytes written.
+    fn finish(self) -> u64 {
+        self.file.sync_all().expect("fsync the copy");
+        if let Some(hasher) = self.hasher {
+            std::hint::black_box(hasher.finish());
+        }
+        self.written
+    }
+}
+
 /// Writes the chunks it is sent into a new file at `path` and fsyncs it, on a thread of its own;
 /// with `verify`, a [`Hasher`] hashes them meanwhile. Returns the bytes written.
 fn file_sink(
@@ -159,21 +189,11 @@ fn file_sink(
 ) {
     let (sender, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(4);
     let thread = std::thread::spawn(move || {
-        let mut file = std::fs::File::create(&path).expect("the copy's file");
-        let hasher = verify.then(Hasher::start);
-        let mut written = 0u64;
+        let mut copy = CopyFile::create(&path, verify);
         while let Some(chunk) = chunks.blocking_recv() {
-            file.write_all(&chunk).expect("write the copy");
-            written += chunk.len() as u64;
-            if let Some(hasher) = &hasher {
-                hasher.update(chunk);
-            }
+            copy.write(chunk);
         }
-        file.sync_all().expect("fsync the copy");
-        if let Some(hasher) = hasher {
-            std::hint::black_box(hasher.finish());
-        }
-        written
+        copy.finish()
     });
     (sender, thread)
 }
@@ -188,26 +208,14 @@ pub fn loopback_copy_mb_s(bytes: u64, verify: bool) -> f64 {
     use std::io::Read;
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("source");
-    {
-        let mut file = std::fs::File::create(&source).expect("source file");
-        let chunk = pattern(CHUNK);
-        let mut written = 0u64;
-        while written < bytes {
-            let n = (bytes - written).min(CHUNK as u64) as usize;
-            file.write_all(&chunk[..n]).expect("write the source");
-            written += n as u64;
-        }
-        file.sync_all().expect("fsync the source");
-    }
+    write_new_file(&source, bytes);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("local addr");
     let target = dir.path().join("copy");
     let started = Instant::now();
     let receiver = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("accept");
-        let mut file = std::fs::File::create(&target).expect("copy file");
-        let hasher = verify.then(Hasher::start);
-        let mut received = 0u64;
+        let mut copy = CopyFile::create(&target, verify);
         loop {
             let mut buffer = Vec::with_capacity(CHUNK);
             (&mut socket)
@@ -217,17 +225,9 @@ pub fn loopback_copy_mb_s(bytes: u64, verify: bool) -> f64 {
             if buffer.is_empty() {
                 break;
             }
-            file.write_all(&buffer).expect("write the copy");
-            received += buffer.len() as u64;
-            if let Some(hasher) = &hasher {
-                hasher.update(buffer.into());
-            }
+            copy.write(buffer.into());
         }
-        file.sync_all().expect("fsync the copy");
-        if let Some(hasher) = hasher {
-            std::hint::black_box(hasher.finish());
-        }
-        received
+        copy.finish()
     });
     let mut socket = std::net::TcpStream::connect(address).expect("connect");
     let mut file = std::fs::File::open(&source).expect("open the source");

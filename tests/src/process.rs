@@ -76,6 +76,53 @@ pub fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// The `/proc/PID/stat` fields after the command name (which may hold spaces and parentheses):
+/// the state is field 0, the parent's pid 1, user and system time 11 and 12.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    Some(after_name.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Clock ticks per second of `/proc` times: USER_HZ, 100 on every Linux ABI.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn cpu_of(fields: &[String]) -> f64 {
+    let ticks = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds; 0 once it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat_fields(pid)
+        .map(|fields| cpu_of(&fields))
+        .unwrap_or(0.0)
+}
+
+/// CPU time used so far by the living processes whose parent is one of `parents` (a worker's
+/// pipelines), in seconds.
+pub fn children_cpu_seconds(parents: &[u32]) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(stat_fields)
+        .filter(|fields| {
+            fields
+                .get(1)
+                .and_then(|ppid| ppid.parse::<u32>().ok())
+                .is_some_and(|ppid| parents.contains(&ppid))
+        })
+        .map(|fields| cpu_of(&fields))
+        .sum()
+}
+
 /// Resident memory of processes before and at the highest while something ran, in MiB
 /// ([`rss_peak_while`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,5 +346,30 @@ mod tests {
             rss_mib(pid) < peaks[0].peak - 100.0,
             "the block was given back"
         );
+    }
+
+    #[test]
+    fn cpu_seconds_count_a_busy_child_and_nothing_for_a_sleeping_one() {
+        let me = std::process::id();
+        let mut busy = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let mut idle = Command::new("sleep").arg("30").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let (busy_cpu, idle_cpu) = (cpu_seconds(busy.id()), cpu_seconds(idle.id()));
+        let children = children_cpu_seconds(&[me]);
+        busy.kill().unwrap();
+        idle.kill().unwrap();
+        busy.wait().unwrap();
+        idle.wait().unwrap();
+        assert!(busy_cpu >= 0.2, "a busy loop for 0.6 s: {busy_cpu} s");
+        assert!(idle_cpu < 0.05, "a sleep: {idle_cpu} s");
+        assert!(
+            children >= busy_cpu,
+            "children {children} s, busy {busy_cpu} s"
+        );
+        assert_eq!(cpu_seconds(busy.id()), 0.0, "gone");
+        assert!(children_cpu_seconds(&[u32::MAX]) == 0.0);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reelay_proto::v1;
-use reelay_tests::process::rss_mib;
+use reelay_tests::process::{children_cpu_seconds, cpu_seconds, rss_mib};
 use reelay_tests::{TestCluster, WorkerSpec};
 
 use crate::api;
@@ -114,6 +114,16 @@ pub async fn run(options: &CurveOptions) {
     if options.wants("progress") {
         let table = progress_curve(options).await;
         save(options, "progress", &table, &progress_chart(&table));
+        let cpu = table.select(&[
+            "running_jobs",
+            "cores_coordinator",
+            "cores_workers",
+            "cores_pipelines",
+            "cores_bench",
+            "reelay_cpu_us_per_line",
+            "runs",
+        ]);
+        save(options, "progress-cpu", &cpu, &progress_cpu_chart(&cpu));
     }
     if options.wants("watchers") {
         let table = watchers_curve(options).await;
@@ -230,6 +240,46 @@ struct ProgressPoint {
     samples: usize,
     /// Progress events a watched job delivered per second (1 / interval when keeping up).
     per_job_per_s: f64,
+    /// Cores used over the window by the coordinator, the workers, the pipelines (the jobs'
+    /// own processes) and this bench's watchers.
+    cpu: ProcessCpu,
+}
+
+/// Cores used over a window, by process group.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcessCpu {
+    coordinator: f64,
+    workers: f64,
+    pipelines: f64,
+    bench: f64,
+}
+
+impl ProcessCpu {
+    /// CPU seconds used so far by each group of `cluster`'s processes.
+    fn used_so_far(cluster: &TestCluster) -> ProcessCpu {
+        let workers: Vec<u32> = cluster
+            .workers
+            .iter()
+            .filter_map(|worker| worker.process.pid())
+            .collect();
+        ProcessCpu {
+            coordinator: cluster.coordinator.pid().map(cpu_seconds).unwrap_or(0.0),
+            workers: workers.iter().copied().map(cpu_seconds).sum(),
+            pipelines: children_cpu_seconds(&workers),
+            bench: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// Cores used between `before` and `self`, `window` apart.
+    fn cores_since(&self, before: &ProcessCpu, window: Duration) -> ProcessCpu {
+        let cores = |now: f64, then: f64| (now - then).max(0.0) / window.as_secs_f64();
+        ProcessCpu {
+            coordinator: cores(self.coordinator, before.coordinator),
+            workers: cores(self.workers, before.workers),
+            pipelines: cores(self.pipelines, before.pipelines),
+            bench: cores(self.bench, before.bench),
+        }
+    }
 }
 
 async fn progress_curve(options: &CurveOptions) -> Table {
@@ -242,6 +292,11 @@ async fn progress_curve(options: &CurveOptions) -> Table {
         "lines_per_job_per_s",
         "seen_running",
         "interval_ms",
+        "cores_coordinator",
+        "cores_workers",
+        "cores_pipelines",
+        "cores_bench",
+        "reelay_cpu_us_per_line",
         "runs",
     ]);
     for jobs in options.points(&[1, 10, 100, 1000], &[1, 10, 100]) {
@@ -259,7 +314,19 @@ async fn progress_curve(options: &CurveOptions) -> Table {
         let samples = median(&mut points.iter().map(|p| p.samples as f64).collect::<Vec<_>>());
         let rate = median(&mut points.iter().map(|p| p.per_job_per_s).collect::<Vec<_>>());
         let seen_running = median(&mut points.iter().map(|p| p.running as f64).collect::<Vec<_>>());
-        eprintln!("progress: {jobs} running → p50 {p50:.3} ms, p99 {p99:.3} ms ({samples} lines)");
+        let cores = |pick: fn(&ProcessCpu) -> f64| {
+            median(&mut points.iter().map(|p| pick(&p.cpu)).collect::<Vec<_>>())
+        };
+        let coordinator = cores(|cpu| cpu.coordinator);
+        let workers = cores(|cpu| cpu.workers);
+        let pipelines = cores(|cpu| cpu.pipelines);
+        let bench = cores(|cpu| cpu.bench);
+        // Reelay's own CPU per line printed: both servers' cores over the lines all jobs printed
+        // per second (each watched job's delivered rate stands for every job's).
+        let per_line_us = (coordinator + workers) / (jobs as f64 * rate).max(1.0) * 1e6;
+        eprintln!(
+            "progress: {jobs} running → p50 {p50:.3} ms, p99 {p99:.3} ms ({samples} lines); cores: coordinator {coordinator:.2}, workers {workers:.2}, pipelines {pipelines:.2}, bench {bench:.2}; Reelay {per_line_us:.0} µs of CPU per line"
+        );
         table.push(vec![
             jobs as f64,
             p50,
@@ -269,6 +336,11 @@ async fn progress_curve(options: &CurveOptions) -> Table {
             rate,
             seen_running,
             ms(PROGRESS_INTERVAL),
+            coordinator,
+            workers,
+            pipelines,
+            bench,
+            per_line_us,
             options.runs as f64,
         ]);
     }
@@ -335,8 +407,11 @@ async fn progress_point(jobs: usize, watched: usize, window: Duration) -> Progre
     let running = wait_running(&cluster, jobs, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     recording.store(true, Ordering::Relaxed);
+    let cpu_before = ProcessCpu::used_so_far(&cluster);
+    let opened = Instant::now();
     tokio::time::sleep(window).await;
     recording.store(false, Ordering::Relaxed);
+    let cpu = ProcessCpu::used_so_far(&cluster).cores_since(&cpu_before, opened.elapsed());
     let mut samples = std::mem::take(&mut *samples.lock().expect("samples"));
     cancel_all(&cluster, &ids).await;
     for watcher in watchers {
@@ -348,6 +423,7 @@ async fn progress_point(jobs: usize, watched: usize, window: Duration) -> Progre
         p99: quantile(&mut samples, 0.99),
         per_job_per_s: samples.len() as f64 / watched as f64 / window.as_secs_f64(),
         samples: samples.len(),
+        cpu,
     }
 }
 
@@ -427,6 +503,20 @@ fn progress_chart(table: &Table) -> Chart {
         vec![
             series(table, "p50_ms", "p50"),
             series(table, "p99_ms", "p99"),
+        ],
+    )
+}
+
+fn progress_cpu_chart(table: &Table) -> Chart {
+    chart(
+        "Cores used while jobs print progress, by process",
+        "concurrent running jobs, each printing every 100 ms (log scale)",
+        "cores (of the machine's 2)",
+        vec![
+            series(table, "cores_coordinator", "coordinator"),
+            series(table, "cores_workers", "workers"),
+            series(table, "cores_pipelines", "the jobs' own processes"),
+            series(table, "cores_bench", "bench (watchers)"),
         ],
     )
 }

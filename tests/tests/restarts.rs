@@ -92,6 +92,96 @@ async fn coordinator_kill9_loses_nothing_and_repeats_nothing() {
     }
 }
 
+/// What a watcher must see of an event, and the history hold: its version, change, state,
+/// attempt and progress.
+fn seen(event: &v1::JobEvent) -> (u64, i32, i32, u32, u32) {
+    let job = event.job.clone().unwrap_or_default();
+    (
+        event.version,
+        event.change,
+        job.state,
+        job.attempt,
+        job.progress,
+    )
+}
+
+/// `WatchJob` clients following jobs while their progress streams, across a kill -9 of the
+/// coordinator and then of a worker (resuming after the last version they saw, as a client
+/// should): each sees, after its snapshot, exactly the job's history — every version once, in
+/// order, none missing — and within an attempt the pipeline's progress never goes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn watchers_see_every_version_once_across_kill9_while_progress_streams() {
+    let mut cluster = TestCluster::builder().workers(2).start().await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let mut job = spec("count", &[("steps", "60"), ("interval_ms", "100")]);
+        job.max_attempts = 2;
+        ids.push(cluster.submit_spec(job).await.id);
+    }
+    let watchers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            tokio::spawn(reelay_tests::watch::until_terminal(
+                cluster.url(),
+                id.clone(),
+            ))
+        })
+        .collect();
+    cluster
+        .wait_job(&ids[0], Duration::from_secs(20), |job| job.progress >= 10)
+        .await;
+
+    cluster.coordinator.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.coordinator.restart();
+    cluster.wait_serving().await;
+    cluster
+        .wait_job(&ids[0], Duration::from_secs(20), |job| job.progress >= 30)
+        .await;
+    cluster.workers[0].process.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.workers[0].process.restart();
+
+    for (id, watcher) in ids.iter().zip(watchers) {
+        let events = tokio::time::timeout(Duration::from_secs(90), watcher)
+            .await
+            .unwrap_or_else(|_| panic!("job {id} never ended\n{}", cluster.logs()))
+            .expect("watcher task");
+        let (snapshot, after) = events.split_first().expect("a snapshot first");
+        assert_eq!(snapshot.change, v1::JobChange::Snapshot as i32);
+        let last = after.last().expect("events after the snapshot").version;
+        let history = cluster.history(id).await;
+        assert_contiguous(&history);
+        let expected: Vec<_> = history
+            .iter()
+            .filter(|event| event.version > snapshot.version && event.version <= last)
+            .map(seen)
+            .collect();
+        let watched: Vec<_> = after.iter().map(seen).collect();
+        assert_eq!(
+            watched, expected,
+            "job {id}: the watcher saw exactly the history after its snapshot"
+        );
+        let progress: Vec<(u32, u32)> = after
+            .iter()
+            .filter(|event| event.change == v1::JobChange::Progress as i32)
+            .filter_map(|event| event.job.as_ref())
+            .filter(|job| job.transfer.is_none())
+            .map(|job| (job.attempt, job.progress))
+            .collect();
+        assert!(
+            progress
+                .windows(2)
+                .all(|w| w[0].0 != w[1].0 || w[0].1 <= w[1].1),
+            "job {id}: progress went back within an attempt: {progress:?}"
+        );
+        assert!(
+            progress.len() >= 10,
+            "job {id}: progress streamed: {progress:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_kill9_fails_the_lost_process_and_keeps_the_queue() {
     let mut cluster = TestCluster::builder()

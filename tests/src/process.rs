@@ -104,22 +104,36 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU time used so far by the living threads of process `pid`, in seconds, to the nanosecond:
+/// the scheduler's run time of each (`/proc/PID/task/TID/schedstat`). `/proc/PID/stat` counts in
+/// 10 ms units, which a light process's time between two readings (a few wake-ups) falls within.
+fn run_time_seconds(pid: u32) -> f64 {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: u64 = threads
+        .filter_map(|thread| {
+            let stat = std::fs::read_to_string(thread.ok()?.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    nanos as f64 / 1e9
+}
+
 /// CPU time used so far by the living processes whose parent is one of `parents` (a worker's
-/// pipelines), in seconds.
+/// pipelines), in seconds, to the nanosecond (their living threads' run time).
 pub fn children_cpu_seconds(parents: &[u32]) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(stat_fields)
-        .filter(|fields| {
-            fields
-                .get(1)
-                .and_then(|ppid| ppid.parse::<u32>().ok())
+        .filter(|pid| {
+            stat_fields(*pid)
+                .and_then(|fields| fields.get(1)?.parse::<u32>().ok())
                 .is_some_and(|ppid| parents.contains(&ppid))
         })
-        .map(|fields| cpu_of(&fields))
+        .map(run_time_seconds)
         .sum()
 }
 

@@ -317,6 +317,17 @@ async fn page_p50(cluster: &TestCluster, request: v1::ListJobsRequest) -> Durati
 
 /// Stops the coordinator (SIGTERM, or SIGKILL when `crash`), starts it again and times how long
 /// until it serves ListJobs.
+/// Restart time after a kill -9 right after `jobs` creates on a fresh cluster: the start replays
+/// what sled logged since the database was opened (a clean stop checkpoints; a crash cannot).
+pub async fn crash_restart_after_writes(jobs: usize) -> Duration {
+    let mut cluster = TestCluster::builder()
+        .extra_config(TICK_PIPELINE)
+        .start()
+        .await;
+    create_throughput(&cluster, jobs, 64, 60_000_000).await;
+    time_restart(&mut cluster, true).await
+}
+
 pub async fn time_restart(cluster: &mut TestCluster, crash: bool) -> Duration {
     time_stop_and_restart(cluster, crash).await.1
 }

@@ -322,9 +322,23 @@ async fn main() {
             stored.restart_clean <= Duration::from_secs(1)
                 && stored.restart_crash <= Duration::from_secs(1),
         );
+        drop(cluster);
+        let crash_first = api::crash_restart_after_writes(options.stored).await;
+        row(
+            &format!(
+                "restart after kill -9 right after writing {} jobs",
+                options.stored
+            ),
+            "serving ≤ 1 s (issue 12)",
+            format!(
+                "{:.0} ms (sled replays what it logged since the database was opened)",
+                ms(crash_first)
+            ),
+            crash_first <= Duration::from_secs(1),
+        );
         row(
             &format!("ListJobs page of 50 at {} jobs", options.stored),
-            "≤ 5 ms",
+            "≤ 5 ms (issue 12: ≤ 1 ms)",
             format!(
                 "p50 {:.2} ms newest, {:.2} ms by state, {:.2} ms deep",
                 ms(stored.first_page),
@@ -335,7 +349,7 @@ async fn main() {
                 .first_page
                 .max(stored.state_page)
                 .max(stored.deep_page)
-                <= Duration::from_millis(5),
+                <= Duration::from_millis(1),
         );
     }
 

@@ -54,9 +54,9 @@ chunked compares transcode with transcode-chunked on 1, 2 and 3 workers sharing 
 workers pinned to a core each (taskset) as many as there are cores
 
 --curves       instead: cost against work, as CSV + SVG into --out DIR (default docs/perf):
-               creates/s by clients, progress latency by running jobs, RSS by watchers,
-               restart time and RSS by stored jobs (--quick: smaller points; --only picks
-               creates,progress,watchers,stored)
+               creates/s by clients, progress latency and the cores each process uses by
+               running jobs, RSS by watchers, restart time and RSS by stored jobs (--quick:
+               smaller points; --only picks creates,progress,watchers,stored)
 
 transfer-limits and the S3 half of transfers need SeaweedFS (scripts/setup-test-env.sh puts it in
 ~/.cache/reelay-s3/); transfers prints the transfer limits too, to read its ratios against.

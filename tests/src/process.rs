@@ -370,14 +370,18 @@ mod tests {
             .spawn()
             .unwrap();
         let mut idle = Command::new("sleep").arg("30").spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(600));
+        // Until the loop has had 0.2 s of a core (at once on an idle machine, later on a busy one).
+        let started = std::time::Instant::now();
+        while cpu_seconds(busy.id()) < 0.2 && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (busy_cpu, idle_cpu) = (cpu_seconds(busy.id()), cpu_seconds(idle.id()));
         let children = children_cpu_seconds(&[me]);
         busy.kill().unwrap();
         idle.kill().unwrap();
         busy.wait().unwrap();
         idle.wait().unwrap();
-        assert!(busy_cpu >= 0.2, "a busy loop for 0.6 s: {busy_cpu} s");
+        assert!(busy_cpu >= 0.2, "a busy loop for 20 s: {busy_cpu} s");
         assert!(idle_cpu < 0.05, "a sleep: {idle_cpu} s");
         assert!(
             children >= busy_cpu,

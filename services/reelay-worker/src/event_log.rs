@@ -4,8 +4,9 @@
 //! batch. Events are keyed by a big-endian `seq`, per worker and never reused: seqs are handed out
 //! from blocks reserved durably in `meta` *before* any of them is used, so even events that were
 //! streamed but not yet flushed when the worker crashed cannot have their numbers given again.
-//! State changes are flushed before they are acknowledged; log lines and progress are not (they
-//! are cheap to lose and the coordinator de-duplicates re-sent log lines by their number).
+//! State changes are flushed before they are acknowledged — and before they are streamed
+//! ([`crate::visibility`]); log lines and progress are not (they are cheap to lose and the
+//! coordinator de-duplicates re-sent log lines by their number).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -19,6 +20,7 @@ use reelay_store::{Direction, SledStore, Store, WriteBatch};
 use tokio::sync::watch;
 
 use crate::error::WorkerError;
+use crate::visibility::Visibility;
 
 pub(crate) const JOBS: &str = "jobs";
 pub(crate) const ACTIVE: &str = "active";
@@ -61,6 +63,9 @@ pub struct EventLog {
     store: Arc<dyn Store>,
     seq: Mutex<SeqState>,
     last_seq: watch::Sender<u64>,
+    /// Which events may be streamed: all but those behind a durable append not flushed yet.
+    visibility: Mutex<Visibility>,
+    visible: watch::Sender<u64>,
     /// Identifies this log; a new one (a wiped data dir) makes the coordinator start from seq 0.
     log_id: String,
 }
@@ -103,6 +108,7 @@ impl EventLog {
         store.commit(&batch)?;
         store.flush()?;
         let (last_seq, _) = watch::channel(last_written);
+        let (visible, _) = watch::channel(last_written);
         Ok(EventLog {
             store,
             seq: Mutex::new(SeqState {
@@ -110,6 +116,8 @@ impl EventLog {
                 reserved_until,
             }),
             last_seq,
+            visibility: Mutex::new(Visibility::starting_at(last_written)),
+            visible,
             log_id,
         })
     }
@@ -127,16 +135,32 @@ impl EventLog {
         *self.last_seq.borrow()
     }
 
-    /// Notified with the last seq after each append.
+    /// The last seq that may be streamed, notified as it grows: the events appended, except those
+    /// behind a durable append no flush has covered yet ([`EventLog::append_durable`]).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.last_seq.subscribe()
+        self.visible.subscribe()
     }
 
     /// Records `changes` atomically, with an event each. Not flushed: see [`EventLog::flush`].
     pub(crate) fn append(&self, changes: Vec<Change>) -> Result<u64, WorkerError> {
+        self.append_held(changes, false)
+    }
+
+    /// Records `changes` and makes them durable before it returns — and before their events (or
+    /// any appended after them) can be streamed: the coordinator never learns of a state the
+    /// worker could forget in a crash.
+    pub(crate) async fn append_durable(&self, changes: Vec<Change>) -> Result<u64, WorkerError> {
+        let last = self.append_held(changes, true)?;
+        self.flush().await?;
+        Ok(last)
+    }
+
+    /// [`EventLog::append`]; `held` keeps the events from streaming until a flush covers them.
+    fn append_held(&self, changes: Vec<Change>, held: bool) -> Result<u64, WorkerError> {
         let now = timestamp(SystemTime::now());
         let mut seq = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
         let mut batch = WriteBatch::default();
+        let mut first = 0;
         let mut last = 0;
         for change in changes {
             if let Some(job) = &change.job {
@@ -184,15 +208,33 @@ impl EventLog {
                     info: None,
                 };
                 batch.put(EVENTS, u64_key(number).to_vec(), event.encode_to_vec());
+                if first == 0 {
+                    first = number;
+                }
                 last = number;
             }
         }
         self.store.commit(&batch)?;
-        drop(seq);
         if last > 0 {
             self.last_seq.send_replace(last);
+            self.update_visibility(|visibility| visibility.appended(first, last, held));
         }
+        drop(seq);
         Ok(last)
+    }
+
+    fn update_visibility(&self, change: impl FnOnce(&mut Visibility)) {
+        let mut visibility = self
+            .visibility
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut visibility);
+        let visible = visibility.visible();
+        self.visible.send_if_modified(|current| {
+            let grew = visible > *current;
+            *current = (*current).max(visible);
+            grew
+        });
     }
 
     /// Hands out the next seq, reserving (durably) a new block first when the current one is used up.
@@ -217,12 +259,16 @@ impl EventLog {
         Ok(number)
     }
 
-    /// Makes everything appended so far durable (runs on a blocking thread).
+    /// Makes everything appended so far durable (runs on a blocking thread), and lets the events
+    /// it covers stream.
     pub async fn flush(&self) -> Result<(), WorkerError> {
+        // Every append that published its seq before this point is covered by the flush below.
+        let upto = self.last_seq();
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|err| WorkerError::Internal(format!("flush task: {err}")))??;
+        self.update_visibility(|visibility| visibility.flushed(upto));
         Ok(())
     }
 
@@ -232,11 +278,25 @@ impl EventLog {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<v1::WorkerEvent>, WorkerError> {
+        self.read_between(after_seq, u64::MAX, limit)
+    }
+
+    /// Up to `limit` events after `after_seq` and up to `upto` (included), in order.
+    pub fn read_between(
+        &self,
+        after_seq: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<v1::WorkerEvent>, WorkerError> {
+        if upto <= after_seq {
+            return Ok(Vec::new());
+        }
         let from = std::ops::Bound::Excluded(u64_key(after_seq).to_vec());
+        let to = std::ops::Bound::Included(u64_key(upto).to_vec());
         let mut events = Vec::new();
         for entry in self
             .store
-            .scan(EVENTS, from, std::ops::Bound::Unbounded, Direction::Forward)?
+            .scan(EVENTS, from, to, Direction::Forward)?
             .take(limit)
         {
             let (_, value) = entry?;
@@ -330,6 +390,48 @@ mod tests {
             job_event: true,
             log: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_durable_change_and_what_follows_stream_only_after_its_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open_dir(dir.path()).unwrap();
+        let visible = log.subscribe();
+        let running = log
+            .append(vec![change(job("a", v1::JobState::Running))])
+            .unwrap();
+        assert_eq!(
+            *visible.borrow(),
+            running,
+            "a progress-like change streams at once"
+        );
+        let ended = log
+            .append_held(vec![change(job("a", v1::JobState::Succeeded))], true)
+            .unwrap();
+        let other = log
+            .append(vec![change(job("b", v1::JobState::Running))])
+            .unwrap();
+        assert!(running < ended && ended < other);
+        assert_eq!(*visible.borrow(), running, "held until a flush covers it");
+        let streamable = log.read_between(0, *visible.borrow(), 10).unwrap();
+        assert_eq!(streamable.len(), 1);
+        log.flush().await.unwrap();
+        assert_eq!(
+            *visible.borrow(),
+            other,
+            "the flush lets it and what follows go"
+        );
+        assert_eq!(log.read_between(0, *visible.borrow(), 10).unwrap().len(), 3);
+        let last = log
+            .append_durable(vec![change(job("b", v1::JobState::Failed))])
+            .await
+            .unwrap();
+        assert_eq!(
+            *visible.borrow(),
+            last,
+            "durable on return, streamable on return"
+        );
+        assert!(log.read_between(last, last, 10).unwrap().is_empty());
     }
 
     #[test]

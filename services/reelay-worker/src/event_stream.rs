@@ -94,9 +94,14 @@ async fn next(mut state: State) -> Option<(Result<v1::WorkerEvent, Status>, Stat
             state.cursor = event.seq;
             return Some((Ok(event), state));
         }
-        // Marked seen before reading, so an append during the read wakes the wait below.
-        state.appended.borrow_and_update();
-        match state.supervisor.log().read_after(state.cursor, READ_BATCH) {
+        // Marked seen before reading, so an append during the read wakes the wait below. Only
+        // what may be streamed is read: a state change waits for its flush (`visibility`).
+        let visible = *state.appended.borrow_and_update();
+        match state
+            .supervisor
+            .log()
+            .read_between(state.cursor, visible, READ_BATCH)
+        {
             Ok(events) if !events.is_empty() => {
                 state.pending.extend(events);
                 continue;

@@ -31,6 +31,7 @@ pub mod service;
 pub mod store_access;
 pub mod supervisor;
 pub(crate) mod transfers;
+pub(crate) mod visibility;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -557,7 +557,8 @@ fn check_outputs(
     )
 }
 
-/// Writes the record (with an event when `event`) and an optional log line; flushes when `durable`.
+/// Writes the record (with an event when `event`) and an optional log line; when `durable`, flushes
+/// before returning and before its events can stream.
 pub(crate) async fn record(
     supervisor: &Supervisor,
     job: &v1::WorkerJob,
@@ -570,12 +571,13 @@ pub(crate) async fn record(
         job_event: event,
         log,
     };
-    if let Err(err) = supervisor.log.append(vec![change]) {
+    let recorded = if durable {
+        supervisor.log.append_durable(vec![change]).await
+    } else {
+        supervisor.log.append(vec![change])
+    };
+    if let Err(err) = recorded {
         tracing::error!(job_id = %job.job_id, error = %err, "cannot record a change of the attempt");
-        return;
-    }
-    if durable && let Err(err) = supervisor.log.flush().await {
-        tracing::error!(job_id = %job.job_id, error = %err, "cannot flush the event log");
     }
 }
 

@@ -248,12 +248,13 @@ impl Supervisor {
             timeout_seconds,
             ..Default::default()
         };
-        self.log.append(vec![Change {
-            job: Some(record.clone()),
-            job_event: true,
-            log: None,
-        }])?;
-        self.log.flush().await?;
+        self.log
+            .append_durable(vec![Change {
+                job: Some(record.clone()),
+                job_event: true,
+                log: None,
+            }])
+            .await?;
         let control = self.spawn_runner(record.clone(), previous, false);
         runs.insert(job_id.to_owned(), control);
         Ok(record)

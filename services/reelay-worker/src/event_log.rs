@@ -272,15 +272,6 @@ impl EventLog {
         Ok(())
     }
 
-    /// Up to `limit` events after `after_seq`, in order.
-    pub fn read_after(
-        &self,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<v1::WorkerEvent>, WorkerError> {
-        self.read_between(after_seq, u64::MAX, limit)
-    }
-
     /// Up to `limit` events after `after_seq` and up to `upto` (included), in order.
     pub fn read_between(
         &self,
@@ -444,7 +435,7 @@ mod tests {
             let last = log
                 .append(vec![change(job("a", v1::JobState::Succeeded))])
                 .unwrap();
-            assert_eq!(log.read_after(0, 10).unwrap().len(), 2);
+            assert_eq!(log.read_between(0, u64::MAX, 10).unwrap().len(), 2);
             // Nothing flushed explicitly: a crash could lose these two events.
             (log.log_id().to_owned(), last)
         };
@@ -496,7 +487,7 @@ mod tests {
             .collect();
         assert_eq!(active, [2], "attempt 2 is resumed after a restart");
         // Attempt 1's line and end are still in the log (the coordinator ignores them).
-        let events = log.read_after(0, 10).unwrap();
+        let events = log.read_between(0, u64::MAX, 10).unwrap();
         let attempts: Vec<u32> = events.iter().map(|event| event.attempt).collect();
         assert_eq!(attempts, [1, 2, 1, 1]);
         // The newer attempt goes on as usual.
@@ -525,7 +516,7 @@ mod tests {
             log: Some(line),
         }])
         .unwrap();
-        let events = log.read_after(0, 10).unwrap();
+        let events = log.read_between(0, u64::MAX, 10).unwrap();
         assert_eq!(
             events.len(),
             1,
@@ -587,10 +578,10 @@ mod tests {
                     .unwrap(),
             );
         }
-        let after = log.read_after(seqs[1], 2).unwrap();
+        let after = log.read_between(seqs[1], u64::MAX, 2).unwrap();
         assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), &seqs[2..4]);
         assert_eq!(log.trim_through(seqs[2]).unwrap(), 3);
-        assert_eq!(log.read_after(0, 10).unwrap().len(), 2);
+        assert_eq!(log.read_between(0, u64::MAX, 10).unwrap().len(), 2);
         assert_eq!(log.last_seq(), seqs[4]);
     }
 }

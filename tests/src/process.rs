@@ -87,7 +87,11 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// Clock ticks per second of `/proc` times: USER_HZ, 100 on every Linux ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-fn cpu_of(fields: &[String]) -> f64 {
+/// CPU time (user + system) process `pid` has used so far, in seconds; 0 once it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Some(fields) = stat_fields(pid) else {
+        return 0.0;
+    };
     let ticks = |n: usize| {
         fields
             .get(n)
@@ -95,13 +99,6 @@ fn cpu_of(fields: &[String]) -> f64 {
             .unwrap_or(0)
     };
     (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND
-}
-
-/// CPU time (user + system) process `pid` has used so far, in seconds; 0 once it is gone.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    stat_fields(pid)
-        .map(|fields| cpu_of(&fields))
-        .unwrap_or(0.0)
 }
 
 /// CPU time used so far by the living threads of process `pid`, in seconds, to the nanosecond:
